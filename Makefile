@@ -1,0 +1,40 @@
+# colorlab: `make help` lists the targets.
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+NAME ?= quickstart
+ARGS ?=
+# Real photos for the photo experiments; override with `make experiment COLORLAB_DATA=/my/photos`.
+COLORLAB_DATA ?= $(abspath ../shared/data/photos)
+export COLORLAB_DATA
+
+.PHONY: help install quickstart experiment resume smoke test test-all lint bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## create .venv and install colorlab with every extra, pinned by constraints.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip
+	$(VENV)/bin/pip install -c constraints.txt -e ".[all]"
+
+quickstart: install ## install, then train + evaluate the built-in quickstart experiment (~3 min on 2 CPU cores)
+	$(MAKE) experiment NAME=quickstart
+
+experiment: ## fit + test + report for experiments/$(NAME).yaml, e.g. make experiment NAME=unet_l1
+	$(PYTHON) -m colorlab experiment --config experiments/$(NAME).yaml $(ARGS)
+
+resume: ## continue the latest interrupted run of experiments/$(NAME).yaml from its last.ckpt
+	$(PYTHON) -m colorlab experiment --config experiments/$(NAME).yaml --resume $(ARGS)
+
+smoke: ## a few batches of experiments/$(NAME).yaml on CPU, offline, no logs: checks a config in seconds
+	WANDB_MODE=disabled $(PYTHON) -m colorlab fit --config experiments/$(NAME).yaml \
+		--trainer.fast_dev_run=2 --trainer.accelerator=cpu $(ARGS)
+
+test: ## the test suite (skips tests marked slow); this is what CI runs
+	$(PYTHON) -m pytest -m "not slow" -q
+
+test-all: ## every test, slow ones included
+	$(PYTHON) -m pytest -q
+
+lint: ## ruff
+	$(PYTHON) -m ruff check colorlab tests

@@ -1,0 +1,3 @@
+from colorlab.cli import main
+
+main()

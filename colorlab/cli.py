@@ -1,0 +1,93 @@
+"""``python -m colorlab``: Lightning's fit/validate/test/predict on experiment YAMLs, plus colorlab's own
+commands (``experiment`` and the tools later modules add), each a plain ``main(argv)`` function."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from colorlab.approaches.base import ColorizationModule
+from colorlab.data.datamodule import LabDataModule
+from colorlab.runs import RunSettings
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+# Commands beyond Lightning's: name -> "module:function" taking argv (imported only when used).
+COMMANDS = {
+    "experiment": "colorlab.experiment:main",
+}
+
+
+class ColorlabCLI(LightningCLI):
+    """LightningCLI whose YAMLs also carry a ``run:`` section (run folder, loggers, checkpoints)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(ColorizationModule, LabDataModule, *args, subclass_mode_model=True, subclass_mode_data=True,
+                         **kwargs)  # fmt: skip
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(RunSettings, "run")
+
+    def _run_section(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        """Fix the run folder before anything is built: a new version, or the latest one when resuming."""
+        section = self._run_section()
+        run = section["run"]
+        if run.resume:
+            last = RunSettings(name=run.name, root=run.root).latest_resumable()
+            run.version = last.parent.parent.name
+            if "ckpt_path" in section and section.get("ckpt_path") is None:
+                section["ckpt_path"] = str(last)
+        elif run.version is None:
+            run.version = RunSettings(name=run.name, root=run.root).new_version()
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        run: RunSettings = self._get(self.config_init, "run")
+        if config.get("logger") in (None, True):
+            config["logger"] = run.loggers()
+        if config.get("enable_checkpointing", True) is not False:
+            callbacks = [*callbacks, *run.callbacks()]
+        return super()._instantiate_trainer(config, callbacks)
+
+
+def lightning_main(argv: list[str], run: bool = True) -> ColorlabCLI:
+    """Run (or with ``run=False`` only build) the Lightning CLI on ``argv``."""
+    torch.set_float32_matmul_precision("high")
+    return ColorlabCLI(args=argv, run=run)
+
+
+def usage() -> str:
+    """The top-level help text."""
+    names = ", ".join([*LIGHTNING_COMMANDS, *COMMANDS])
+    return (
+        "usage: python -m colorlab COMMAND [options]\n"
+        f"commands: {names}\n"
+        "  fit/validate/test/predict --config experiments/X.yaml   Lightning on an experiment YAML\n"
+        "  experiment --config experiments/X.yaml [--resume]     fit, test the best checkpoint, write a report\n"
+        "Run 'python -m colorlab COMMAND --help' for a command's options."
+    )
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of ``python -m colorlab`` and the ``colorlab`` script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return None
+    command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_COMMANDS:
+        return lightning_main(argv)
+    if command in COMMANDS:
+        module_name, function = COMMANDS[command].split(":")
+        return getattr(importlib.import_module(module_name), function)(rest)
+    print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+    raise SystemExit(2)
+

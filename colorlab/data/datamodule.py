@@ -1,0 +1,254 @@
+"""LightningDataModules: datasets yield uint8 RGB; the batch becomes Lab once, on the device."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from colorlab.color import lab_batch
+from colorlab.data.datasets import (
+    SAMPLE_TRAIN,
+    SAMPLE_VAL,
+    CIFARImages,
+    ImageCrops,
+    ImageFiles,
+    build_transform,
+    load_samples,
+    open_cifar,
+)
+from colorlab.data.images import IMAGE_EXTENSIONS, list_images, split_decodable
+
+DATA_ENV = "COLORLAB_DATA"
+
+
+def data_root(root: str | os.PathLike | None, what: str) -> Path:
+    """``root`` if given, else ``$COLORLAB_DATA``; a clear error when neither is set."""
+    if root is None:
+        root = os.environ.get(DATA_ENV)
+    if not root:
+        raise ValueError(f"no data folder for {what}: set data.init_args.root in the YAML or ${DATA_ENV}")
+    return Path(root).expanduser()
+
+
+def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Shuffle ``range(n)`` with ``seed`` and cut off ``val_fraction`` (at least one item) for validation."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, round(n * val_fraction))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+class LabDataModule(L.LightningDataModule):
+    """Shared loaders and the on-device uint8 RGB -> Lab conversion; subclasses build the datasets.
+
+    Args:
+        batch_size: images per batch.
+        image_size: side of the square crops the model trains on.
+        resize: resize the shorter side to this before cropping (None keeps the native scale).
+        hflip: random horizontal flips for training.
+        num_workers: DataLoader worker processes (0 decodes in the main process).
+        pin_memory: pin host memory for faster GPU transfer.
+        persistent_workers: keep workers alive between epochs.
+        seed: fixes the train/val split and the validation crops.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        image_size: int = 64,
+        resize: int | None = None,
+        hflip: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.resize = resize
+        self.hflip = hflip
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.seed = seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def transform(self, train: bool):
+        """The crop/flip pipeline for training or evaluation."""
+        return build_transform(self.image_size, train=train, resize=self.resize, hflip=self.hflip)
+
+    @abstractmethod
+    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
+        """Return (train, val, test) datasets of ``{"rgb": uint8 (3, S, S)}`` items."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set, self.test_set = self.build_datasets()
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """uint8 ``rgb`` -> ``{"L", "ab", "rgb"}`` in model ranges (see :mod:`colorlab.color`)."""
+        out = dict(batch)
+        out.update(lab_batch(batch["rgb"]))
+        return out
+
+
+class SamplesDataModule(LabDataModule):
+    """Random crops of the colour photos bundled with scikit-image: needs no download.
+
+    Args:
+        crops_per_epoch: training items per epoch (crops cycle over the training photos).
+        val_crops: fixed validation crops from the held-out photos (chelsea, coffee).
+        **kwargs: see :class:`LabDataModule`.
+    """
+
+    def __init__(self, crops_per_epoch: int = 512, val_crops: int = 32, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.crops_per_epoch = crops_per_epoch
+        self.val_crops = val_crops
+
+    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
+        train = ImageCrops(load_samples(SAMPLE_TRAIN), self.crops_per_epoch, self.transform(True), seed=None)
+        # Random (not center) crops for validation too, but seeded per index: varied and repeatable.
+        val = ImageCrops(load_samples(SAMPLE_VAL), self.val_crops, self.transform(True), seed=self.seed)
+        return train, val, val
+
+
+class FolderDataModule(LabDataModule):
+    """Any directory tree of photos (jpg/png/webp/bmp/tiff, recursive).
+
+    If ``root`` has ``train_subdir`` (and optionally ``val_subdir``) folders they are used; otherwise all
+    images under ``root`` are split by ``val_fraction`` with ``seed``. Files that do not decode (corrupt,
+    truncated, not an image) are skipped with one warning listing them.
+
+    Args:
+        root: data folder; defaults to ``$COLORLAB_DATA``.
+        train_subdir: training images below ``root`` when that folder exists.
+        val_subdir: validation (and test) images below ``root`` when that folder exists.
+        val_fraction: share of images held out when there is no validation folder.
+        max_images: use at most this many training images (quick experiments).
+        **kwargs: see :class:`LabDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train_subdir: str = "train",
+        val_subdir: str = "val",
+        val_fraction: float = 0.1,
+        max_images: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+        self.train_subdir = train_subdir
+        self.val_subdir = val_subdir
+        self.val_fraction = val_fraction
+        self.max_images = max_images
+
+    def _decodable(self, folder: Path) -> list[Path]:
+        good, bad = split_decodable(list_images(folder, IMAGE_EXTENSIONS))
+        if bad:
+            listing = "\n".join(f"  {path}: {reason}" for path, reason in bad.items())
+            warnings.warn(f"skipping {len(bad)} file(s) under {folder} that are not readable images:\n{listing}")
+        return good
+
+    def file_lists(self) -> tuple[list[Path], list[Path]]:
+        """The (train, val) image files after screening out undecodable ones."""
+        root = data_root(self.root, "FolderDataModule")
+        train_dir, val_dir = root / self.train_subdir, root / self.val_subdir
+        if train_dir.is_dir() and val_dir.is_dir():
+            train, val = self._decodable(train_dir), self._decodable(val_dir)
+        else:
+            files = self._decodable(train_dir if train_dir.is_dir() else root)
+            if len(files) < 2:
+                raise ValueError(f"need at least 2 readable images under {root}, found {len(files)}")
+            train_idx, val_idx = seeded_split(len(files), self.val_fraction, self.seed)
+            train, val = [files[i] for i in train_idx], [files[i] for i in val_idx]
+        return train[: self.max_images], val
+
+    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
+        train, val = self.file_lists()
+        val_set = ImageFiles(val, self.transform(False))
+        return ImageFiles(train, self.transform(True)), val_set, val_set
+
+
+class CIFARDataModule(LabDataModule):
+    """CIFAR-10 / CIFAR-100 (32x32) via torchvision; the train split is cut into train/val by ``seed``
+    and the official test split is the test set.
+
+    Args:
+        variant: ``cifar10`` or ``cifar100``.
+        root: folder holding (or receiving) the CIFAR archive; defaults to ``$COLORLAB_DATA/cifar``.
+        download: fetch the archive when missing (needs network; offline the error says what to put where).
+        val_fraction: share of the train split held out for validation.
+        max_images: use at most this many training images.
+        **kwargs: see :class:`LabDataModule` (``image_size`` defaults to 32).
+    """
+
+    def __init__(
+        self,
+        variant: Literal["cifar10", "cifar100"] = "cifar10",
+        root: str | None = None,
+        download: bool = True,
+        val_fraction: float = 0.1,
+        max_images: int | None = None,
+        image_size: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(image_size=image_size, **kwargs)
+        self.variant = variant
+        self.root = root
+        self.download = download
+        self.val_fraction = val_fraction
+        self.max_images = max_images
+
+    def _folder(self) -> Path:
+        return Path(self.root).expanduser() if self.root else data_root(None, self.variant) / "cifar"
+
+    def prepare_data(self) -> None:
+        open_cifar(self.variant, self._folder(), train=True, download=self.download)
+
+    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
+        folder = self._folder()
+        train_data = open_cifar(self.variant, folder, train=True, download=self.download)
+        test_data = open_cifar(self.variant, folder, train=False, download=self.download)
+        train_idx, val_idx = seeded_split(len(train_data), self.val_fraction, self.seed)
+        return (
+            CIFARImages(train_data, train_idx[: self.max_images], self.transform(True), seed=None),
+            CIFARImages(train_data, val_idx, self.transform(False), seed=None),
+            CIFARImages(test_data, range(len(test_data)), self.transform(False), seed=None),
+        )

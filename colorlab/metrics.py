@@ -1,0 +1,137 @@
+"""Colorization metrics on tensors: PSNR and SSIM from torchmetrics, CIEDE2000 and colorfulness here.
+
+Every metric reads sRGB images in [0, 1], shape ``(B, 3, H, W)``: the colorized picture a person sees
+(L from the input, predicted ab, clipped to the sRGB gamut) against the ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+
+import torch
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from colorlab.color import rgb_to_lab
+
+
+def delta_e_ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
+    """CIEDE2000 colour difference (Sharma et al. 2005, kL = kC = kH = 1) per pixel.
+
+    Args:
+        lab1: CIE Lab ``(*, 3, H, W)`` with L in [0, 100].
+        lab2: CIE Lab of the same shape.
+
+    Returns:
+        ``(*, H, W)`` delta E 2000.
+    """
+    L1, a1, b1 = lab1.unbind(-3)
+    L2, a2, b2 = lab2.unbind(-3)
+    c_mean = 0.5 * (torch.hypot(a1, b1) + torch.hypot(a2, b2))
+    c7 = c_mean**7
+    g = 0.5 * (1 - torch.sqrt(c7 / (c7 + 25.0**7)))
+    a1p, a2p = a1 * (1 + g), a2 * (1 + g)
+    c1, c2 = torch.hypot(a1p, b1), torch.hypot(a2p, b2)
+    h1 = torch.remainder(torch.atan2(b1, a1p), 2 * math.pi)
+    h2 = torch.remainder(torch.atan2(b2, a2p), 2 * math.pi)
+
+    l_mean = 0.5 * (L1 + L2)
+    sl = 1 + 0.015 * (l_mean - 50) ** 2 / torch.sqrt(20 + (l_mean - 50) ** 2)
+    l_term = (L2 - L1) / sl
+
+    cp_mean = 0.5 * (c1 + c2)
+    c_term = (c2 - c1) / (1 + 0.045 * cp_mean)
+
+    cc = c1 * c2
+    h_diff = h2 - h1
+    dh = h_diff - 2 * math.pi * (h_diff > math.pi).to(h_diff) + 2 * math.pi * (h_diff < -math.pi).to(h_diff)
+    dh = torch.where(cc == 0, torch.zeros_like(dh), dh)
+    dh_term = 2 * torch.sqrt(cc) * torch.sin(dh / 2)
+
+    h_sum = h1 + h2
+    wrap = (cc != 0) & (h_diff.abs() > math.pi)
+    h_mean = h_sum + 2 * math.pi * (wrap & (h_sum < 2 * math.pi)).to(h_sum)
+    h_mean = h_mean - 2 * math.pi * (wrap & (h_sum >= 2 * math.pi)).to(h_sum)
+    h_mean = torch.where(cc == 0, h_mean * 2, h_mean) * 0.5
+    t = (
+        1
+        - 0.17 * torch.cos(h_mean - math.radians(30))
+        + 0.24 * torch.cos(2 * h_mean)
+        + 0.32 * torch.cos(3 * h_mean + math.radians(6))
+        - 0.20 * torch.cos(4 * h_mean - math.radians(63))
+    )
+    h_term = dh_term / (1 + 0.015 * cp_mean * t)
+
+    cp7 = cp_mean**7
+    rc = 2 * torch.sqrt(cp7 / (cp7 + 25.0**7))
+    dtheta = math.radians(30) * torch.exp(-(((torch.rad2deg(h_mean) - 275) / 25) ** 2))
+    r_term = -torch.sin(2 * dtheta) * rc * c_term * h_term
+    return torch.sqrt((l_term**2 + c_term**2 + h_term**2 + r_term).clamp_min(0))
+
+
+def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
+    """Hasler & Suesstrunk (2003) colorfulness M of sRGB images ``(B, 3, H, W)`` in [0, 1] -> ``(B,)``.
+
+    Computed on the 0-255 scale as in the paper: ``sigma_rgyb + 0.3 * mu_rgyb``.
+    """
+    r, g, b = (rgb.clamp(0, 1) * 255.0).flatten(-2).unbind(-2)
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    sigma = torch.sqrt(rg.var(-1, unbiased=False) + yb.var(-1, unbiased=False))
+    mu = torch.sqrt(rg.mean(-1) ** 2 + yb.mean(-1) ** 2)
+    return sigma + 0.3 * mu
+
+
+class _BatchMean(Metric):
+    """Mean over images of a per-image score; subclasses define ``score(preds, target) -> (B,)``."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    @abstractmethod
+    def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-image score ``(B,)``."""
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        values = self.score(preds.float(), target.float())
+        self.total += values.double().sum()
+        self.count += values.numel()
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count.clamp_min(1)).float()
+
+
+class DeltaE2000(_BatchMean):
+    """Mean CIEDE2000 between predicted and true sRGB images (lower is better)."""
+
+    higher_is_better = False
+
+    def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return delta_e_ciede2000(rgb_to_lab(preds), rgb_to_lab(target)).flatten(1).mean(1)
+
+
+class Colorfulness(_BatchMean):
+    """Mean Hasler-Suesstrunk colorfulness of the predicted images (compare with the truth's)."""
+
+    higher_is_better = True
+
+    def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return colorfulness(preds)
+
+
+def colorization_metrics(prefix: str) -> MetricCollection:
+    """The shared metric set, keyed ``{prefix}psnr``, ``ssim``, ``delta_e00`` and ``colorfulness``."""
+    return MetricCollection(
+        {
+            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+            "delta_e00": DeltaE2000(),
+            "colorfulness": Colorfulness(),
+        },
+        prefix=prefix,
+    )

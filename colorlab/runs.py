@@ -1,0 +1,143 @@
+"""Where a run lives and what it logs: run folder, loggers and checkpoint callbacks from the YAML's ``run:``."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+log = logging.getLogger(__name__)
+
+WandbMode = Literal["online", "offline", "disabled"]
+
+
+class RunSettings:
+    """The ``run:`` section of an experiment YAML.
+
+    Args:
+        name: experiment name; runs go to ``{root}/{name}/{version}``.
+        root: folder that holds all runs.
+        version: run folder name; a new timestamp when unset.
+        resume: continue the latest run of ``name`` from its ``last.ckpt`` (same folder, same loggers).
+        monitor: validation metric that picks the best checkpoint.
+        monitor_mode: ``min`` or ``max`` for ``monitor``.
+        save_top_k: how many best checkpoints to keep.
+        checkpoint_every_n_steps: also refresh ``last.ckpt`` every N optimizer steps (mid-epoch resume).
+        wandb: ``offline`` (default: no account, ``wandb sync`` later), ``online`` or ``disabled``;
+            ``$WANDB_MODE`` overrides it when set.
+        wandb_project: W&B project.
+        wandb_group: W&B group (defaults to ``name``, so runs of one experiment sit together).
+        wandb_tags: W&B tags, e.g. the approach family and the dataset.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        root: str = "runs",
+        version: str | None = None,
+        resume: bool = False,
+        monitor: str = "val/delta_e00",
+        monitor_mode: Literal["min", "max"] = "min",
+        save_top_k: int = 1,
+        checkpoint_every_n_steps: int | None = None,
+        wandb: WandbMode = "offline",
+        wandb_project: str = "colorlab",
+        wandb_group: str | None = None,
+        wandb_tags: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.root = root
+        self.version = version
+        self.resume = resume
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.save_top_k = save_top_k
+        self.checkpoint_every_n_steps = checkpoint_every_n_steps
+        self.wandb = os.environ.get("WANDB_MODE", wandb)
+        self.wandb_project = wandb_project
+        self.wandb_group = wandb_group or name
+        self.wandb_tags = list(wandb_tags or [])
+
+    @property
+    def run_dir(self) -> Path:
+        """``{root}/{name}/{version}``."""
+        if self.version is None:
+            raise ValueError("run version is not set yet")
+        return Path(self.root) / self.name / self.version
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where ``best-*.ckpt`` and ``last.ckpt`` go."""
+        return self.run_dir / "checkpoints"
+
+    def new_version(self) -> str:
+        """A fresh, sortable run folder name (timestamp; suffixed if taken)."""
+        base = time.strftime("%Y%m%d-%H%M%S")
+        version, i = base, 1
+        while (Path(self.root) / self.name / version).exists():
+            version, i = f"{base}-{i}", i + 1
+        return version
+
+    def latest_resumable(self) -> Path:
+        """``last.ckpt`` of the newest run of this experiment (error if none)."""
+        candidates = sorted((Path(self.root) / self.name).glob("*/checkpoints/last.ckpt"))
+        if not candidates:
+            raise FileNotFoundError(f"nothing to resume: no {self.root}/{self.name}/*/checkpoints/last.ckpt")
+        return max(candidates, key=lambda p: p.parent.parent.name)
+
+    def loggers(self) -> list[Logger]:
+        """A CSV logger that always writes, plus W&B unless disabled or not installed."""
+        loggers: list[Logger] = [CSVLogger(save_dir=self.root, name=self.name, version=self.version)]
+        if self.wandb == "disabled":
+            return loggers
+        if importlib.util.find_spec("wandb") is None:
+            log.warning("wandb is not installed (pip install 'colorlab[wandb]'); logging to CSV only")
+            return loggers
+        from lightning.pytorch.loggers import WandbLogger
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        loggers.append(
+            WandbLogger(
+                project=self.wandb_project,
+                name=f"{self.name}/{self.version}",
+                id=f"{self.name}-{self.version}".replace("/", "-"),
+                group=self.wandb_group,
+                tags=self.wandb_tags,
+                save_dir=str(self.run_dir),
+                mode=self.wandb,
+                resume="allow",
+            )
+        )
+        return loggers
+
+    def callbacks(self) -> list[Callback]:
+        """Best-by-metric and ``last.ckpt`` checkpoints, and the learning-rate monitor."""
+        callbacks: list[Callback] = [
+            ModelCheckpoint(
+                dirpath=self.checkpoint_dir,
+                filename="best-{epoch:03d}-{step:06d}",
+                monitor=self.monitor,
+                mode=self.monitor_mode,
+                save_top_k=self.save_top_k,
+                save_last=True,
+                auto_insert_metric_name=False,
+            ),
+            LearningRateMonitor(logging_interval="epoch"),
+        ]
+        if self.checkpoint_every_n_steps:
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=self.checkpoint_dir,
+                    filename="step-{step:06d}",
+                    every_n_train_steps=self.checkpoint_every_n_steps,
+                    save_top_k=1,
+                    save_last=True,
+                )
+            )
+        return callbacks

@@ -1,0 +1,80 @@
+"""Test helpers: a fixed tiny batch, a DataModule that repeats it, and a short fit that records losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from colorlab.data.datamodule import LabDataModule
+from colorlab.data.datasets import SAMPLE_TRAIN, build_transform, load_samples
+
+
+def fixed_rgb_batch(n: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """``n`` seeded random crops (``size`` px, after halving the photos) of the bundled sample photos."""
+    images = load_samples(SAMPLE_TRAIN[:n])
+    transform = build_transform(size, train=True, resize=size * 3, hflip=False)
+    torch.manual_seed(seed)
+    return torch.stack([transform(img) for img in images[:n]])
+
+
+class _Repeat(Dataset):
+    def __init__(self, items: dict[str, torch.Tensor], length: int) -> None:
+        self.items, self.length = items, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[index % len(v)] for k, v in self.items.items()}
+
+
+class FixedBatchDataModule(LabDataModule):
+    """Every batch (train, val, test) is the same fixed images: for overfitting tests.
+
+    Extra uint8 tensors (e.g. a degraded ``input_rgb``) can be passed in ``extra`` and reach the
+    batch under the same key, so subclasses' ``on_after_batch_transfer`` can be exercised.
+    """
+
+    def __init__(self, rgb: torch.Tensor, steps_per_epoch: int = 10, extra: dict[str, torch.Tensor] | None = None):
+        super().__init__(batch_size=rgb.shape[0], image_size=rgb.shape[-1])
+        self.items = {"rgb": rgb, **(extra or {})}
+        self.steps_per_epoch = steps_per_epoch
+
+    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
+        n = len(self.items["rgb"])
+        train = _Repeat(self.items, n * self.steps_per_epoch)
+        val = _Repeat(self.items, n)
+        return train, val, val
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=False)
+
+
+class _LossRecorder(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.losses.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def fit_fixed_batch(module: L.LightningModule, rgb: torch.Tensor, steps: int = 50, **trainer_kwargs: Any) -> list[float]:
+    """Train ``module`` for ``steps`` batches on the same images; returns ``train/loss`` per step."""
+    recorder = _LossRecorder()
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[recorder],
+        **trainer_kwargs,
+    )
+    trainer.fit(module, FixedBatchDataModule(rgb, steps_per_epoch=steps))
+    return recorder.losses
