@@ -1,12 +1,18 @@
-"""Losses shared by the approaches."""
+"""Losses shared by the approaches: pixel, perceptual (feature), adversarial, gradient penalty, KL."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
+from colorlab.models.features import ImageNetFeatures
+
 PixelLoss = Literal["l1", "mse", "huber"]
+GANKind = Literal["vanilla", "lsgan", "hinge", "wgan"]
 
 
 def pixel_loss(name: PixelLoss, huber_delta: float = 0.1) -> nn.Module:
@@ -17,3 +23,77 @@ def pixel_loss(name: PixelLoss, huber_delta: float = 0.1) -> nn.Module:
     if name not in losses:
         raise ValueError(f"unknown pixel loss {name!r}; choose l1, mse or huber")
     return losses[name]()
+
+
+class FeatureLoss(nn.Module):
+    """Perceptual loss: weighted L1 between frozen ImageNet features of prediction and target.
+
+    Defaults to EfficientNet-Lite0 (real ImageNet weights, offline). Inputs are sRGB in [0, 1].
+
+    Args:
+        features: the frozen feature pyramid (built with ``pretrained=False`` only in tests).
+        weights: one weight per returned level (default all 1).
+    """
+
+    def __init__(self, features: ImageNetFeatures | None = None, weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.features = features if features is not None else ImageNetFeatures()
+        self.weights = list(weights) if weights is not None else None
+
+    def forward(self, pred_rgb: torch.Tensor, target_rgb: torch.Tensor) -> torch.Tensor:
+        pred, target = self.features(pred_rgb), self.features(target_rgb)
+        weights = self.weights or [1.0] * len(pred)
+        return sum(w * F.l1_loss(p, t) for w, p, t in zip(weights, pred, target))
+
+
+class GANLoss(nn.Module):
+    """Adversarial objectives on critic outputs (any shape, e.g. PatchGAN maps).
+
+    ``vanilla`` = non-saturating BCE, ``lsgan`` = least squares, ``hinge``, ``wgan`` = Wasserstein
+    (pair it with :func:`gradient_penalty`).
+    """
+
+    def __init__(self, kind: GANKind = "vanilla") -> None:
+        super().__init__()
+        if kind not in ("vanilla", "lsgan", "hinge", "wgan"):
+            raise ValueError(f"unknown GAN loss {kind!r}; choose vanilla, lsgan, hinge or wgan")
+        self.kind = kind
+
+    def generator_loss(self, fake_scores: torch.Tensor) -> torch.Tensor:
+        """Loss for the generator, from the critic's scores on generated images."""
+        if self.kind == "vanilla":
+            return F.binary_cross_entropy_with_logits(fake_scores, torch.ones_like(fake_scores))
+        if self.kind == "lsgan":
+            return F.mse_loss(fake_scores, torch.ones_like(fake_scores))
+        return -fake_scores.mean()
+
+    def critic_loss(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+        """Loss for the critic, from its scores on real and (detached) generated images."""
+        if self.kind == "vanilla":
+            real = F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores))
+            fake = F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores))
+            return 0.5 * (real + fake)
+        if self.kind == "lsgan":
+            return 0.5 * (F.mse_loss(real_scores, torch.ones_like(real_scores)) + fake_scores.pow(2).mean())
+        if self.kind == "hinge":
+            return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+        return fake_scores.mean() - real_scores.mean()
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, *condition: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP penalty ``E[(||grad critic(x_hat)||_2 - 1)^2]`` on random interpolates of real and fake.
+
+    Computed in float32 with autocast off: under fp16 the input gradient underflows or overflows,
+    which silently breaks the Lipschitz constraint.
+    """
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+        x_hat = (alpha * real.float() + (1 - alpha) * fake.float().detach()).requires_grad_(True)
+        scores = critic(x_hat, *(c.float() for c in condition))
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+        return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)), summed over latent dims and averaged over the batch."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).flatten(1).sum(1).mean()
