@@ -54,16 +54,27 @@ class FixedBatchDataModule(LabDataModule):
 
 
 class _LossRecorder(L.Callback):
-    def __init__(self) -> None:
+    def __init__(self, key: str) -> None:
+        self.key = key
         self.losses: list[float] = []
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.losses.append(float(trainer.callback_metrics["train/loss"]))
+        self.losses.append(float(trainer.callback_metrics[self.key]))
 
 
-def fit_fixed_batch(module: L.LightningModule, rgb: torch.Tensor, steps: int = 50, **trainer_kwargs: Any) -> list[float]:
-    """Train ``module`` for ``steps`` batches on the same images; returns ``train/loss`` per step."""
-    recorder = _LossRecorder()
+def fit_fixed_batch(
+    module: L.LightningModule,
+    rgb: torch.Tensor,
+    steps: int = 50,
+    key: str = "train/loss",
+    extra: dict[str, torch.Tensor] | None = None,
+    **trainer_kwargs: Any,
+) -> list[float]:
+    """Train ``module`` for ``steps`` batches on the same images; returns the logged ``key`` per batch.
+
+    ``extra`` uint8 tensors are batched alongside ``rgb`` (see :class:`FixedBatchDataModule`).
+    """
+    recorder = _LossRecorder(key)
     trainer = L.Trainer(
         max_steps=steps,
         accelerator="cpu",
@@ -76,5 +87,5 @@ def fit_fixed_batch(module: L.LightningModule, rgb: torch.Tensor, steps: int = 5
         callbacks=[recorder],
         **trainer_kwargs,
     )
-    trainer.fit(module, FixedBatchDataModule(rgb, steps_per_epoch=steps))
+    trainer.fit(module, FixedBatchDataModule(rgb, steps_per_epoch=steps, extra=extra))
     return recorder.losses
