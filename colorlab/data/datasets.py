@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -136,7 +137,13 @@ class _LocalCIFAR:
 
     def _check_integrity(self) -> bool:
         folder = Path(self.root) / self.base_folder
-        return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+        names = [name for name, _ in self.train_list + self.test_list] + [self.meta["filename"]]
+        return all((folder / name).is_file() for name in names)
+
+    def _load_meta(self) -> None:
+        with (Path(self.root) / self.base_folder / self.meta["filename"]).open("rb") as f:
+            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
     @classmethod
     def offline_help(cls, root: str | os.PathLike) -> str:
