@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import normalize_ab, rgb_to_lab, rgb_to_lab_normalized
-from colorlab.inference import colorize_full_resolution, model_size
+from colorlab.color import float_to_uint8, normalize_ab, rgb_to_lab, rgb_to_lab_normalized
+from colorlab.inference import colorize_full_resolution, input_l, model_size
 
 
 class _ConstantColour(ColorizationModule):
@@ -65,6 +65,22 @@ def test_restore_uses_the_models_l() -> None:
     assert torch.allclose(rgb_to_lab(rgb)[:, 0], torch.full((1, 40, 60), 50.0), atol=0.5)
 
 
-def test_rejects_wrong_shape() -> None:
+@pytest.mark.parametrize("to_picture", [lambda rgb: rgb, lambda rgb: float_to_uint8(rgb)], ids=["float", "uint8"])
+def test_rgb_input_gives_the_same_picture_as_its_l(to_picture) -> None:
+    rgb = torch.rand(2, 3, 24, 40)
+    picture = to_picture(rgb)
+    rgb_in = picture.float() / 255 if picture.dtype == torch.uint8 else picture
+    expected = colorize_full_resolution(_ConstantColour(), rgb_to_lab_normalized(rgb_in)[0], size=16)
+    assert torch.allclose(colorize_full_resolution(_ConstantColour(), picture, size=16), expected, atol=1e-5)
+
+
+def test_uint8_gray_input_is_its_lightness() -> None:
+    gray = torch.full((1, 1, 8, 8), 119, dtype=torch.uint8)  # sRGB 119 is L = 50.0
+    assert torch.allclose(input_l(gray), torch.zeros(1, 1, 8, 8), atol=0.01)
+    assert input_l(torch.zeros(1, 1, 4, 4)).eq(0).all()  # float 1-channel input is already normalised L
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8), (1, 2, 8, 8)])
+def test_rejects_wrong_shape(shape) -> None:
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
-        colorize_full_resolution(_ConstantColour(), torch.zeros(1, 3, 8, 8))
+        colorize_full_resolution(_ConstantColour(), torch.zeros(shape))
