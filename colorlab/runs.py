@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
@@ -34,6 +34,8 @@ class RunSettings:
         wandb_project: W&B project.
         wandb_group: W&B group (defaults to ``name``, so runs of one experiment sit together).
         wandb_tags: W&B tags, e.g. the approach family and the dataset.
+        phases: fits that ``python -m colorlab experiment`` runs in order, each ``{name, overrides}``
+            (see :mod:`colorlab.phases`); other commands ignore them.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class RunSettings:
         wandb_project: str = "colorlab",
         wandb_group: str | None = None,
         wandb_tags: list[str] | None = None,
+        phases: list[dict[str, Any]] | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -63,6 +66,7 @@ class RunSettings:
         self.wandb_project = wandb_project
         self.wandb_group = wandb_group or name
         self.wandb_tags = list(wandb_tags or [])
+        self.phases = phases
 
     @property
     def run_dir(self) -> Path:
