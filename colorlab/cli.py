@@ -20,6 +20,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # Commands beyond Lightning's: name -> "module:function" taking argv (imported only when used).
 COMMANDS = {
     "experiment": "colorlab.experiment:main",
+    "colorize": "colorlab.colorize:main",
 }
 
 
