@@ -1,0 +1,78 @@
+"""Restoration data: each item also carries a degraded copy of its crop, ``input_rgb``, made in the workers.
+
+The clean crop stays the target (``rgb`` -> ``L``, ``ab``); the degraded one becomes the model's input
+``L_input`` on the device. Validation and test degradations are seeded per index, so every evaluation of
+a run (and every run with the same ``seed``) sees the same degraded pictures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from colorlab.color import rgb_to_gray_l, uint8_to_float
+from colorlab.data.datamodule import FolderDataModule
+from colorlab.data.degrade import Degradation, Degrade
+
+
+def degraded_input_l(batch: dict[str, Any]) -> dict[str, Any]:
+    """Add ``L_input`` (normalised L ``(B, 1, H, W)`` in [-1, 1] of the uint8 ``input_rgb``) to a batch."""
+    return {**batch, "L_input": rgb_to_gray_l(uint8_to_float(batch["input_rgb"]))}
+
+
+class DegradedDataset(Dataset):
+    """Wraps a dataset of ``{"rgb": uint8 (3, H, W)}`` items and adds ``"input_rgb"``, a degraded copy.
+
+    Args:
+        dataset: the clean dataset.
+        degrade: the degradation pipeline.
+        seed: when set, item ``i`` is degraded with seed ``seed + i`` (repeatable evaluation); None draws
+            fresh degradations every time from torch's RNG (training; seeded per DataLoader worker).
+    """
+
+    def __init__(self, dataset: Dataset, degrade: Degrade, seed: int | None) -> None:
+        self.dataset = dataset
+        self.degrade = degrade
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.dataset[index]
+        generator = None if self.seed is None else self.seed + index
+        return {**item, "input_rgb": self.degrade(item["rgb"], generator)}
+
+
+class DegradedFolderDataModule(FolderDataModule):
+    """:class:`FolderDataModule` whose batches also hold the degraded input: ``{"L", "ab", "rgb", "L_input"}``
+
+    Args:
+        degradations: applied in order to each crop, e.g. ``GaussianNoise``, ``JPEG``, ``Downscale`` from
+            :mod:`colorlab.data.degrade` (class_path + init_args in the YAML); empty means no degradation.
+        shuffle_degradations: apply them in a random order per image.
+        **kwargs: see :class:`FolderDataModule` (root, image_size, batch_size, seed...).
+    """
+
+    def __init__(
+        self,
+        degradations: Sequence[Degradation] = (),
+        shuffle_degradations: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.degrade = Degrade(degradations, shuffle=shuffle_degradations)
+
+    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
+        train, val, test = super().build_datasets()
+        # Different offsets keep the validation and test degradations distinct when the sets differ.
+        val_set = DegradedDataset(val, self.degrade, seed=self.seed)
+        test_set = val_set if test is val else DegradedDataset(test, self.degrade, seed=self.seed + len(val))
+        return DegradedDataset(train, self.degrade, seed=None), val_set, test_set
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Adds ``L_input`` (the degraded picture's normalised L) to the base Lab batch."""
+        return degraded_input_l(super().on_after_batch_transfer(batch, dataloader_idx))
