@@ -1,0 +1,170 @@
+"""BigColor-style colorization: z-conditioned generator, MSE + perceptual + adversarial, EMA generator.
+
+The generator (:class:`colorlab.models.bigcolor.BigColorGenerator`) is trained against a critic with
+the shared manual-optimization loop of :class:`AdversarialColorizer`, a fresh ``z ~ N(0, I)`` per
+batch. An exponential moving average of its weights (``torch.optim.swa_utils.AveragedModel``) is
+updated after every generator step and is the network that validation, test, ``colorize``, ``sample``
+and export use; it lives in the checkpoint under its own ``generator_ema.module.*`` keys, so
+:func:`colorlab.checkpoints.load_colorizer` gives back the EMA generator.
+
+Perceptual term: ``efficientnet`` = :class:`colorlab.losses.FeatureLoss` on the offline ImageNet
+EfficientNet-Lite0 features; ``lpips`` = real LPIPS built from a local VGG/AlexNet file
+(``lpips_backbone_path``), a clear error when the file is missing, never a random network.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from colorlab.approaches.adversarial import AdversarialColorizer
+from colorlab.color import l_to_gray_rgb, lab_normalized_to_rgb
+from colorlab.losses import FeatureLoss
+from colorlab.models.bigcolor import BigColorGenerator
+from colorlab.models.features import ImageNetClassifier, ImageNetFeatures, build_lpips
+
+Perceptual = Literal["efficientnet", "lpips"]
+
+
+class BigColorColorizer(AdversarialColorizer):
+    """``mse_weight * MSE(ab) + perceptual_weight * perceptual(RGB) + adversarial_weight * GAN`` with an EMA generator.
+
+    Logs ``train/mse``, ``train/perceptual``, ``train/adversarial``, ``train/loss`` and the critic's terms.
+
+    Args:
+        generator: the z-conditioned generator.
+        critic: the critic, e.g. :class:`colorlab.models.critics.PatchGAN` (3 input channels: L + ab).
+        ema_decay: decay of the generator's weight EMA (BigColor: 0.999); 0 makes the EMA a plain copy.
+        mse_weight, perceptual_weight, adversarial_weight: loss coefficients (BigColor: 1.0, 0.2, 0.03).
+        perceptual: ``efficientnet`` (offline ImageNet features) or ``lpips`` (needs ``lpips_backbone_path``).
+        perceptual_features: the feature pyramid for ``efficientnet`` (default pretrained EfficientNet-Lite0).
+        lpips_net: LPIPS backbone, ``vgg`` or ``alex``.
+        lpips_backbone_path: local torchvision backbone file for LPIPS (else ``$COLORLAB_WEIGHTS`` / torch cache).
+        classifier: frozen ImageNet classifier whose prediction on the gray input is the class condition
+            (as BigColor does at inference); requires a generator built with ``num_classes=1000``.
+        **kwargs: gan_loss, gp_weight, critic/generator updates, optimizers... (see :class:`AdversarialColorizer`).
+    """
+
+    def __init__(
+        self,
+        generator: BigColorGenerator,
+        critic: nn.Module,
+        ema_decay: float = 0.999,
+        mse_weight: float = 1.0,
+        perceptual_weight: float = 0.2,
+        adversarial_weight: float = 0.03,
+        perceptual: Perceptual = "efficientnet",
+        perceptual_features: ImageNetFeatures | None = None,
+        lpips_net: Literal["vgg", "alex"] = "vgg",
+        lpips_backbone_path: str | None = None,
+        classifier: ImageNetClassifier | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(generator, critic, **kwargs)
+        if (classifier is not None) != (generator.num_classes > 0):
+            raise ValueError("a classifier needs a class-conditional generator (num_classes > 0) and vice versa; "
+                             f"got classifier={type(classifier).__name__}, num_classes={generator.num_classes}")  # fmt: skip
+        self.classifier = classifier
+        self.mse_weight = mse_weight
+        self.perceptual_weight = perceptual_weight
+        self.adversarial_weight = adversarial_weight
+        self.perceptual = perceptual
+        self.perceptual_loss = self._build_perceptual(
+            perceptual, perceptual_features, lpips_net, lpips_backbone_path
+        )
+        self.generator_ema = AveragedModel(
+            generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+        )
+        self.generator_ema.requires_grad_(False)
+
+    def _build_perceptual(
+        self, kind: Perceptual, features: ImageNetFeatures | None, lpips_net: str, backbone_path: str | None
+    ) -> nn.Module | None:
+        if self.perceptual_weight == 0:
+            rank_zero_info("BigColor perceptual loss: off (perceptual_weight = 0)")
+            return None
+        if kind == "efficientnet":
+            loss = FeatureLoss(features)
+            weights = "ImageNet" if loss.features.pretrained else "RANDOM (pretrained=False)"
+            name = loss.features.net.pretrained_cfg["architecture"]
+            rank_zero_info(f"BigColor perceptual loss: FeatureLoss on {name} features, {weights} weights")
+            return loss
+        if kind == "lpips":
+            if features is not None:
+                raise ValueError("perceptual_features only applies to perceptual='efficientnet'")
+            rank_zero_info(
+                f"BigColor perceptual loss: LPIPS-{lpips_net}, backbone {backbone_path or 'from the search path'}"
+            )
+            return build_lpips(lpips_net, backbone_path)
+        raise ValueError(f"unknown perceptual loss {kind!r}; choose efficientnet or lpips")
+
+    # ---- generation -------------------------------------------------------------------------------
+
+    def labels(self, L: torch.Tensor) -> torch.Tensor | None:
+        """The class condition: the frozen classifier's top-1 ImageNet class of the gray input, or None."""
+        if self.classifier is None:
+            return None
+        with torch.no_grad():
+            return self.classifier(l_to_gray_rgb(L)).argmax(dim=1)
+
+    def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The live generator's ab for a training batch, with a fresh ``z ~ N(0, I)``."""
+        L = self.model_input(batch)
+        z = torch.randn(L.shape[0], self.generator.z_dim, device=L.device, dtype=L.dtype)
+        return self.generator(L, z, self.labels(L))
+
+    def colorize(self, L: torch.Tensor) -> torch.Tensor:
+        """Deterministic colorization by the EMA generator at z = 0 (the prior's mean)."""
+        return self.generator_ema.module(L, None, self.labels(L))
+
+    def sample(self, L: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` colorizations per image by the EMA generator, ``z ~ N(0, I)``: ``(B, 1, H, W)`` -> ``(n, B, 2, H, W)``.
+
+        Call in eval mode (BatchNorm running statistics), so the samples of a batch do not interact.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        batch = L.shape[0]
+        net = self.generator_ema.module
+        z = torch.randn(n * batch, net.z_dim, generator=generator, device=L.device, dtype=L.dtype)
+        labels = self.labels(L)
+        ab = net(L.repeat(n, 1, 1, 1), z, None if labels is None else labels.repeat(n))
+        return ab.view(n, batch, *ab.shape[1:])
+
+    # ---- losses -----------------------------------------------------------------------------------
+
+    def generator_loss(
+        self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        mse = F.mse_loss(fake_ab, batch["ab"])
+        adversarial = self.adversarial(batch, fake_ab)
+        losses = {"mse": mse, "adversarial": adversarial}
+        loss = self.mse_weight * mse + self.adversarial_weight * adversarial
+        if self.perceptual_loss is not None:
+            # Unclipped RGB keeps gradients for out-of-gamut predictions; the truth's L isolates the colour error.
+            fake_rgb = lab_normalized_to_rgb(batch["L"], fake_ab, clip=False)
+            losses["perceptual"] = self.perceptual_distance(fake_rgb, batch["rgb"])
+            loss = loss + self.perceptual_weight * losses["perceptual"]
+        return {"loss": loss, **losses}
+
+    def perceptual_distance(self, pred_rgb: torch.Tensor, target_rgb: torch.Tensor) -> torch.Tensor:
+        """The configured perceptual distance between sRGB images in [0, 1], averaged over the batch."""
+        if self.perceptual == "lpips":
+            return self.perceptual_loss(pred_rgb, target_rgb, normalize=True).mean()
+        return self.perceptual_loss(pred_rgb, target_rgb)
+
+    # ---- EMA --------------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        configs = super().configure_optimizers()
+        # A post-step hook on the generator's optimizer updates the EMA after *each* generator step,
+        # whatever generator_updates is, and not when mixed precision skips a step with inf gradients.
+        configs[0]["optimizer"].register_step_post_hook(
+            lambda *_: self.generator_ema.update_parameters(self.generator)
+        )
+        return configs

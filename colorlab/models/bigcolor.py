@@ -1,0 +1,154 @@
+"""A BigColor-style generator (Kim et al. 2022): gray encoder + BigGAN-like generator with latent z.
+
+An encoder maps L to a spatial feature pyramid (BigColor's key change to BigGAN: a feature map instead
+of a 4x4 latent, so the layout follows the input). Residual generator blocks upsample it back to full
+resolution; every normalisation is *conditional* (BigGAN's conditional BatchNorm), its gain and bias
+predicted from the condition ``[z, class embedding]``, so z (and, optionally, an ImageNet class)
+restyles the colours at every scale and several z give several colorizations. Unlike BigColor, the
+generator also takes the encoder's features as U-Net skips, which keeps colours inside edges at the
+small sizes this project trains on.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from colorlab.models.blocks import ConvBlock, activation, crop_padding, pad_to_multiple
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose per-channel gain ``1 + g(c)`` and bias ``b(c)`` come from a condition vector c.
+
+    Args:
+        channels: feature channels.
+        cond_dim: size of the condition vector.
+    """
+
+    def __init__(self, channels: int, cond_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(cond_dim, channels)
+        self.bias = nn.Linear(cond_dim, channels)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` features and ``(B, cond_dim)`` condition -> ``(B, C, H, W)``."""
+        gain = 1 + self.gain(cond)[:, :, None, None]
+        return self.norm(x) * gain + self.bias(cond)[:, :, None, None]
+
+
+class GeneratorBlock(nn.Module):
+    """BigGAN residual up-block with a U-Net skip: upsample x2, concat skip, (CBN -> ReLU -> conv) x2 + shortcut."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, cond_dim: int) -> None:
+        super().__init__()
+        channels = in_channels + skip_channels
+        self.norm1 = ConditionalBatchNorm2d(channels, cond_dim)
+        self.conv1 = nn.Conv2d(channels, out_channels, 3, padding=1)
+        self.norm2 = ConditionalBatchNorm2d(out_channels, cond_dim)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], dim=1)
+        h = self.conv1(F.relu(self.norm1(x, cond)))
+        h = self.conv2(F.relu(self.norm2(h, cond)))
+        return h + self.shortcut(x)
+
+
+class GrayEncoder(nn.Module):
+    """L ``(B, 1, H, W)`` -> feature pyramid, full resolution first, ``depth`` max-pool + ConvBlock stages."""
+
+    def __init__(self, in_channels: int, widths: list[int]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(
+            [ConvBlock(in_channels, widths[0])]
+            + [
+                nn.Sequential(nn.MaxPool2d(2), ConvBlock(widths[i], widths[i + 1]))
+                for i in range(len(widths) - 1)
+            ]
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+class BigColorGenerator(nn.Module):
+    """Encoder + z/class-conditioned generator: ``(L, z, labels) -> ab``.
+
+    Args:
+        in_channels: input channels (1 for normalised L).
+        out_channels: output channels (2 for ab).
+        base_channels: width of the first encoder stage; doubles at each of the ``depth`` downsamplings.
+        depth: number of downsamplings (inputs are padded to a multiple of ``2**depth``).
+        z_dim: size of the latent z (drawn from ``N(0, I)`` in training).
+        num_classes: classes of the optional class embedding (0: z only; 1000 for ImageNet labels).
+        class_dim: size of the class embedding.
+        final_activation: ``tanh`` (ab in [-1, 1]), ``sigmoid`` or ``none``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        base_channels: int = 32,
+        depth: int = 4,
+        z_dim: int = 64,
+        num_classes: int = 0,
+        class_dim: int = 64,
+        final_activation: str | None = "tanh",
+    ) -> None:
+        super().__init__()
+        if z_dim < 1:
+            raise ValueError(f"z_dim must be >= 1, got {z_dim}")
+        widths = [base_channels * 2**i for i in range(depth + 1)]
+        self.z_dim = z_dim
+        self.num_classes = num_classes
+        self.multiple = 2**depth
+        self.encoder = GrayEncoder(in_channels, widths)
+        self.class_embedding = nn.Embedding(num_classes, class_dim) if num_classes > 0 else None
+        cond_dim = z_dim + (class_dim if num_classes > 0 else 0)
+        self.blocks = nn.ModuleList(
+            GeneratorBlock(widths[i + 1], widths[i], widths[i], cond_dim) for i in reversed(range(depth))
+        )
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+            nn.Conv2d(widths[0], out_channels, 3, padding=1),
+            activation(final_activation),
+        )
+
+    def condition(
+        self, batch: int, z: torch.Tensor | None, labels: torch.Tensor | None, like: torch.Tensor
+    ) -> torch.Tensor:
+        """The condition vector ``[z, embedding(labels)]`` ``(B, cond_dim)``; z defaults to 0, the prior's mean."""
+        if z is None:
+            z = like.new_zeros(batch, self.z_dim)
+        if z.shape != (batch, self.z_dim):
+            raise ValueError(f"z must have shape ({batch}, {self.z_dim}), got {tuple(z.shape)}")
+        if self.class_embedding is None:
+            if labels is not None:
+                raise ValueError("class labels given to a generator built with num_classes=0")
+            return z
+        if labels is None:
+            raise ValueError(
+                f"this generator is class-conditional (num_classes={self.num_classes}): pass labels"
+            )
+        return torch.cat([z, self.class_embedding(labels)], dim=1)
+
+    def forward(
+        self, L: torch.Tensor, z: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """L ``(B, 1, H, W)`` (any H, W), z ``(B, z_dim)``, labels ``(B,)`` int -> ab ``(B, 2, H, W)``."""
+        cond = self.condition(L.shape[0], z, labels, L)
+        x, pad = pad_to_multiple(L, self.multiple)
+        features = self.encoder(x)
+        y = features.pop()
+        for block in self.blocks:
+            y = block(y, features.pop(), cond)
+        return crop_padding(self.head(y), pad)

@@ -1,0 +1,129 @@
+"""A conditional VAE U-Net for diverse colorization: z holds the colour choices that L leaves open.
+
+Training (CVAE, Sohn et al. 2015): a recognition encoder sees L *and* the true ab and gives the
+posterior ``q(z | L, ab) = N(mu, exp(logvar))``; a sample of it (reparameterization trick) is injected
+at the bottleneck of a U-Net on L, whose skips carry the structure. The KL term pulls the posterior to
+the prior ``N(0, I)``, so at inference ``z ~ N(0, I)`` gives different, plausible colorizations and
+``z = 0`` (the prior's mean) a deterministic one.
+
+Why not a plain VAE on L: its posterior would be a function of L only, which the skip connections
+already carry in full, so the decoder learns to ignore z and every sample looks the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from colorlab.models.blocks import activation, crop_padding, pad_to_multiple
+
+
+def conv_bn_act(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution (optionally strided) + BatchNorm + LeakyReLU(0.2)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+class DownBlock(nn.Sequential):
+    """Halve the resolution: a strided Conv+BN+LeakyReLU, then a plain one."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            conv_bn_act(in_channels, out_channels, stride=2), conv_bn_act(out_channels, out_channels)
+        )
+
+
+class TransposedUpBlock(nn.Module):
+    """Double the resolution with a transposed convolution, concatenate the skip, fuse with Conv+BN+LeakyReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.fuse = conv_bn_act(out_channels + skip_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.up(x), skip], dim=1))
+
+
+def encoder_stages(in_channels: int, widths: list[int]) -> nn.ModuleList:
+    """Full-resolution stem then one :class:`DownBlock` per further width."""
+    stages = [conv_bn_act(in_channels, widths[0])]
+    stages += [DownBlock(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
+    return nn.ModuleList(stages)
+
+
+class VAEUNet(nn.Module):
+    """U-Net on L with a latent code z at the bottleneck and a recognition encoder for ``q(z | L, ab)``.
+
+    Args:
+        in_channels: channels of the condition (1 for normalised L).
+        out_channels: channels of the target and output (2 for ab).
+        base_channels: width of the first stage; doubles at each of the ``depth`` downsamplings.
+        depth: number of downsamplings (inputs are padded to a multiple of ``2**depth``).
+        latent_dim: size of z.
+        final_activation: ``tanh`` (ab in [-1, 1]), ``sigmoid`` or ``none``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        base_channels: int = 32,
+        depth: int = 4,
+        latent_dim: int = 64,
+        final_activation: str | None = "tanh",
+    ) -> None:
+        super().__init__()
+        widths = [base_channels * 2**i for i in range(depth + 1)]
+        self.latent_dim = latent_dim
+        self.multiple = 2**depth
+        self.encoder = encoder_stages(in_channels, widths)
+        self.recognition = nn.Sequential(
+            *encoder_stages(in_channels + out_channels, widths),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(widths[-1], 2 * latent_dim, 1),
+        )
+        self.inject = conv_bn_act(widths[-1] + latent_dim, widths[-1])
+        self.ups = nn.ModuleList(
+            TransposedUpBlock(widths[i + 1], widths[i], widths[i]) for i in reversed(range(depth))
+        )
+        self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 1), activation(final_activation))
+
+    def posterior(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``q(z | L, ab)``: ``(B, 1, H, W)`` and ``(B, 2, H, W)`` -> ``(mu, logvar)``, each ``(B, latent_dim)``."""
+        x, _ = pad_to_multiple(torch.cat([L, ab], dim=1), self.multiple)
+        mu, logvar = self.recognition(x).flatten(1).chunk(2, dim=1)
+        return mu, logvar
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``: a sample that gradients flow through."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def decode(self, L: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Colorize L ``(B, 1, H, W)`` (any H, W) given z ``(B, latent_dim)``: ab ``(B, 2, H, W)``."""
+        if z.shape != (L.shape[0], self.latent_dim):
+            raise ValueError(f"z must have shape ({L.shape[0]}, {self.latent_dim}), got {tuple(z.shape)}")
+        x, pad = pad_to_multiple(L, self.multiple)
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        y = skips.pop()
+        code = z[:, :, None, None].expand(-1, -1, *y.shape[-2:])
+        y = self.inject(torch.cat([y, code], dim=1))
+        for up in self.ups:
+            y = up(y, skips.pop())
+        return crop_padding(self.head(y), pad)
+
+    def forward(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: ``(predicted ab, mu, logvar)`` with z drawn from the posterior given the true ab."""
+        mu, logvar = self.posterior(L, ab)
+        return self.decode(L, self.reparameterize(mu, logvar)), mu, logvar
