@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import logging
 import os
@@ -15,6 +16,26 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 log = logging.getLogger(__name__)
 
 WandbMode = Literal["online", "offline", "disabled"]
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSVLogger that keeps the rows already in ``metrics.csv`` when a resumed run reopens its folder.
+
+    Lightning's writer deletes an existing ``metrics.csv`` when it starts, which would drop the
+    interrupted part of the run; this logger reads the file first and writes it back.
+    """
+
+    @property
+    def experiment(self) -> Any:
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        previous = path.read_text() if path.is_file() else ""
+        writer = super().experiment
+        if previous:
+            path.write_text(previous)
+            writer.metrics_keys = next(csv.reader(previous.splitlines()), [])
+        return writer
 
 
 class RunSettings:
@@ -97,7 +118,7 @@ class RunSettings:
 
     def loggers(self) -> list[Logger]:
         """A CSV logger that always writes, plus W&B unless disabled or not installed."""
-        loggers: list[Logger] = [CSVLogger(save_dir=self.root, name=self.name, version=self.version)]
+        loggers: list[Logger] = [ResumableCSVLogger(save_dir=self.root, name=self.name, version=self.version)]
         if self.wandb == "disabled":
             return loggers
         if importlib.util.find_spec("wandb") is None:
@@ -121,27 +142,23 @@ class RunSettings:
         return loggers
 
     def callbacks(self) -> list[Callback]:
-        """Best-by-metric and ``last.ckpt`` checkpoints, and the learning-rate monitor."""
-        callbacks: list[Callback] = [
+        """Best-by-metric checkpoints, an always-fresh ``last.ckpt`` (for resume) and the LR monitor."""
+        return [
             ModelCheckpoint(
                 dirpath=self.checkpoint_dir,
                 filename="best-{epoch:03d}-{step:06d}",
                 monitor=self.monitor,
                 mode=self.monitor_mode,
                 save_top_k=self.save_top_k,
-                save_last=True,
                 auto_insert_metric_name=False,
+            ),
+            # Lightning only refreshes save_last when a top-k file is written; resume needs the latest state.
+            ModelCheckpoint(
+                dirpath=self.checkpoint_dir,
+                filename="last",
+                save_top_k=1,
+                every_n_train_steps=self.checkpoint_every_n_steps,
+                enable_version_counter=False,
             ),
             LearningRateMonitor(logging_interval="epoch"),
         ]
-        if self.checkpoint_every_n_steps:
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=self.checkpoint_dir,
-                    filename="step-{step:06d}",
-                    every_n_train_steps=self.checkpoint_every_n_steps,
-                    save_top_k=1,
-                    save_last=True,
-                )
-            )
-        return callbacks

@@ -38,3 +38,19 @@ def photos_dir() -> Path:
     if not (PHOTOS / "train").is_dir():
         pytest.skip(f"real photos not found at {PHOTOS}")
     return PHOTOS
+
+
+@pytest.fixture(scope="session")
+def tiny_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A photo folder like ../shared/data/photos but tiny: train/ (6) and val/ (2) real 80x80 crops."""
+    from PIL import Image
+
+    from tests.helpers import fixed_rgb_batch
+
+    root = tmp_path_factory.mktemp("photos")
+    crops = fixed_rgb_batch(7, 80).permute(0, 2, 3, 1).numpy()
+    for split, indices in (("train", range(6)), ("val", range(5, 7))):
+        (root / split).mkdir()
+        for i in indices:
+            Image.fromarray(crops[i]).save(root / split / f"{i}.jpg", quality=95)
+    return root

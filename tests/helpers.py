@@ -13,11 +13,22 @@ from colorlab.data.datasets import SAMPLE_TRAIN, build_transform, load_samples
 
 
 def fixed_rgb_batch(n: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
-    """``n`` seeded random crops (``size`` px, after halving the photos) of the bundled sample photos."""
-    images = load_samples(SAMPLE_TRAIN[:n])
+    """``n`` seeded random crops (``size`` px, from the photos resized to ``3 * size``) of the bundled samples."""
+    images = load_samples((SAMPLE_TRAIN + SAMPLE_VAL)[:n])
     transform = build_transform(size, train=True, resize=size * 3, hflip=False)
     torch.manual_seed(seed)
-    return torch.stack([transform(img) for img in images[:n]])
+    return torch.stack([transform(img) for img in images])
+
+
+class CrashAtEpoch(L.Callback):
+    """Simulates a crash (e.g. a lost machine) when training reaches ``epoch``."""
+
+    def __init__(self, epoch: int = 1) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError(f"simulated crash at epoch {self.epoch}")
 
 
 class _Repeat(Dataset):
