@@ -56,6 +56,9 @@ class AdversarialColorizer(ColorizationModule):
         self.generator = generator
         self.critic = critic
         self.gan = GANLoss(gan_loss)
+        if gp_weight > 0 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules()):
+            raise ValueError("the gradient penalty is per sample, and a BatchNorm critic couples the samples of a "
+                             "batch; build the critic with norm 'instance' or 'none'")  # fmt: skip
         self.gp_weight = gp_weight
         self.critic_updates = critic_updates
         self.generator_updates = generator_updates
@@ -68,11 +71,18 @@ class AdversarialColorizer(ColorizationModule):
     # ---- what subclasses define -------------------------------------------------------------------
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        return self.generator(L)
+        return self.fake_ab(self.generator(L))
 
-    def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The generator's ab for a training batch (subclasses may add noise, class inputs...)."""
+    def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The generator's output for a training batch: ab, or a tuple starting with ab for multi-head generators.
+
+        :meth:`generator_loss` receives it whole; the critic sees :meth:`fake_ab` of it.
+        """
         return self.generator(self.model_input(batch))
+
+    def fake_ab(self, fake: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The ab ``(B, 2, H, W)`` inside :meth:`generate`'s output (its first item when it is a tuple)."""
+        return fake[0] if isinstance(fake, tuple) else fake
 
     @abstractmethod
     def generator_loss(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -137,9 +147,9 @@ class AdversarialColorizer(ColorizationModule):
         return losses
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        fake_ab = self.generate(batch)
-        critic = self.train_critic(batch, fake_ab)
-        generator = self.train_generator(batch, fake_ab)
+        fake = self.generate(batch)
+        critic = self.train_critic(batch, self.fake_ab(fake))
+        generator = self.train_generator(batch, fake)
         self.log_training({**{f"critic_{k}": v for k, v in critic.items()}, **generator}, batch)
 
     def log_training(self, losses: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> None:
