@@ -12,7 +12,12 @@ All functions are batched, differentiable and run on whichever device their inpu
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Literal
+
 import torch
+from kornia import color as kornia_color
 from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
 from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
 
@@ -112,3 +117,127 @@ def rgb_to_gray_l(rgb: torch.Tensor) -> torch.Tensor:
 def l_to_gray_rgb(L_n: torch.Tensor) -> torch.Tensor:
     """Normalised L ``(*, 1, H, W)`` -> the gray sRGB picture with ab = 0, ``(*, 3, H, W)``."""
     return lab_normalized_to_rgb(L_n, torch.zeros_like(L_n).expand(*L_n.shape[:-3], 2, *L_n.shape[-2:]))
+
+
+# ---- other colour spaces and regression targets ------------------------------------------------------
+#
+# YUV (BT.601 analogue, Y in [0, 1], U in [-0.436, 0.436], V in [-0.615, 0.615]), YCbCr (full-range JPEG /
+# BT.601: Y, Cb, Cr in [0, 1], chroma centred at 0.5; scikit-image's rgb2ycbcr is the studio-swing
+# 16-235/240 version of the same transform) and HSV (hue in radians [0, 2*pi), s and v in [0, 1]), all
+# through kornia. A regression approach can predict the chroma of any of them (or full RGB) instead of
+# Lab ab: ``rgb_to_target`` gives its training target, ``target_to_rgb`` turns a prediction back into a
+# picture whose lightness comes from the input's L.
+
+TargetSpace = Literal["lab", "rgb", "yuv", "ycbcr", "hsv"]
+# Channels a net predicts for each target space.
+TARGET_CHANNELS: dict[str, int] = {"lab": 2, "rgb": 3, "yuv": 2, "ycbcr": 2, "hsv": 2}
+# Largest |U| and |V| of sRGB: scales YUV chroma to [-1, 1], as ab / 110 does for Lab. (U, V) and (Cb, Cr)
+# are both scaled (B - Y, R - Y), so once each is scaled to [-1, 1] the two targets differ by < 1e-3.
+UV_MAX = (0.436, 0.615)
+
+
+def rgb_to_yuv(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB ``(*, 3, H, W)`` in [0, 1] -> BT.601 YUV: Y in [0, 1], U in +-0.436, V in +-0.615."""
+    _check_channels(rgb, 3, "rgb")
+    return kornia_color.rgb_to_yuv(rgb)
+
+
+def yuv_to_rgb(yuv: torch.Tensor) -> torch.Tensor:
+    """YUV ``(*, 3, H, W)`` -> sRGB (not clipped; out-of-gamut YUV gives values outside [0, 1])."""
+    _check_channels(yuv, 3, "yuv")
+    return kornia_color.yuv_to_rgb(yuv)
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB ``(*, 3, H, W)`` in [0, 1] -> full-range YCbCr, each channel in [0, 1] (Cb, Cr centred at 0.5)."""
+    _check_channels(rgb, 3, "rgb")
+    return kornia_color.rgb_to_ycbcr(rgb)
+
+
+def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
+    """Full-range YCbCr ``(*, 3, H, W)`` -> sRGB (not clipped)."""
+    _check_channels(ycbcr, 3, "ycbcr")
+    return kornia_color.ycbcr_to_rgb(ycbcr)
+
+
+def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB ``(*, 3, H, W)`` in [0, 1] -> HSV: hue in radians [0, 2*pi), saturation and value in [0, 1]."""
+    _check_channels(rgb, 3, "rgb")
+    return kornia_color.rgb_to_hsv(rgb)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """HSV ``(*, 3, H, W)`` (hue in radians, any turn) -> sRGB in [0, 1]."""
+    _check_channels(hsv, 3, "hsv")
+    hue = hsv[..., :1, :, :].remainder(2 * math.pi)
+    return kornia_color.hsv_to_rgb(torch.cat([hue, hsv[..., 1:, :, :]], dim=-3))
+
+
+def _check_space(space: str) -> None:
+    if space not in TARGET_CHANNELS:
+        raise ValueError(f"unknown target space {space!r}; choose one of {', '.join(TARGET_CHANNELS)}")
+
+
+def rgb_to_target(rgb: torch.Tensor, space: TargetSpace) -> torch.Tensor:
+    """sRGB ``(*, 3, H, W)`` in [0, 1] -> the regression target of ``space``, in about [-1, 1].
+
+    ``lab``: ab / 110; ``rgb``: 2 * rgb - 1; ``yuv``: (U, V) / (0.436, 0.615); ``ycbcr``: 2 * (Cb, Cr) - 1;
+    ``hsv``: s * (cos h, sin h), the hue as a point on the unit circle weighted by saturation, so the
+    loss has no 0 / 2*pi seam and ignores the (undefined) hue of gray pixels.
+    """
+    _check_space(space)
+    _check_channels(rgb, 3, "rgb")
+    if space == "lab":
+        return rgb_to_lab_normalized(rgb)[1]
+    if space == "rgb":
+        return rgb * 2.0 - 1.0
+    if space == "yuv":
+        return rgb_to_yuv(rgb)[..., 1:, :, :] / rgb.new_tensor(UV_MAX).view(2, 1, 1)
+    if space == "ycbcr":
+        return rgb_to_ycbcr(rgb)[..., 1:, :, :] * 2.0 - 1.0
+    hsv = rgb_to_hsv(rgb)
+    hue, saturation = hsv[..., :1, :, :], hsv[..., 1:2, :, :]
+    return torch.cat([saturation * torch.cos(hue), saturation * torch.sin(hue)], dim=-3)
+
+
+def _match_lightness(
+    to_rgb: Callable[[torch.Tensor], torch.Tensor], L_n: torch.Tensor, steps: int = 20
+) -> torch.Tensor:
+    """``to_rgb(t)`` with ``t`` in [0, 1] found per pixel by bisection so its Lab L equals ``L_n``.
+
+    ``to_rgb`` maps a luma/value channel ``(*, 1, H, W)`` to sRGB with the chroma fixed; its Lab L must
+    not decrease with ``t`` (true for Y of YUV/YCbCr and V of HSV). Out of gamut, ``t`` stops at 0 or 1.
+    """
+    target = denormalize_l(L_n)
+    low, high = torch.zeros_like(L_n), torch.ones_like(L_n)
+    with torch.no_grad():
+        for _ in range(steps):
+            mid = (low + high) / 2
+            too_dark = rgb_to_lab(to_rgb(mid))[..., :1, :, :] < target
+            low, high = torch.where(too_dark, mid, low), torch.where(too_dark, high, mid)
+    return to_rgb((low + high) / 2)
+
+
+def target_to_rgb(pred: torch.Tensor, L_n: torch.Tensor, space: TargetSpace) -> torch.Tensor:
+    """A prediction in ``space`` (see :func:`rgb_to_target`) + the input's normalised L -> sRGB in [0, 1].
+
+    ``lab`` merges ab with ``L_n``; ``rgb`` is the prediction itself (its own lightness); for the chroma
+    spaces the missing Y (YUV, YCbCr) or V (HSV) is solved so the picture's Lab L equals ``L_n``: a
+    round trip ``target_to_rgb(rgb_to_target(rgb), L(rgb))`` gives ``rgb`` back.
+    """
+    _check_space(space)
+    _check_channels(L_n, 1, "L")
+    _check_channels(pred, TARGET_CHANNELS[space], f"{space} prediction")
+    if space == "lab":
+        return lab_normalized_to_rgb(L_n, pred)
+    if space == "rgb":
+        return ((pred + 1.0) / 2.0).clamp(0.0, 1.0)
+    if space == "yuv":
+        uv = pred * pred.new_tensor(UV_MAX).view(2, 1, 1)
+        return _match_lightness(lambda y: yuv_to_rgb(torch.cat([y, uv], -3)).clamp(0.0, 1.0), L_n)
+    if space == "ycbcr":
+        cbcr = (pred + 1.0) / 2.0
+        return _match_lightness(lambda y: ycbcr_to_rgb(torch.cat([y, cbcr], -3)).clamp(0.0, 1.0), L_n)
+    hue = torch.atan2(pred[..., 1:, :, :], pred[..., :1, :, :])
+    saturation = pred.norm(dim=-3, keepdim=True).clamp(0.0, 1.0)
+    return _match_lightness(lambda v: hsv_to_rgb(torch.cat([hue, saturation, v], -3)), L_n)
