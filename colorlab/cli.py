@@ -21,6 +21,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {
     "experiment": "colorlab.experiment:main",
     "colorize": "colorlab.colorize:main",
+    "evaluate": "colorlab.evaluate:main",
+    "compare": "colorlab.compare:main",
 }
 
 

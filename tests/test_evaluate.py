@@ -1,0 +1,138 @@
+"""Evaluation: same numbers as Lightning's test stage, a gray baseline row, reports a person can open."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from colorlab.checkpoints import load_colorizer
+from colorlab.data.images import list_images
+from colorlab.evaluate import GRAY, TRUTH, Candidate, class_agreement, evaluate, main, training_resize
+from tests.helpers import fixed_rgb_batch
+
+SIZE = 32
+
+
+def tiny_config(root: Path, photos: Path, **trainer: object) -> Path:
+    """A tiny scratch-UNet regression experiment on ``photos`` (train/ and val/ folders of 32 px images)."""
+    config = {
+        "seed_everything": 0,
+        "run": {"name": "tiny", "root": str(root / "runs"), "wandb": "disabled"},
+        "trainer": {"accelerator": "cpu", "max_steps": 4, "enable_progress_bar": False,
+                    "enable_model_summary": False, "num_sanity_val_steps": 0, **trainer},  # fmt: skip
+        "model": {
+            "class_path": "colorlab.approaches.regression.RegressionColorizer",
+            "init_args": {
+                "net": {"class_path": "colorlab.models.unet.UNet", "init_args": {"base_channels": 4, "depth": 2}},
+                "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
+            },
+        },
+        "data": {
+            "class_path": "colorlab.data.FolderDataModule",
+            "init_args": {"root": str(photos), "image_size": SIZE, "batch_size": 3, "hflip": False},
+        },
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_photos(folder: Path, n: int = 4, size: int = SIZE) -> Path:
+    """``n`` real-photo crops as lossless PNGs in ``folder/train`` and ``folder/val``."""
+    for split in ("train", "val"):
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(fixed_rgb_batch(n, size, seed=1)):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / split / f"crop{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A briefly trained tiny checkpoint, its CLI and the photo folder it was trained on."""
+    from colorlab.cli import lightning_main
+
+    root = tmp_path_factory.mktemp("evaluate")
+    photos = write_photos(root / "photos")
+    cli = lightning_main(["fit", "--config", str(tiny_config(root, photos))])
+    return cli, Path(cli.trainer.checkpoint_callback.best_model_path), photos
+
+
+def test_same_numbers_as_lightning_test_stage(tiny_run, tmp_path):
+    cli, ckpt, photos = tiny_run
+    tested = cli.trainer.test(cli.model, cli.datamodule, ckpt_path=str(ckpt), verbose=False)[0]
+    files = list_images(photos / "val")
+    result = evaluate([Candidate("tiny", load_colorizer(ckpt), size=SIZE)], files, tmp_path, grid_images=0)
+    for metric in ("psnr", "ssim", "delta_e00", "colorfulness"):
+        # Same images, same preprocessing, one image at a time instead of batches of 3: float32 rounding only.
+        assert result["means"]["tiny"][metric] == pytest.approx(tested[f"test/{metric}"], rel=1e-4, abs=1e-4)
+
+
+def test_cli_writes_tables_and_a_page_whose_links_resolve(tiny_run, tmp_path, monkeypatch):
+    _, ckpt, photos = tiny_run
+    monkeypatch.setenv("COLORLAB_WEIGHTS", str(tmp_path / "no-weights"))
+    out = tmp_path / "report"
+    result = main(["--ckpt", str(ckpt), str(ckpt), "--names", "a", "b", "--data", str(photos / "val"),
+                   "--size", str(SIZE), "-o", str(out)])  # fmt: skip
+    assert result["models"] == [GRAY, "a", "b"]
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 4 * 4 + 4  # (gray, a, b, truth) per image, then one mean row each
+    means = {r["model"]: r for r in rows if r["image"] == "mean"}
+    assert means["a"] == {**means["b"], "model": "a"}  # the same checkpoint twice scores the same
+    assert float(means[GRAY]["colorfulness"]) < 0.5 < float(means[TRUTH]["colorfulness"])
+    summary = (out / "summary.md").read_text()
+    assert f"| {GRAY} |" in summary and "| a |" in summary
+    assert ("LPIPS skipped" in summary) != ("lpips" in rows[0])  # computed only from local weights
+    assert "FID skipped" in summary or "fid" in rows[0]
+    page = (out / "index.html").read_text()
+    links = re.findall(r"(?:href|src)='([^']+)'", page)
+    assert len(links) == 2 * 4 * 4 and all((out / link).is_file() for link in links)
+    assert Image.open(out / "images" / "model1" / "full" / "0000_crop0.jpg").size == (SIZE, SIZE)
+    assert (out / "grid.png").is_file()
+
+
+def test_model_runs_at_its_training_resize(tiny_run, tmp_path):
+    _, ckpt, _ = tiny_run
+    assert training_resize(ckpt) is None  # the tiny run trained on native-size crops
+    config = ckpt.parent.parent / "config.yaml"
+    run_config = yaml.safe_load(config.read_text())
+    run_config["data"]["init_args"]["resize"] = 96
+    copy = tmp_path / "run" / "checkpoints" / ckpt.name
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(ckpt.read_bytes())
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(run_config))
+    candidate = Candidate("x", load_colorizer(copy), train_resize=training_resize(copy))
+    assert candidate.side(300, 450) == 144  # the shorter side at 96, so the longer one at 96 * 1.5
+    assert Candidate("y", candidate.model, size=64, train_resize=96).side(300, 450) == 64
+
+
+def test_class_agreement():
+    truth = torch.tensor([[0.0, 5.0, 1.0, 0, 0, 0, 0], [3.0, 0.0, 1.0, 0, 0, 0, 0]])
+    pred = torch.tensor([[0.0, 4.0, 9.0, 0, 0, 0, 0], [0.0, 1.0, 2.0, 3, 4, 5, 9]])
+    scores = class_agreement(pred, truth)
+    assert scores["top1_agree"].tolist() == [0.0, 0.0]
+    assert scores["top5_agree"].tolist() == [1.0, 0.0]
+    assert class_agreement(truth, truth)["top1_agree"].tolist() == [1.0, 1.0]
+
+
+class _ColourStats(torch.nn.Module):
+    """A stand-in FID feature extractor: per-channel mean and spread of uint8 pictures."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().flatten(2)
+        return torch.cat([x.mean(-1), x.std(-1)], dim=1)
+
+
+def test_fid_is_computed_with_a_given_extractor(tiny_run, tmp_path):
+    _, ckpt, photos = tiny_run
+    files = list_images(photos / "val")
+    result = evaluate([Candidate("tiny", load_colorizer(ckpt), size=SIZE)], files, tmp_path,
+                      fid_extractor=_ColourStats(), grid_images=0)  # fmt: skip
+    fid = {name: result["means"][name]["fid"] for name in (GRAY, "tiny")}
+    assert all(value > 0 and value == value for value in fid.values()), fid
+    assert "fid" not in result["means"][TRUTH]
