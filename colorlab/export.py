@@ -1,0 +1,180 @@
+"""``python -m colorlab export --ckpt MODEL.ckpt --format onnx|torchscript [--size 256 | --dynamic]``.
+
+The exported graph is the approach's ``predict_lab`` with its padding built in. Contract:
+
+* input ``L``: float32 ``(B, 1, H, W)``, normalised lightness ``L / 50 - 1`` in [-1, 1];
+* outputs ``L_out`` ``(B, 1, H, W)`` (the input L for plain colorizers, the restored L for restoration
+  approaches) and ``ab`` ``(B, 2, H, W)``, normalised ``ab / 110`` (multiply by 110 for Lab units);
+* ``--size S`` fixes H = W = S (batch stays free); ``--dynamic`` accepts any H, W of at least the
+  net's downsampling factor (stored as ``multiple`` in the metadata), padded inside the graph.
+
+To colorize a photo at full resolution with it, do what :mod:`colorlab.inference` does: resize L to the
+model size, run the graph, upsample ``ab`` bilinearly to the photo and merge it with the photo's own L.
+The metadata (ONNX ``metadata_props``, TorchScript extra file ``colorlab.json``) repeats this contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.core.module import _jit_is_scripting
+from torch import nn
+
+from colorlab.approaches.base import ColorizationModule
+from colorlab.checkpoints import load_colorizer
+
+ExportFormat = Literal["onnx", "torchscript"]
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+METADATA_FILE = "colorlab.json"
+ONNX_OPSET = 17
+# float32 graphs vs PyTorch on the same input: only op ordering differs, so far below one Lab unit (1/110).
+TOLERANCE = 1e-4
+
+
+def size_multiple(module: nn.Module) -> int:
+    """The factor H and W must be multiples of inside ``module``: the lcm of its nets' ``multiple``."""
+    multiples = [m.multiple for m in module.modules() if isinstance(getattr(m, "multiple", None), int)]
+    return math.lcm(1, *multiples)
+
+
+class ExportableColorizer(nn.Module):
+    """``predict_lab`` as one traceable graph: normalised L ``(B, 1, H, W)`` -> (L_out, ab), any H and W.
+
+    The input is reflect-padded to the nets' multiple here, with shape arithmetic the tracers record,
+    because the nets' own padding branches on the size and would be frozen at the example's size.
+    """
+
+    def __init__(self, colorizer: ColorizationModule) -> None:
+        super().__init__()
+        self.colorizer = colorizer
+        self.multiple = size_multiple(colorizer)
+        # Exporters put the wrapper back in the mode it had: it must be eval, or BatchNorm ends up training.
+        self.eval()
+
+    def forward(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = L.shape[-2], L.shape[-1]
+        padded = F.pad(L, (0, (-w) % self.multiple, 0, (-h) % self.multiple), mode="reflect")
+        L_out, ab = self.colorizer.predict_lab(padded)
+        return L_out[..., :h, :w], ab[..., :h, :w]
+
+
+def metadata(
+    colorizer: ColorizationModule, ckpt: Path | None, size: int | None, multiple: int
+) -> dict[str, str]:
+    """The contract and provenance stored with an exported model (string values, as ONNX wants)."""
+    return {
+        "colorlab_approach": f"{type(colorizer).__module__}.{type(colorizer).__qualname__}",
+        "colorlab_checkpoint": str(ckpt or ""),
+        "input": "L: float32 (B, 1, H, W), L / 50 - 1 in [-1, 1]",
+        "outputs": "L_out: (B, 1, H, W) like the input; ab: (B, 2, H, W), ab / 110",
+        "size": "dynamic" if size is None else str(size),
+        "multiple": str(multiple),
+    }
+
+
+def example_input(size: int | None, multiple: int) -> torch.Tensor:
+    """A seeded L batch to trace with (dynamic export: a small size that is not a multiple)."""
+    side = size if size is not None else 3 * multiple + 5
+    return torch.rand(2, 1, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def export_onnx(
+    colorizer: ColorizationModule, path: Path, size: int | None, ckpt: Path | None = None
+) -> Path:
+    """Write an ONNX graph (fixed ``size`` x ``size``, or dynamic H, W when ``size`` is None)."""
+    import onnx
+
+    wrapper = ExportableColorizer(colorizer)
+    axes = {0: "batch"} if size is not None else {0: "batch", 2: "height", 3: "width"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        # The TorchScript-based exporter: the dynamo one needs the onnxscript package, which is not a dependency.
+        torch.onnx.export(
+            wrapper,
+            (example_input(size, wrapper.multiple),),
+            str(path),
+            dynamo=False,
+            input_names=["L"],
+            output_names=["L_out", "ab"],
+            dynamic_axes={"L": axes, "L_out": axes, "ab": axes},
+            opset_version=ONNX_OPSET,
+        )
+    model = onnx.load(str(path))
+    for key, value in metadata(colorizer, ckpt, size, wrapper.multiple).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+def export_torchscript(
+    colorizer: ColorizationModule, path: Path, size: int | None, ckpt: Path | None = None
+) -> Path:
+    """Write a traced TorchScript module (padding and cropping follow the input's size at run time)."""
+    wrapper = ExportableColorizer(colorizer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Lightning's own switch (used by LightningModule.to_torchscript) so tracing may read every attribute.
+    with torch.no_grad(), _jit_is_scripting():
+        traced = torch.jit.trace(wrapper, (example_input(size, wrapper.multiple),), check_trace=False)
+    extra = {METADATA_FILE: json.dumps(metadata(colorizer, ckpt, size, wrapper.multiple))}
+    torch.jit.save(traced, str(path), _extra_files=extra)
+    return path
+
+
+def run_exported(path: Path, fmt: ExportFormat, L: torch.Tensor) -> np.ndarray:
+    """Run an exported model (onnxruntime / torch.jit.load) on L; returns its ``ab`` output."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(["ab"], {"L": L.numpy()})[0]
+    with torch.no_grad():
+        return torch.jit.load(str(path), map_location="cpu")(L)[1].numpy()
+
+
+def max_difference(colorizer: ColorizationModule, path: Path, fmt: ExportFormat, L: torch.Tensor) -> float:
+    """Largest |ab_exported - ab_pytorch| on ``L`` (normalised ab units)."""
+    with torch.no_grad():
+        reference = colorizer.predict_lab(L)[1].numpy()
+    return float(np.abs(run_exported(path, fmt, L) - reference).max())
+
+
+def export(
+    ckpt: Path, fmt: ExportFormat, size: int | None = 256, output: Path | None = None
+) -> tuple[Path, float]:
+    """Export ``ckpt`` and check it against PyTorch; returns (path, max |ab| difference)."""
+    colorizer = load_colorizer(ckpt).float()
+    path = output or ckpt.with_suffix(SUFFIXES[fmt])
+    writer = export_onnx if fmt == "onnx" else export_torchscript
+    writer(colorizer, path, size, ckpt)
+    multiple = size_multiple(colorizer)
+    check_size = (size, size) if size is not None else (4 * multiple + 3, 2 * multiple + 7)
+    L = torch.rand(1, 1, *check_size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return path, max_difference(colorizer, path, fmt, L)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m colorlab export``."""
+    parser = argparse.ArgumentParser(prog="python -m colorlab export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", type=Path, required=True, help="the model checkpoint")
+    parser.add_argument("--format", choices=sorted(SUFFIXES), default="onnx", help="onnx or torchscript")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--size", type=int, default=256, help="fixed input side H = W (default 256)")
+    shape.add_argument("--dynamic", action="store_true", help="any input H, W (padded inside the graph)")
+    parser.add_argument("-o", "--output", type=Path, help="output file (default: next to the checkpoint)")
+    args = parser.parse_args(argv)
+    try:
+        path, diff = export(args.ckpt, args.format, None if args.dynamic else args.size, args.output)
+    except (FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    verdict = "ok" if diff <= TOLERANCE else f"WARNING: above the {TOLERANCE:g} tolerance"
+    print(f"wrote {path}\nmax |ab - PyTorch ab| on a test input: {diff:.2e} ({verdict})")
+    if diff > TOLERANCE:
+        raise SystemExit(1)
