@@ -21,6 +21,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {
     "experiment": "colorlab.experiment:main",
     "colorize": "colorlab.colorize:main",
+    "export": "colorlab.export:main",
     "evaluate": "colorlab.evaluate:main",
     "compare": "colorlab.compare:main",
 }
