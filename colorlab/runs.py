@@ -51,10 +51,12 @@ class RunSettings:
         save_top_k: how many best checkpoints to keep.
         checkpoint_every_n_steps: also refresh ``last.ckpt`` every N optimizer steps (mid-epoch resume).
         wandb: ``offline`` (default: no account, ``wandb sync`` later), ``online`` or ``disabled``;
-            ``$WANDB_MODE`` overrides it when set.
+            ``$WANDB_MODE`` overrides ``offline``/``online`` when set, never an explicit ``disabled``.
         wandb_project: W&B project.
         wandb_group: W&B group (defaults to ``name``, so runs of one experiment sit together).
-        wandb_tags: W&B tags, e.g. the approach family and the dataset.
+        wandb_tags: W&B tags; when empty, the approach family and the dataset (e.g. ``regression``,
+            ``photos``) are derived from the model and data classes.
+        wandb_log_model: upload the best checkpoint to W&B as a ``model`` artifact when fitting ends.
         phases: fits that ``python -m colorlab experiment`` runs in order, each ``{name, overrides}``
             (see :mod:`colorlab.phases`); other commands ignore them.
     """
@@ -73,6 +75,7 @@ class RunSettings:
         wandb_project: str = "colorlab",
         wandb_group: str | None = None,
         wandb_tags: list[str] | None = None,
+        wandb_log_model: bool = False,
         phases: list[dict[str, Any]] | None = None,
     ) -> None:
         self.name = name
@@ -83,10 +86,12 @@ class RunSettings:
         self.monitor_mode = monitor_mode
         self.save_top_k = save_top_k
         self.checkpoint_every_n_steps = checkpoint_every_n_steps
-        self.wandb = os.environ.get("WANDB_MODE", wandb)
+        # The environment switches every run offline (CI) or online, but a run configured without W&B stays so.
+        self.wandb = wandb if wandb == "disabled" else os.environ.get("WANDB_MODE", wandb)
         self.wandb_project = wandb_project
         self.wandb_group = wandb_group or name
         self.wandb_tags = list(wandb_tags or [])
+        self.wandb_log_model = wandb_log_model
         self.phases = phases
 
     @property
@@ -116,13 +121,19 @@ class RunSettings:
             raise FileNotFoundError(f"nothing to resume: no {self.root}/{self.name}/*/checkpoints/last.ckpt")
         return max(candidates, key=lambda p: p.parent.parent.name)
 
+    def use_wandb(self) -> bool:
+        """Whether runs log to W&B: not disabled, and the package is installed (else a warning)."""
+        if self.wandb == "disabled":
+            return False
+        if importlib.util.find_spec("wandb") is None:
+            log.warning("wandb is not installed (pip install 'colorlab[wandb]'); logging to CSV only")
+            return False
+        return True
+
     def loggers(self) -> list[Logger]:
         """A CSV logger that always writes, plus W&B unless disabled or not installed."""
         loggers: list[Logger] = [ResumableCSVLogger(save_dir=self.root, name=self.name, version=self.version)]
-        if self.wandb == "disabled":
-            return loggers
-        if importlib.util.find_spec("wandb") is None:
-            log.warning("wandb is not installed (pip install 'colorlab[wandb]'); logging to CSV only")
+        if not self.use_wandb():
             return loggers
         from lightning.pytorch.loggers import WandbLogger
 
@@ -142,8 +153,9 @@ class RunSettings:
         return loggers
 
     def callbacks(self) -> list[Callback]:
-        """Best-by-metric checkpoints, an always-fresh ``last.ckpt`` (for resume) and the LR monitor."""
-        return [
+        """Best-by-metric checkpoints, an always-fresh ``last.ckpt`` (for resume), the LR monitor and, unless
+        W&B is disabled, the W&B run's config/tags/model artifact and its per-image validation table."""
+        callbacks: list[Callback] = [
             ModelCheckpoint(
                 dirpath=self.checkpoint_dir,
                 filename="best-{epoch:03d}-{step:06d}",
@@ -162,3 +174,8 @@ class RunSettings:
             ),
             LearningRateMonitor(logging_interval="epoch"),
         ]
+        if self.wandb != "disabled":  # both do nothing when no WandbLogger is attached
+            from colorlab.callbacks import WandbRunInfo, WandbValidationTable
+
+            callbacks += [WandbRunInfo(self.wandb_tags, log_model=self.wandb_log_model), WandbValidationTable()]
+        return callbacks
