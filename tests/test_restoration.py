@@ -1,0 +1,140 @@
+"""Restoration approaches: overfit degraded batches, restore L, score the final picture, freeze stages."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from colorlab.approaches.restoration import RestoreColorizer, RestoreThenColorize
+from colorlab.color import lab_batch
+from colorlab.data.degrade import Degrade, GaussianBlur, GaussianNoise
+from colorlab.data.degraded import degraded_input_l
+from colorlab.metrics import colorization_metrics
+from colorlab.models.unet import UNet
+from tests.helpers import FixedBatchDataModule, fit_fixed_batch
+
+NETS = ("restorer", "colorizer")
+
+
+@pytest.fixture(autouse=True)
+def degraded_fixed_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fit_fixed_batch's data module turns the extra ``input_rgb`` into ``L_input`` like
+    DegradedFolderDataModule does (the same function)."""
+    base = FixedBatchDataModule.on_after_batch_transfer
+    monkeypatch.setattr(
+        FixedBatchDataModule,
+        "on_after_batch_transfer",
+        lambda self, batch, i: degraded_input_l(base(self, batch, i)),
+    )
+
+
+@pytest.fixture
+def degraded(rgb_uint8: torch.Tensor) -> torch.Tensor:
+    """The fixed batch with seeded blur and strong noise, uint8 (4, 3, 32, 32)."""
+    pipeline = Degrade([GaussianBlur(sigma=1.0), GaussianNoise(sigma=40)])
+    return torch.stack([pipeline(img, i) for i, img in enumerate(rgb_uint8)])
+
+
+def _adam(lr: float = 3e-3):
+    return lambda params: torch.optim.Adam(params, lr=lr)
+
+
+def _two_stage(**kwargs) -> RestoreThenColorize:
+    return RestoreThenColorize(
+        UNet(out_channels=1, base_channels=8, depth=2),
+        UNet(out_channels=2, base_channels=8, depth=2),
+        **kwargs,
+    )
+
+
+def _l_error(module, rgb_uint8, degraded) -> tuple[float, float]:
+    """Mean |L - clean L| of the module's restored L and of the degraded input."""
+    clean, L_in = lab_batch(rgb_uint8)["L"], degraded_input_l({"input_rgb": degraded})["L_input"]
+    with torch.no_grad():
+        L_out, _ = module.eval().predict_lab(L_in)
+    return (L_out - clean).abs().mean().item(), (L_in - clean).abs().mean().item()
+
+
+def test_restore_colorize_overfits_and_restores(rgb_uint8, degraded):
+    torch.manual_seed(0)
+    module = RestoreColorizer(UNet(out_channels=3, base_channels=8, depth=2), optimizer=_adam())
+    losses = fit_fixed_batch(module, rgb_uint8, steps=50, extra={"input_rgb": degraded})
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+    restored, degraded_error = _l_error(module, rgb_uint8, degraded)
+    assert restored < 0.75 * degraded_error, (restored, degraded_error)
+
+
+def test_restore_then_colorize_joint_overfits_and_restores(rgb_uint8, degraded):
+    torch.manual_seed(0)
+    module = _two_stage(optimizer=_adam())
+    losses = fit_fixed_batch(module, rgb_uint8, steps=50, extra={"input_rgb": degraded})
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+    ab_losses = fit_fixed_batch(
+        module, rgb_uint8, steps=5, key="train/loss_ab", extra={"input_rgb": degraded}
+    )
+    assert ab_losses[-1] < 0.1
+    restored, degraded_error = _l_error(module, rgb_uint8, degraded)
+    assert restored < 0.75 * degraded_error, (restored, degraded_error)
+
+
+@pytest.mark.parametrize(("stages", "frozen"), [(["restore"], "colorizer"), (["colorize"], "restorer")])
+def test_one_stage_trains_the_other_is_frozen(stages, frozen, rgb_uint8, degraded):
+    torch.manual_seed(0)
+    module = _two_stage(train_stages=stages, optimizer=_adam())
+    trained = "restorer" if frozen == "colorizer" else "colorizer"
+    before = {name: {k: v.clone() for k, v in getattr(module, name).state_dict().items()} for name in NETS}
+    losses = fit_fixed_batch(module, rgb_uint8, steps=20, extra={"input_rgb": degraded})
+    assert losses[-1] < losses[0]
+    after = {name: getattr(module, name).state_dict() for name in NETS}
+    # Weights and BatchNorm running statistics of the frozen stage are untouched.
+    assert all(torch.equal(before[frozen][k], v) for k, v in after[frozen].items())
+    assert not all(torch.equal(before[trained][k], v) for k, v in after[trained].items())
+
+
+def test_stage_wise_training_continues_from_a_checkpoint(tmp_path, rgb_uint8, degraded):
+    torch.manual_seed(0)
+    stage1 = _two_stage(train_stages=["restore"], optimizer=_adam())
+    fit_fixed_batch(stage1, rgb_uint8, steps=5, extra={"input_rgb": degraded})
+    path = tmp_path / "stage1.ckpt"
+    torch.save({"state_dict": stage1.state_dict()}, path)
+    stage2 = _two_stage(train_stages=["colorize"], init_from=str(path), optimizer=_adam())
+    assert not torch.equal(stage2.restorer.stem[0].weight, stage1.restorer.stem[0].weight)
+    fit_fixed_batch(stage2, rgb_uint8, steps=3, extra={"input_rgb": degraded})
+    restored_weights = stage1.restorer.state_dict()
+    assert all(torch.equal(v, restored_weights[k]) for k, v in stage2.restorer.state_dict().items())
+
+
+def test_validation_scores_the_restored_picture(rgb_uint8, degraded):
+    torch.manual_seed(0)
+    module = RestoreColorizer(UNet(out_channels=3, base_channels=8, depth=2))
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    logged = trainer.validate(
+        module, FixedBatchDataModule(rgb_uint8, extra={"input_rgb": degraded}), verbose=False
+    )
+    L_in = degraded_input_l({"input_rgb": degraded})["L_input"]
+    expected = colorization_metrics("val/")
+    with torch.no_grad():
+        expected.update(module.eval().colorize_rgb(L_in), lab_batch(rgb_uint8)["rgb"])
+    for name, value in expected.compute().items():
+        assert logged[0][name] == pytest.approx(value.item(), rel=1e-4), name
+
+
+def test_predict_lab_returns_restored_l_in_range(degraded):
+    module = RestoreColorizer(UNet(out_channels=3, base_channels=4, depth=1)).eval()
+    L_in = degraded_input_l({"input_rgb": degraded})["L_input"]
+    L_out, ab = module.predict_lab(L_in)
+    assert L_out.shape == L_in.shape and ab.shape == (4, 2, 32, 32)
+    assert L_out.abs().max() <= 1 and not torch.equal(L_out, L_in)
+    assert torch.equal(module.colorize(L_in), ab)
+
+
+def test_bad_configurations_are_explained():
+    with pytest.raises(ValueError, match="train_stages"):
+        _two_stage(train_stages=["denoise"])
+    with pytest.raises(ValueError, match="train_stages"):
+        _two_stage(train_stages=[])
+    with pytest.raises(ValueError, match="3 channels"):
+        RestoreColorizer(UNet(out_channels=2, base_channels=4, depth=1)).colorize(torch.zeros(1, 1, 8, 8))
