@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ COMMANDS = {
     "experiment": "colorlab.experiment:main",
     "colorize": "colorlab.colorize:main",
     "export": "colorlab.export:main",
+    "serve": "colorlab.serve:main",
     "evaluate": "colorlab.evaluate:main",
     "compare": "colorlab.compare:main",
+    "prior": "colorlab.prior:main",
 }
 
 
@@ -65,6 +68,8 @@ class ColorlabCLI(LightningCLI):
 def lightning_main(argv: list[str], run: bool = True) -> ColorlabCLI:
     """Run (or with ``run=False`` only build) the Lightning CLI on ``argv``."""
     torch.set_float32_matmul_precision("high")
+    # argv IS the command line here (minus colorlab's own command word); Lightning's warning is moot.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return ColorlabCLI(args=argv, run=run)
 
 

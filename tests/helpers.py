@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from colorlab.data.datamodule import LabDataModule
-from colorlab.data.datasets import SAMPLE_TRAIN, build_transform, load_samples
+from colorlab.data.datasets import SAMPLE_TRAIN, SAMPLE_VAL, build_transform, load_samples
 
 
 def fixed_rgb_batch(n: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -100,3 +103,20 @@ def fit_fixed_batch(
     )
     trainer.fit(module, FixedBatchDataModule(rgb, steps_per_epoch=steps, extra=extra))
     return recorder.losses
+
+
+def fake_cifar(root: Path, variant: str = "cifar100", n: int = 20) -> Path:
+    """Write a tiny CIFAR-10/100 in torchvision's extracted python format (random pixels) under ``root``."""
+    rng = np.random.default_rng(0)
+    folder = root / ("cifar-100-python" if variant == "cifar100" else "cifar-10-batches-py")
+    folder.mkdir(parents=True, exist_ok=True)
+    label_key = "fine_labels" if variant == "cifar100" else "labels"
+    splits = ["train", "test"] if variant == "cifar100" else [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+    for split in splits:
+        data = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), label_key: [i % 10 for i in range(n)]}
+        with (folder / split).open("wb") as f:
+            pickle.dump(data, f)
+    meta, key = ("meta", "fine_label_names") if variant == "cifar100" else ("batches.meta", "label_names")
+    with (folder / meta).open("wb") as f:
+        pickle.dump({key: [f"class{i}" for i in range(100)]}, f)
+    return root

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 from colorlab.data import CIFARDataModule, FolderDataModule, SamplesDataModule
 from colorlab.data.datamodule import seeded_split
 from colorlab.data.images import load_rgb, split_decodable
+from tests.helpers import fake_cifar
 
 
 @pytest.fixture
@@ -153,24 +153,8 @@ def test_samples_datamodule_is_offline_and_repeatable():
     assert not torch.equal(val1[0], val1[2]), "but varied"
 
 
-def _fake_cifar100(root: Path, n: int = 20) -> None:
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        data = {
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            "fine_labels": list(range(n)),
-            "coarse_labels": [0] * n,
-        }
-        with (folder / split).open("wb") as f:
-            pickle.dump(data, f)
-    with (folder / "meta").open("wb") as f:
-        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, f)
-
-
 def test_cifar_reads_local_files(tmp_path: Path):
-    _fake_cifar100(tmp_path)
+    fake_cifar(tmp_path, "cifar100")
     dm = CIFARDataModule(variant="cifar100", root=str(tmp_path), download=False, batch_size=4, val_fraction=0.2)
     dm.setup("fit")
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (16, 4, 20)
