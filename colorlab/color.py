@@ -241,3 +241,131 @@ def target_to_rgb(pred: torch.Tensor, L_n: torch.Tensor, space: TargetSpace) -> 
     hue = torch.atan2(pred[..., 1:, :, :], pred[..., :1, :, :])
     saturation = pred.norm(dim=-3, keepdim=True).clamp(0.0, 1.0)
     return _match_lightness(lambda v: hsv_to_rgb(torch.cat([hue, saturation, v], -3)), L_n)
+
+
+# ---- ab quantization for classification colorizers (Zhang et al. 2016) --------------------------------
+#
+# The ab plane is cut into square cells of side ``AB_GRID`` centred on multiples of it; only the cells that
+# sRGB colours reach are classes. Bin centres and all ab values in this section are in Lab units (not ab/110).
+
+AB_GRID = 10.0
+
+
+def srgb_cube_surface(levels: int = 256) -> torch.Tensor:
+    """Colours on the six faces of the sRGB cube, ``levels`` steps per channel: ``(3, N)`` float64, [0, 1]."""
+    steps = torch.linspace(0.0, 1.0, levels, dtype=torch.float64)
+    u, v = (t.flatten() for t in torch.meshgrid(steps, steps, indexing="ij"))
+    faces = []
+    for channel in range(3):
+        others = [c for c in range(3) if c != channel]
+        for value in (0.0, 1.0):
+            face = torch.empty(3, u.numel(), dtype=torch.float64)
+            face[channel], face[others[0]], face[others[1]] = value, u, v
+            faces.append(face)
+    return torch.cat(faces, dim=1)
+
+
+_GAMUT_BINS: dict[tuple[float, int], torch.Tensor] = {}
+
+
+def ab_gamut_bins(grid: float = AB_GRID, levels: int = 256) -> torch.Tensor:
+    """Centres ``(Q, 2)`` (a, b in Lab units) of the grid cells that sRGB colours reach, sorted by (a, b).
+
+    A centre (a multiple of ``grid``) is kept when some sRGB colour with ``levels`` values per channel has
+    it as its nearest grid point, so hard-quantizing any pixel of an 8-bit photo lands on a kept bin. Only
+    the cube's surface is converted: the ab shadow of the gamut solid is the shadow of its surface (the
+    tests check this against all 2**24 colours). For grid 10 and 8-bit colours this gives Q = 261.
+
+    Zhang et al. ship a table of 313 bins; it is wider than what sRGB reaches and no rule over sRGB that we
+    measured reproduces it (centres inside the gamut for some L: 229; cells reached by 8-bit sRGB: 261; by
+    continuous sRGB: 262, one extra cell touched 0.03 units past its edge; bins among the 5 nearest of some
+    sRGB colour: 322), so colorlab computes its classes instead of copying that table.
+    """
+    key = (float(grid), int(levels))
+    if key not in _GAMUT_BINS:
+        ab = rgb_to_lab(srgb_cube_surface(levels).unsqueeze(-1))[1:, :, 0]
+        cells = torch.round(ab / grid).long()
+        low = cells.min(dim=1).values
+        span = int(cells[1].max() - low[1]) + 1
+        keys = torch.unique((cells[0] - low[0]) * span + cells[1] - low[1])  # sorted by a, then b
+        _GAMUT_BINS[key] = (torch.stack([keys // span + low[0], keys % span + low[1]], dim=1) * grid).float()
+    return _GAMUT_BINS[key].clone()
+
+
+def _ab_pixels(ab: torch.Tensor) -> torch.Tensor:
+    """``(B, 2, H, W)`` -> ``(B*H*W, 2)`` in float32 (distances to bin centres need more than fp16)."""
+    _check_channels(ab, 2, "ab")
+    return ab.float().permute(0, 2, 3, 1).reshape(-1, 2)
+
+
+def quantize_ab(ab: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Index ``(B, H, W)`` of the nearest bin centre ``(Q, 2)`` for ab ``(B, 2, H, W)`` in Lab units."""
+    b, _, h, w = ab.shape
+    chunks = _ab_pixels(ab).split(1 << 16)  # bounds the (pixels, Q) distance matrix for big batches
+    return torch.cat([torch.cdist(chunk, centers.float()).argmin(dim=1) for chunk in chunks]).view(b, h, w)
+
+
+def soft_encode_ab(
+    ab: torch.Tensor, centers: torch.Tensor, neighbors: int = 5, sigma: float = 5.0
+) -> torch.Tensor:
+    """Soft one-hot targets ``(B, Q, H, W)``: Gaussian weights (``sigma`` in Lab units) on the nearest bins.
+
+    Each pixel's ``neighbors`` nearest centres get weights ``exp(-d**2 / (2 sigma**2))`` normalised to sum
+    to 1; every other bin gets 0.
+    """
+    b, _, h, w = ab.shape
+    pixels = _ab_pixels(ab)
+    sq_dist, index = torch.cdist(pixels, centers.float()).square().topk(neighbors, dim=1, largest=False)
+    weights = torch.softmax(-sq_dist / (2 * sigma**2), dim=1)
+    encoded = torch.zeros(pixels.shape[0], centers.shape[0], device=ab.device).scatter_(1, index, weights)
+    return encoded.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+
+def expected_ab(probs: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Mean ab ``(B, 2, H, W)`` in Lab units of a distribution ``(B, Q, H, W)`` over the bins."""
+    return torch.einsum("bqhw,qc->bchw", probs, centers.to(probs.dtype))
+
+
+def decode_ab_logits(
+    logits: torch.Tensor, centers: torch.Tensor, decode: str = "annealed_mean", temperature: float = 0.38
+) -> torch.Tensor:
+    """Bin logits ``(B, Q, H, W)`` -> ab ``(B, 2, H, W)`` in Lab units.
+
+    ``mode`` takes the most likely bin's centre, ``mean`` the expectation under ``softmax(logits)``, and
+    ``annealed_mean`` the expectation under the distribution re-tempered to ``p**(1/T)`` (renormalised),
+    i.e. ``softmax(logits / T)``: ``T = 1`` is the mean and ``T -> 0`` the mode.
+    """
+    if decode == "mode":
+        return centers.to(logits.dtype)[logits.argmax(dim=1)].permute(0, 3, 1, 2)
+    if decode not in ("annealed_mean", "mean"):
+        raise ValueError(f"unknown decode {decode!r}; choose annealed_mean, mode or mean")
+    if decode == "annealed_mean" and temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    scale = temperature if decode == "annealed_mean" else 1.0
+    return expected_ab(torch.softmax(logits.float() / scale, dim=1), centers)
+
+
+def smooth_bin_prior(prior: torch.Tensor, centers: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """Gaussian-smooth a bin distribution ``(Q,)`` over ab space (``sigma`` in Lab units); it still sums to 1.
+
+    Each bin spreads its mass over the bins with weights ``exp(-d**2 / (2 sigma**2))`` normalised per source
+    bin, so no mass is lost at the gamut's edge.
+    """
+    prior = prior.double() / prior.sum()
+    kernel = torch.exp(-torch.cdist(centers.double(), centers.double()).square() / (2 * sigma**2))
+    return (kernel / kernel.sum(dim=0, keepdim=True)) @ prior
+
+
+def rebalancing_weights(
+    prior: torch.Tensor, centers: torch.Tensor, mix: float = 0.5, sigma: float = 5.0
+) -> torch.Tensor:
+    """Class-rebalancing weights ``(Q,)`` (float32) from an empirical bin distribution.
+
+    ``w ∝ 1 / ((1 - mix) * p + mix / Q)`` with ``p`` the prior smoothed by :func:`smooth_bin_prior`, scaled
+    so the expected weight under ``p`` is 1 (``sum(p * w) == 1``). ``mix`` in (0, 1] is Zhang et al.'s lambda.
+    """
+    if not 0.0 < mix <= 1.0:
+        raise ValueError(f"mix (lambda) must be in (0, 1], got {mix}")
+    smoothed = smooth_bin_prior(prior, centers, sigma)
+    weights = 1.0 / ((1.0 - mix) * smoothed + mix / smoothed.numel())
+    return (weights / (smoothed * weights).sum()).float()

@@ -1,0 +1,135 @@
+"""Zhang et al. 2016, "Colorful Image Colorization": per-pixel classification over quantized ab bins.
+
+A net maps L to logits over the in-gamut ab bins (:func:`colorlab.color.ab_gamut_bins`). Training compares
+them, at ``1 / downsample`` resolution, with soft-encoded targets (5 nearest bins, Gaussian sigma 5) under a
+multinomial cross-entropy whose per-pixel weight rebalances rare colours (empirical prior, smoothed, mixed
+with uniform by lambda). ``colorize`` decodes the logits by annealed mean (T = 0.38), mode or mean and
+upsamples ab to the input's size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from colorlab.approaches.base import ColorizationModule
+from colorlab.color import (
+    ab_gamut_bins,
+    decode_ab_logits,
+    denormalize_ab,
+    normalize_ab,
+    rebalancing_weights,
+    soft_encode_ab,
+    upsample_ab,
+)
+from colorlab.prior import load_prior
+
+Decode = Literal["annealed_mean", "mode", "mean"]
+
+
+def downsample_mean(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Area mean ``(B, C, H, W)`` -> ``(B, C, H // factor, W // factor)`` (any H, W; at least 1x1)."""
+    if factor == 1:
+        return x
+    h, w = x.shape[-2:]
+    return F.adaptive_avg_pool2d(x, (max(1, h // factor), max(1, w // factor)))
+
+
+class ClassificationColorizer(ColorizationModule):
+    """Any net mapping L ``(B, 1, H, W)`` to ``Q`` bin logits ``(B, Q, H, W)`` (no output activation).
+
+    Args:
+        net: the network, e.g. :class:`colorlab.models.unet.TimmUNet` with ``out_channels`` = the bin count
+            (261 for the sRGB gamut, see :func:`colorlab.color.ab_gamut_bins`) and ``final_activation: none``.
+        prior_path: ``.npy`` bin distribution written by ``python -m colorlab prior``; ``None`` means a
+            uniform prior (all class weights 1, no rebalancing). Read when fitting starts, so inference from
+            a checkpoint does not need the file (the weights are stored in the checkpoint).
+        rebalance_lambda: weight of the uniform distribution mixed into the prior (Zhang et al.: 0.5).
+        prior_sigma: Gaussian smoothing of the prior over ab, in Lab units.
+        encode_neighbors: bins each target pixel is soft-encoded to.
+        encode_sigma: Gaussian width of the soft encoding, in Lab units.
+        downsample: the loss is computed on ``1 / downsample`` resolution logits and targets (area means).
+        decode: ``annealed_mean``, ``mode`` or ``mean`` decoding of the logits in :meth:`colorize`.
+        temperature: annealed-mean temperature (1 = mean, -> 0 = mode).
+        **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        prior_path: str | None = None,
+        rebalance_lambda: float = 0.5,
+        prior_sigma: float = 5.0,
+        encode_neighbors: int = 5,
+        encode_sigma: float = 5.0,
+        downsample: int = 4,
+        decode: Decode = "annealed_mean",
+        temperature: float = 0.38,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if decode not in ("annealed_mean", "mode", "mean"):
+            raise ValueError(f"unknown decode {decode!r}; choose annealed_mean, mode or mean")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if downsample < 1:
+            raise ValueError(f"downsample must be >= 1, got {downsample}")
+        if not 0 < rebalance_lambda <= 1:
+            raise ValueError(f"rebalance_lambda must be in (0, 1], got {rebalance_lambda}")
+        self.net = net
+        self.prior_path = prior_path
+        self.rebalance_lambda = rebalance_lambda
+        self.prior_sigma = prior_sigma
+        self.encode_neighbors = encode_neighbors
+        self.encode_sigma = encode_sigma
+        self.downsample = downsample
+        self.decode = decode
+        self.temperature = temperature
+        centers = ab_gamut_bins()
+        self.register_buffer("bin_centers", centers, persistent=False)
+        self.register_buffer("class_weights", torch.ones(len(centers)))
+
+    @property
+    def num_bins(self) -> int:
+        """Number of ab classes ``Q``."""
+        return self.bin_centers.shape[0]
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.class_weights.copy_(self.load_class_weights())
+
+    def load_class_weights(self) -> torch.Tensor:
+        """Rebalancing weights ``(Q,)`` from ``prior_path``; all ones (uniform prior) when it is ``None``."""
+        if self.prior_path is None:
+            rank_zero_info("ClassificationColorizer: no prior_path, uniform ab prior (class weights all 1)")
+            return torch.ones(self.num_bins)
+        prior = load_prior(self.prior_path, self.num_bins)
+        centers = self.bin_centers.cpu()
+        rank_zero_info(f"ClassificationColorizer: ab prior {self.prior_path}, lambda {self.rebalance_lambda}")
+        return rebalancing_weights(prior, centers, self.rebalance_lambda, self.prior_sigma)
+
+    def logits(self, L: torch.Tensor) -> torch.Tensor:
+        """Bin logits ``(B, Q, H / downsample, W / downsample)`` for normalised L ``(B, 1, H, W)``."""
+        logits = self.net(L)
+        if logits.shape[1] != self.num_bins:
+            raise ValueError(
+                f"the net outputs {logits.shape[1]} channels but there are {self.num_bins} ab bins; "
+                f"set the net's out_channels to {self.num_bins}"
+            )
+        return downsample_mean(logits, self.downsample)
+
+    def colorize(self, L: torch.Tensor) -> torch.Tensor:
+        ab = decode_ab_logits(self.logits(L), self.bin_centers, self.decode, self.temperature)
+        return upsample_ab(normalize_ab(ab), L.shape[-2:])
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits = self.logits(self.model_input(batch))
+        ab = denormalize_ab(downsample_mean(batch["ab"], self.downsample))
+        target = soft_encode_ab(ab, self.bin_centers, self.encode_neighbors, self.encode_sigma)
+        cross_entropy = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+        weights = self.class_weights[target.argmax(dim=1)]  # the weight of each pixel's nearest bin
+        return {"loss": (weights * cross_entropy).mean(), "cross_entropy": cross_entropy.mean()}
