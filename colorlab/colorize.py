@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -65,17 +66,27 @@ def training_size(ckpt: Path) -> int | None:
     return None
 
 
-def model_names(paths: Sequence[Path]) -> list[str]:
-    """Short unique names: the file stem, prefixed by parent folders (skipping ``checkpoints``) if needed."""
-    parts = [
-        [p.stem, *(q.name for q in p.resolve().parents if q.name and q.name != "checkpoints")] for p in paths
+def _name_candidates(path: Path) -> list[str]:
+    """Names for a checkpoint, least to most specific: ``run``, ``run/stem``, ``run/version/stem`` for
+    one inside a run folder (``runs/NAME/VERSION/checkpoints/X.ckpt``), else ``stem``, ``parent/stem``..."""
+    path = path.resolve()
+    if path.parent.name == "checkpoints" and len(path.parents) > 3:
+        version, run = path.parents[1].name, path.parents[2].name
+        return [run, f"{run}/{path.stem}", f"{run}/{version}/{path.stem}"]
+    return [
+        "/".join([*[p.name for p in path.parents[:depth]][::-1], path.stem])
+        for depth in range(len(path.parents))
     ]
-    depth = 1
-    while True:
-        names = ["/".join(reversed(part[:depth])) for part in parts]
-        if len(set(names)) == len(names) or depth > max(len(p) for p in parts):
+
+
+def model_names(paths: Sequence[Path]) -> list[str]:
+    """Short unique names for checkpoints, e.g. the experiment name of each run (more when that clashes)."""
+    candidates = [_name_candidates(p) for p in paths]
+    for level in range(max(map(len, candidates))):
+        names = [c[min(level, len(c) - 1)] for c in candidates]
+        if len(set(names)) == len(names):
             return names
-        depth += 1
+    return [str(p) for p in paths]
 
 
 def find_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -89,13 +100,20 @@ def find_checkpoints(ckpt_dir: Path) -> list[Path]:
 
 
 def load_colorizers(ckpts: Sequence[Path], size: int | None = None, device: str = "cpu") -> list[Colorizer]:
-    """Load each checkpoint; ``size`` overrides the training size read from its run folder."""
-    return [
-        Colorizer(
-            name, path, load_colorizer(path, map_location=device), size or training_size(path) or DEFAULT_SIZE
-        )
-        for name, path in zip(model_names(ckpts), ckpts)
-    ]
+    """Load each checkpoint; ``size`` overrides the training size read from its run folder.
+
+    Raises FileNotFoundError for a missing file and ValueError (naming the file) for one that will not load.
+    """
+    colorizers = []
+    for name, path in zip(model_names(ckpts), ckpts):
+        try:
+            module = load_colorizer(path, map_location=device)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # stale or foreign checkpoints fail in many ways (state dict, pickle...)
+            raise ValueError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
+        colorizers.append(Colorizer(name, path, module, size or training_size(path) or DEFAULT_SIZE))
+    return colorizers
 
 
 # ---- pictures -----------------------------------------------------------------------------------------
@@ -110,8 +128,8 @@ class Picture:
     format: str
 
 
-def read_picture(path: str | Path) -> Picture:
-    """Decode any image to RGB upright (EXIF), keeping its alpha channel apart; raises on a bad file."""
+def read_picture(path: str | Path | BinaryIO) -> Picture:
+    """Decode any image file (or file object) to RGB upright (EXIF), keeping its alpha apart; raises if bad."""
     with Image.open(path) as img:
         img.load()
         fmt = _FORMAT_OF_PIL.get(img.format or "", "png")
@@ -305,7 +323,7 @@ def checkpoints_from_args(args: argparse.Namespace, parser: argparse.ArgumentPar
         ckpts += find_checkpoints(args.ckpt_dir)
     if not ckpts:
         parser.error("give a model: --ckpt MODEL.ckpt (repeatable) or --ckpt-dir FOLDER --all-models")
-    return list(dict.fromkeys(ckpts))
+    return list({path.resolve(): path for path in ckpts}.values())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -166,7 +166,7 @@ def test_several_models_give_one_output_each_and_a_labelled_strip(ckpts, photo, 
     Image.fromarray(photo).save(tmp_path / "p.jpg")
     assert run(tmp_path / "p.jpg", "--ckpt", ckpts[0], "--ckpt", ckpts[1], "-o", tmp_path / "out") == 0
     names = model_names(ckpts)
-    assert names == ["alpha/v/last", "beta/v/last"]
+    assert names == ["alpha", "beta"], "named after their runs"
     outputs = [np.asarray(Image.open(tmp_path / "out" / n / "p.jpg")) for n in names]
     assert all(o.shape == photo.shape for o in outputs)
     assert np.abs(outputs[0].astype(int) - outputs[1]).mean() > 0.5, "two different models, two results"
@@ -225,3 +225,6 @@ def test_clear_errors_for_missing_model(tmp_path, capsys):
     assert "--ckpt" in capsys.readouterr().err
     assert run(tmp_path, "--ckpt", tmp_path / "none.ckpt", "-o", tmp_path / "out") == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    assert run(tmp_path, "--ckpt", tmp_path / "notes.ckpt", "-o", tmp_path / "out") == 2
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err

@@ -1,0 +1,158 @@
+"""The web page end to end in headless Chromium, plus the server's own checks and the cleanup of results."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorlab.colorize import load_colorizers
+from colorlab.serve import create_app
+from tests.test_colorize import small_photo, train_tiny_checkpoint
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+uvicorn = pytest.importorskip("uvicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
+    """The app with two tiny models on a free localhost port: (base URL, app)."""
+    root = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "disabled")
+        ckpts = [train_tiny_checkpoint(root, "alpha", 0), train_tiny_checkpoint(root, "beta", 1)]
+    app = create_app(load_colorizers(ckpts), keep_seconds=600, max_files=3, max_megabytes=1)
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not uv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert uv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}", app
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.skip(f"Chromium not installed at {CHROMIUM} (Debian: apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(server[0])
+    page.wait_for_selector("body[data-ready=true]")
+    yield page
+    page.close()
+
+
+def decode(url: str) -> np.ndarray:
+    response = httpx.get(url)
+    assert response.status_code == 200, response.text
+    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
+
+
+def chroma(rgb: np.ndarray) -> float:
+    return float(np.abs(rgb.astype(int) - rgb.mean(axis=2, keepdims=True)).mean())
+
+
+def test_page_colorizes_an_upload_with_all_models(page, server, tmp_path):
+    photo = small_photo(150, 100)
+    Image.fromarray(photo).save(tmp_path / "coffee.jpg", quality=95)
+    page.set_input_files("#files", str(tmp_path / "coffee.jpg"))
+    assert page.locator("#picked li").count() == 1
+    page.select_option("#model", "all")
+    page.click("#go")
+    page.wait_for_selector(".card.result .compare img.after")
+    page.wait_for_function("() => [...document.images].every((img) => img.complete && img.naturalWidth > 0)")
+    assert page.locator(".model-name").all_inner_texts() == ["alpha", "beta"]
+    assert page.locator(".card.result .size").inner_text() == "150 × 100"
+    gray = decode(server[0] + page.get_attribute(".compare img.before", "src"))
+    assert gray.shape == photo.shape and chroma(gray) < 0.5
+    for href in page.locator("a.download").evaluate_all("links => links.map((a) => a.getAttribute('href'))"):
+        result = decode(server[0] + href)
+        assert result.shape == photo.shape, "full resolution, same size as the upload"
+        assert chroma(result) > 1.0, "a colour result, not gray"
+    page.locator(".model-result img").nth(1).click()  # the slider now shows the second model
+    assert page.locator(".compare .tag.right").inner_text() == "beta"
+
+
+def test_page_shows_errors_for_non_images(page, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    page.set_input_files("#files", str(tmp_path / "notes.txt"))
+    assert "notes.txt: not a supported image" in page.locator("#errors").inner_text()
+    assert page.locator("#go").is_disabled()
+    # A text file that claims to be a PNG passes the page's check; the server rejects it on its card.
+    (tmp_path / "fake.png").write_text("not an image either")
+    page.set_input_files("#files", str(tmp_path / "fake.png"))
+    page.select_option("#model", "alpha")
+    page.click("#go")
+    page.wait_for_selector(".card.error")
+    assert "fake.png: not a readable image" in page.locator(".card.error").inner_text()
+
+
+def test_page_refuses_too_many_files(page, tmp_path):
+    paths = []
+    for i in range(4):
+        Image.fromarray(small_photo(40, 30)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    page.set_input_files("#files", paths)
+    assert "at most 3 at a time" in page.locator("#errors").inner_text()
+    assert page.locator("#go").is_disabled()
+
+
+def _png(width: int = 40, height: int = 30) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(small_photo(width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_server_checks_requests_itself(server):
+    url = server[0] + "/api/colorize"
+    many = [("files", (f"{i}.png", _png(), "image/png")) for i in range(4)]
+    assert httpx.post(url, files=many, data={"model": "all"}).status_code == 413
+    assert httpx.post(url, files=many[:1], data={"model": "nope"}).status_code == 422
+    noise = np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")  # incompressible: over the 1 MB limit
+    big = [("files", ("big.png", buffer.getvalue(), "image/png")), many[0]]
+    results = httpx.post(url, files=big, data={"model": "all"}, timeout=60).json()["results"]
+    assert "over the 1 MB limit" in results[0]["error"]
+    assert "error" not in results[1] and len(results[1]["outputs"]) == 2
+
+
+def test_results_are_deleted_after_the_configured_time(server):
+    base, app = server
+    entry = httpx.post(base + "/api/colorize", files=[("files", ("a.png", _png(), "image/png"))],
+                       data={"model": "alpha"}, timeout=60).json()["results"][0]  # fmt: skip
+    url = base + entry["outputs"][0]["url"]
+    assert httpx.get(url).status_code == 200
+    store = app.state.store
+    assert store.purge() == 0, "younger than the keep time: kept"
+    assert store.purge(now=time.time() + store.keep_seconds + 1) >= 1
+    assert httpx.get(url).status_code == 404
+    assert httpx.get(base + "/api/result/../../etc/passwd").status_code == 404
