@@ -62,7 +62,7 @@ def test_forward_backward_reaches_every_parameter(lab_batch_32):
 def test_ema_differs_from_live_weights_and_is_what_colorize_uses(rgb_uint8, lab_batch_32):
     module = tiny_bigcolor(ema_decay=0.9)
     fit_fixed_batch(module, rgb_uint8, steps=20)
-    assert module.generator_ema.n_averaged.item() == 10  # one update per generator step
+    assert module.ema_updates.item() == 10  # one update per generator step
     assert max_param_difference(module.generator, module.generator_ema.module) > 1e-4
     module.eval()
     L = lab_batch_32["L"]
@@ -72,17 +72,28 @@ def test_ema_differs_from_live_weights_and_is_what_colorize_uses(rgb_uint8, lab_
         assert (ab - module.generator(L)).abs().max() > 1e-4
 
 
-def test_ema_follows_decay():
-    """One update after the initial copy moves the EMA exactly ``1 - decay`` of the way to the live weights."""
-    module = tiny_bigcolor(ema_decay=0.75, perceptual_weight=0.0)
-    module.generator_ema.update_parameters(module.generator)
-    before = [p.detach().clone() for p in module.generator_ema.module.parameters()]
+@pytest.mark.parametrize(
+    ("warmup_power", "moves"),
+    # the first update copies; then each moves the EMA (1 - decay_t) of the way to the live weights
+    [(None, [1.0, 0.25, 0.25, 0.25]), (1.0, [1.0, 1 / 2, 1 / 3, 0.25]), (0.5, [1.0, 2**-0.5, 3**-0.5, 0.5])],
+    ids=["fixed", "warmup-power-1", "warmup-power-0.5"],
+)
+def test_ema_follows_decay_and_warmup(warmup_power, moves):
+    module = tiny_bigcolor(ema_decay=0.75, ema_warmup_power=warmup_power, perceptual_weight=0.0)
     with torch.no_grad():
-        for p in module.generator.parameters():
-            p.add_(1.0)
-    module.generator_ema.update_parameters(module.generator)
-    for old, new in zip(before, module.generator_ema.module.parameters()):
-        torch.testing.assert_close(new, old + 0.25)
+        for p in module.generator_ema.module.parameters():
+            p.zero_()
+    for step, move in enumerate(moves, start=1):
+        with torch.no_grad():
+            for p in module.generator.parameters():
+                p.fill_(float(step))
+        before = [p.detach().clone() for p in module.generator_ema.module.parameters()]
+        module.update_ema()
+        for old, new in zip(before, module.generator_ema.module.parameters()):
+            torch.testing.assert_close(new, old + move * (step - old), msg=f"update {step}")
+    assert module.ema_updates.item() == len(moves)
+    with pytest.raises(ValueError, match="ema_decay"):
+        tiny_bigcolor(ema_decay=1.5)
 
 
 # ---- sampling -----------------------------------------------------------------------------------------
