@@ -2,6 +2,10 @@
 
 The run folder (``runs/NAME/VERSION``) ends up with ``checkpoints/``, the CSV log, ``report.md``,
 ``test_metrics.csv``, ``results.json`` and ``test_grid.png`` (input gray | prediction | truth).
+
+A YAML whose ``run.phases`` lists several fits (e.g. DeOldify's NoGAN) runs them in order, each in
+``runs/NAME/VERSION/PHASE/`` and starting from the previous phase's best checkpoint (see
+:mod:`colorlab.phases`); the report then sits in ``runs/NAME/VERSION`` and also tests every phase.
 """
 
 from __future__ import annotations
@@ -10,34 +14,50 @@ import argparse
 import csv
 import json
 import platform
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from colorlab.approaches.base import ColorizationModule
 from colorlab.color import lab_normalized_to_rgb
 from colorlab.data.datamodule import LabDataModule
 from colorlab.metrics import colorfulness, colorization_metrics
+from colorlab.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
+from colorlab.runs import RunSettings
 from colorlab.visualize import save_png
 
 METRICS = ("psnr", "ssim", "delta_e00", "colorfulness")
 
 
 @torch.no_grad()
-def reference_metrics(datamodule: LabDataModule, device: torch.device) -> dict[str, dict[str, float]]:
-    """Test-set metrics of the gray baseline (ab = 0) and the ground truth's own colorfulness."""
+def test_set_metrics(
+    datamodule: LabDataModule, device: torch.device, colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+) -> tuple[dict[str, float], float]:
+    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness."""
     datamodule.setup("test")
-    gray = colorization_metrics("test/").to(device)
+    metrics = colorization_metrics("test/").to(device)
     truth_colorfulness, count = 0.0, 0
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
-        zeros = torch.zeros_like(batch["ab"])
-        gray.update(lab_normalized_to_rgb(batch.get("L_input", batch["L"]), zeros), batch["rgb"])
+        metrics.update(colorize(batch), batch["rgb"])
         truth_colorfulness += colorfulness(batch["rgb"]).sum().item()
         count += batch["rgb"].shape[0]
-    gray_values = {k.removeprefix("test/"): v.item() for k, v in gray.compute().items()}
-    return {"gray": gray_values, "truth": {"colorfulness": truth_colorfulness / max(count, 1)}}
+    values = {k.removeprefix("test/"): v.item() for k, v in metrics.compute().items()}
+    return values, truth_colorfulness / max(count, 1)
+
+
+def reference_metrics(datamodule: LabDataModule, device: torch.device) -> dict[str, dict[str, float]]:
+    """Test-set metrics of the gray baseline (ab = 0) and the ground truth's own colorfulness."""
+
+    def gray(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return lab_normalized_to_rgb(batch.get("L_input", batch["L"]), torch.zeros_like(batch["ab"]))
+
+    gray_values, truth_colorfulness = test_set_metrics(datamodule, device, gray)
+    return {"gray": gray_values, "truth": {"colorfulness": truth_colorfulness}}
 
 
 def hardware() -> str:
@@ -68,12 +88,15 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
         f"# {results['name']} / {run_dir.name}",
         "",
         f"- approach: `{results['model_class']}`; data: `{results['data_class']}`",
-        f"- trained {results['epochs']} epochs, {results['steps']} steps in {results['fit_seconds']:.0f} s "
-        f"on {results['hardware']}",
+        (
+            f"- trained {results['epochs']} epochs, {results['steps']} steps in {results['fit_seconds']:.0f} s "
+            f"on {results['hardware']}"
+        ),
         f"- best checkpoint: `{results['best_checkpoint']}`",
         "",
         *table,
         "",
+        *phase_table(results.get("phases", [])),
         "![input | prediction | truth](test_grid.png)",
         "",
     ]
@@ -82,21 +105,78 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
     return paths
 
 
+def phase_table(phases: list[dict[str, Any]]) -> list[str]:
+    """Report lines for a multi-phase run: per phase its training and the test metrics of its checkpoint."""
+    if not phases:
+        return []
+    lines = [
+        "## phases (test metrics of the checkpoint each phase hands on)",
+        "",
+        "| phase | epochs | steps | fit (s) | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | colorfulness | checkpoint |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for phase in phases:
+        test = phase.get("test", {})
+        cells = [f"{test[m]:.3f}" if m in test else "" for m in METRICS]
+        lines.append(f"| {phase['name']} | {phase['epochs']} | {phase['steps']} | {phase['fit_seconds']:.0f} | "
+                     + " | ".join(cells) + f" | `{phase['handover_checkpoint']}` |")  # fmt: skip
+    return [*lines, ""]
+
+
+def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None) -> dict[str, Any]:
+    """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best/last checkpoints."""
+    start = time.perf_counter()
+    trainer.fit(model, datamodule, ckpt_path=ckpt_path)
+    last = sorted(Path(p) for c in trainer.checkpoint_callbacks if (p := getattr(c, "last_model_path", "")))
+    return {
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "fit_seconds": time.perf_counter() - start,
+        "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", "") or None,
+        "last_checkpoint": str(max(last, key=lambda p: p.stat().st_mtime)) if last else None,
+    }
+
+
+def parse_run_section(argv: list[str]) -> Any:
+    """The ``run:`` section as ``fit`` would parse the YAMLs and overrides, without building anything
+    (``version`` stays None unless given)."""
+    from colorlab.cli import ColorlabCLI
+
+    class ParseOnly(ColorlabCLI):
+        def before_instantiate_classes(self) -> None:
+            return None
+
+        def instantiate_classes(self) -> None:
+            return None
+
+    return ParseOnly(args=argv, run=False).config["run"]
+
+
+def finish_wandb_run() -> None:
+    """End the active W&B run, if any, so that the next phase's logger starts its own run."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+
+
 def run_experiment(configs: list[str], overrides: list[str], resume: bool = False) -> dict[str, Any]:
-    """Fit the experiment, test the best checkpoint, and write the report; returns the results."""
+    """Fit the experiment (every phase of it, when its YAML lists ``run.phases``), test the best checkpoint,
+    and write the report; returns the results."""
     from colorlab.cli import lightning_main
 
-    argv = [arg for config in configs for arg in ("--config", config)] + overrides
+    config_args = [arg for config in configs for arg in ("--config", config)]
+    run_section = parse_run_section(config_args + overrides)
+    if run_section.phases:
+        return run_phases(config_args, overrides, run_section, resume)
+    argv = config_args + overrides
     if resume:
         argv.append("--run.resume=true")
     cli = lightning_main(argv, run=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run = cli.config_init["run"]
     last = run.checkpoint_dir / "last.ckpt"
-    start = time.perf_counter()
-    trainer.fit(model, datamodule, ckpt_path=str(last) if resume else None)
-    fit_seconds = time.perf_counter() - start
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    summary = fit(trainer, model, datamodule, ckpt_path=str(last) if resume else None)
+    best = summary["best_checkpoint"]
     test = trainer.test(model, datamodule, ckpt_path=best, verbose=False)[0]
     run_dir = Path(trainer.log_dir or run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,9 +186,9 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
         "version": run.version,
         "model_class": type(model).__name__,
         "data_class": type(datamodule).__name__,
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
-        "fit_seconds": fit_seconds,
+        "epochs": summary["epochs"],
+        "steps": summary["steps"],
+        "fit_seconds": summary["fit_seconds"],
         "hardware": hardware(),
         "best_checkpoint": best,
         "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
@@ -117,6 +197,95 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
     paths = write_report(run_dir, results)
     print(f"\nrun folder:  {run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
           f"image grid:  {grid}\ncheckpoint:  {best}")  # fmt: skip
+    return results
+
+
+def run_phases(config_args: list[str], overrides: list[str], run_section: Any, resume: bool) -> dict[str, Any]:
+    """Run the YAML's phases in order (a resumed run skips finished ones and continues the interrupted one
+    from its ``last.ckpt``), then test every phase's checkpoint and write the report into the run folder."""
+    from colorlab.cli import lightning_main
+
+    phases = parse_phases(run_section.phases)
+    experiment_dir = Path(run_section.root) / run_section.name
+    if run_section.version:
+        run_dir = experiment_dir / run_section.version
+    elif resume:
+        run_dir = latest_phased_run(experiment_dir)
+    else:
+        run_dir = experiment_dir / RunSettings(name=run_section.name, root=run_section.root).new_version()
+    record = PhaseRecord.open(run_dir, [phase.name for phase in phases], resume)
+
+    def build(phase: Phase) -> Any:
+        finish_wandb_run()
+        argv = [*config_args, *phase.argv(), *overrides, f"--run.version={run_dir.name}/{phase.name}"]
+        return lightning_main(argv, run=False)
+
+    handover: str | dict[str, torch.Tensor] | None = None  # what the next phase starts from
+    cli = None
+    for previous, phase in zip([None, *phases], phases):
+        if phase.name in record.finished:
+            print(f"phase {phase.name}: finished in an earlier run, skipped")
+            handover = record.handover_checkpoint(phase.name)
+            continue
+        cli = build(phase)
+        last = cli.config_init["run"].checkpoint_dir / "last.ckpt"
+        ckpt_path = str(last) if resume and last.is_file() else None
+        if ckpt_path is None and previous is not None:
+            if handover is None:
+                raise FileNotFoundError(f"phase {phase.name!r} starts from phase {previous.name!r}, "
+                                        f"which left no checkpoint in {run_dir / previous.name}")  # fmt: skip
+            load_phase_weights(cli.model, handover, phase.name)
+        record.save()  # from now on --resume finds this run
+        summary = fit(cli.trainer, cli.model, cli.datamodule, ckpt_path)
+        record.finish(phase.name, {**summary, "folder": str(run_dir / phase.name)})
+        handover = record.handover_checkpoint(phase.name) or cli.model.state_dict()
+        print(f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {run_dir / phase.name}, "
+              f"checkpoint {record.handover_checkpoint(phase.name)}")  # fmt: skip
+
+    if cli is None:  # every phase finished earlier: only the evaluation is left
+        if handover is None:
+            raise FileNotFoundError(f"the last phase of {run_dir} left no checkpoint to test")
+        cli = build(phases[-1])
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    final_checkpoint = record.handover_checkpoint(phases[-1].name)
+    test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False)[0]
+    grid = save_png(model.grid_image("test"), run_dir / "test_grid.png")
+    reference = reference_metrics(datamodule, model.device)
+    phase_rows = []
+    for phase in phases:
+        summary, checkpoint = record.finished[phase.name], record.handover_checkpoint(phase.name)
+        values = {k.removeprefix("test/"): float(v) for k, v in test.items()}
+        if phase is not phases[-1]:
+            values = {}
+            if checkpoint is not None:
+                load_phase_weights(model, checkpoint, phase.name)
+                model.eval()
+                values, _ = test_set_metrics(datamodule, model.device, lambda b: model.colorize_rgb(model.model_input(b)))
+        keys = ("epochs", "steps", "fit_seconds", "folder")
+        phase_rows.append({"name": phase.name, **{k: summary[k] for k in keys}, "handover_checkpoint": checkpoint,
+                           "test": values})  # fmt: skip
+    results = {
+        "name": run_section.name,
+        "version": run_dir.name,
+        "model_class": type(model).__name__,
+        "data_class": type(datamodule).__name__,
+        "epochs": sum(row["epochs"] for row in phase_rows),
+        "steps": sum(row["steps"] for row in phase_rows),
+        "fit_seconds": sum(row["fit_seconds"] for row in phase_rows),
+        "hardware": hardware(),
+        "best_checkpoint": final_checkpoint,
+        "test": phase_rows[-1]["test"],
+        "reference": reference,
+        "phases": phase_rows,
+    }
+    paths = write_report(run_dir, results)
+    phase_lines = "".join(
+        f"phase {row['name']}:\n  metrics:    {Path(row['folder']) / 'metrics.csv'}\n"
+        f"  checkpoint: {row['handover_checkpoint']}\n"
+        for row in phase_rows
+    )
+    print(f"\n{phase_lines}run folder:  {run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
+          f"image grid:  {grid}\ncheckpoint:  {final_checkpoint}")  # fmt: skip
     return results
 
 

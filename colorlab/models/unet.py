@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import timm
 import torch
 from torch import nn
@@ -66,6 +68,8 @@ class TimmUNet(nn.Module):
         decoder_channels: width of each decoder stage, deepest first; one per encoder level.
         final_activation: ``tanh``, ``sigmoid`` or ``none``.
         freeze_encoder: start with the encoder frozen (``set_encoder_trainable`` changes it later).
+        encoder_kwargs: extra arguments for ``timm.create_model``, e.g. ``{channels: [32, 64, 128, 256]}`` for a
+            narrower ResNet (pretrained weights then no longer fit).
     """
 
     def __init__(
@@ -77,9 +81,10 @@ class TimmUNet(nn.Module):
         decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
         final_activation: str | None = "tanh",
         freeze_encoder: bool = False,
+        encoder_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = timm.create_model(encoder_name, pretrained=False, features_only=True)
+        self.encoder = timm.create_model(encoder_name, pretrained=False, features_only=True, **(encoder_kwargs or {}))
         if pretrained:
             load_pretrained_timm(self.encoder, encoder_name, weights_path)
         channels = self.encoder.feature_info.channels()
