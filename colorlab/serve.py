@@ -31,6 +31,7 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 
 from colorlab.colorize import (
     Colorizer,
@@ -91,9 +92,23 @@ def safe_stem(filename: str) -> str:
     return stem[:60] or "image"
 
 
-def decode_upload(data: bytes) -> Picture:
-    """Decode uploaded bytes like the command line decodes a file (alpha kept, EXIF, CMYK, 16-bit...)."""
-    return read_picture(io.BytesIO(data))
+def decode_upload(data: bytes, max_bytes: int, max_megapixels: float) -> Picture:
+    """Check and decode uploaded bytes like the command line decodes a file (alpha kept, EXIF, CMYK...).
+
+    Raises ValueError with a message for the person who uploaded it.
+    """
+    if len(data) > max_bytes:
+        raise ValueError(f"{len(data) / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB limit")
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only: refuse huge pictures undecoded
+            megapixels = img.width * img.height / 1e6
+        if megapixels > max_megapixels:
+            raise ValueError(f"{megapixels:.0f} megapixels is over the {max_megapixels:g} megapixel limit")
+        return read_picture(io.BytesIO(data))
+    except ValueError:
+        raise
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
+        raise ValueError(f"not a readable image ({exc})") from exc
 
 
 def colorize_upload(
@@ -153,29 +168,25 @@ def create_app(
         job, folder = store.new_job()
         results, stems = [], set()
         for filename, data in uploads:
-            entry: dict[str, Any] = {"name": filename}
             try:
-                if len(data) > max_bytes:
-                    raise ValueError(f"{len(data) / 2**20:.1f} MB is over the {max_megabytes:g} MB limit")
-                picture = decode_upload(data)
-                megapixels = picture.rgb.shape[0] * picture.rgb.shape[1] / 1e6
-                if megapixels > max_megapixels:
-                    raise ValueError(f"{megapixels:.0f} megapixels is over the {max_megapixels:g} limit")
-                stem = safe_stem(filename)
-                while stem in stems:
-                    stem += "_"
-                stems.add(stem)
-                with model_lock:
-                    done = colorize_upload(chosen, picture, stem, folder, restore)
-                url = f"/api/result/{job}/"
-                entry |= {"width": done["width"], "height": done["height"], "gray": url + done["gray"]}
-                entry["outputs"] = [
-                    {"model": o["model"], "url": url + o["file"], "file": o["file"]} for o in done["outputs"]
-                ]
-            except Exception as exc:  # noqa: BLE001 - a bad upload is reported on its card; the others go on
-                reason = str(exc) if isinstance(exc, ValueError) else f"not a readable image ({exc})"
-                entry["error"] = f"{filename}: {reason}"
-            results.append(entry)
+                picture = decode_upload(data, max_bytes, max_megapixels)
+            except ValueError as exc:
+                results.append({"name": filename, "error": f"{filename}: {exc}"})
+                continue
+            stem = safe_stem(filename)
+            while stem in stems:
+                stem += "_"
+            stems.add(stem)
+            with model_lock:
+                done = colorize_upload(chosen, picture, stem, folder, restore)
+            url = f"/api/result/{job}/"
+            outputs = [
+                {"model": o["model"], "url": url + o["file"], "file": o["file"]} for o in done["outputs"]
+            ]
+            results.append(
+                {"name": filename, "width": done["width"], "height": done["height"], "gray": url + done["gray"],
+                 "outputs": outputs}
+            )  # fmt: skip
         return results
 
     @app.get("/api/config")

@@ -139,10 +139,17 @@ def test_server_checks_requests_itself(server):
     noise = np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(noise).save(buffer, format="PNG")  # incompressible: over the 1 MB limit
-    big = [("files", ("big.png", buffer.getvalue(), "image/png")), many[0]]
+    huge = io.BytesIO()
+    Image.new("L", (9000, 5000)).save(huge, format="PNG")  # 45 MP of one gray: a few KB, refused undecoded
+    big = [
+        ("files", ("big.png", buffer.getvalue(), "image/png")),
+        ("files", ("huge.png", huge.getvalue(), "image/png")),
+        many[0],
+    ]
     results = httpx.post(url, files=big, data={"model": "all"}, timeout=60).json()["results"]
     assert "over the 1 MB limit" in results[0]["error"]
-    assert "error" not in results[1] and len(results[1]["outputs"]) == 2
+    assert "45 megapixels is over the 40 megapixel limit" in results[1]["error"]
+    assert "error" not in results[2] and len(results[2]["outputs"]) == 2
 
 
 def test_results_are_deleted_after_the_configured_time(server):
@@ -155,4 +162,4 @@ def test_results_are_deleted_after_the_configured_time(server):
     assert store.purge() == 0, "younger than the keep time: kept"
     assert store.purge(now=time.time() + store.keep_seconds + 1) >= 1
     assert httpx.get(url).status_code == 404
-    assert httpx.get(base + "/api/result/../../etc/passwd").status_code == 404
+    assert httpx.get(base + "/api/result/not-a-job/a.png").status_code == 404
