@@ -8,7 +8,7 @@ is updated after every generator step and is the network that validation, test, 
 :func:`colorlab.checkpoints.load_colorizer` gives back the EMA generator.
 
 EMA decay warm-up: a fixed decay of 0.999 averages over ~1000 steps, so in a run of a few hundred
-steps the EMA would still be mostly the first weights. With ``ema_warmup_power`` the decay at update t
+steps the EMA would still be mostly the first weights. With ``ema_warmup_power`` the decay at update
 t (the first copies) is ``min(ema_decay, 1 - t ** -power)`` (timm, after @crowsonkb): with power 3/4
 ~0.95 at update 50, ~0.99 at 500, 0.999 from ~10k, so short CPU runs and long GPU runs both get a useful EMA.
 
@@ -37,7 +37,7 @@ Perceptual = Literal["efficientnet", "lpips"]
 
 
 class BigColorColorizer(AdversarialColorizer):
-    """``mse_weight * MSE(ab) + perceptual_weight * perceptual(RGB) + adversarial_weight * GAN`` with an EMA generator.
+    """``mse_weight * MSE(ab) + perceptual_weight * perceptual(RGB) + adversarial_weight * GAN``, EMA generator.
 
     Logs ``train/mse``, ``train/perceptual``, ``train/adversarial``, ``train/loss`` and the critic's terms.
 
@@ -74,6 +74,12 @@ class BigColorColorizer(AdversarialColorizer):
         **kwargs: Any,
     ) -> None:
         super().__init__(generator, critic, **kwargs)
+        if perceptual not in ("efficientnet", "lpips"):
+            raise ValueError(f"unknown perceptual loss {perceptual!r}; choose efficientnet or lpips")
+        if not 0 <= ema_decay <= 1 or (ema_warmup_power is not None and ema_warmup_power <= 0):
+            raise ValueError(
+                f"need 0 <= ema_decay <= 1 and ema_warmup_power > 0, got {ema_decay}, {ema_warmup_power}"
+            )
         if (classifier is not None) != (generator.num_classes > 0):
             raise ValueError("a classifier needs a class-conditional generator (num_classes > 0) and vice versa; "
                              f"got classifier={type(classifier).__name__}, num_classes={generator.num_classes}")  # fmt: skip
@@ -85,10 +91,6 @@ class BigColorColorizer(AdversarialColorizer):
         self.perceptual_loss = self._build_perceptual(
             perceptual, perceptual_features, lpips_net, lpips_backbone_path
         )
-        if not 0 <= ema_decay <= 1 or (ema_warmup_power is not None and ema_warmup_power <= 0):
-            raise ValueError(
-                f"need 0 <= ema_decay <= 1 and ema_warmup_power > 0, got {ema_decay}, {ema_warmup_power}"
-            )
         warmup = ema_warmup_power is not None
         self.generator_ema = ModelEmaV3(
             generator, decay=ema_decay, use_warmup=warmup, warmup_power=ema_warmup_power if warmup else 1.0
@@ -109,14 +111,12 @@ class BigColorColorizer(AdversarialColorizer):
             name = loss.features.net.pretrained_cfg["architecture"]
             rank_zero_info(f"BigColor perceptual loss: FeatureLoss on {name} features, {weights} weights")
             return loss
-        if kind == "lpips":
-            if features is not None:
-                raise ValueError("perceptual_features only applies to perceptual='efficientnet'")
-            rank_zero_info(
-                f"BigColor perceptual loss: LPIPS-{lpips_net}, backbone {backbone_path or 'from the search path'}"
-            )
-            return build_lpips(lpips_net, backbone_path)
-        raise ValueError(f"unknown perceptual loss {kind!r}; choose efficientnet or lpips")
+        if features is not None:
+            raise ValueError("perceptual_features only applies to perceptual='efficientnet'")
+        rank_zero_info(
+            f"BigColor perceptual loss: LPIPS-{lpips_net}, backbone {backbone_path or 'from the search path'}"
+        )
+        return build_lpips(lpips_net, backbone_path)
 
     # ---- generation -------------------------------------------------------------------------------
 
