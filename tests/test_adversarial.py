@@ -16,7 +16,9 @@ from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 
 def tiny_gan(norm: str = "batch", **kwargs) -> Pix2PixColorizer:
     torch.manual_seed(0)
-    return Pix2PixColorizer(UNet(base_channels=4, depth=2), PatchGAN(3, base_channels=4, n_layers=2, norm=norm), **kwargs)
+    return Pix2PixColorizer(
+        UNet(base_channels=4, depth=2), PatchGAN(3, base_channels=4, n_layers=2, norm=norm), **kwargs
+    )
 
 
 def adam_steps(optimizer: torch.optim.Optimizer) -> int:
@@ -60,7 +62,9 @@ def test_lr_decays_per_epoch(rgb_uint8):
                         callbacks=[recorder])  # fmt: skip
     trainer.fit(module, FixedBatchDataModule(rgb_uint8, steps_per_epoch=2))
     expected = [(1e-3 * 0.5**epoch, 4e-3 * 0.5**epoch) for epoch in range(3) for _ in range(2)]
-    torch.testing.assert_close(torch.tensor(recorder.lrs, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(
+        torch.tensor(recorder.lrs, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64)
+    )
     assert [opt.param_groups[0]["lr"] for opt in trainer.optimizers] == pytest.approx([1.25e-4, 5e-4])
 
 
@@ -76,7 +80,9 @@ def test_gradient_clipping_is_applied(clip, rgb_uint8):
               (("generator", module.generator), ("critic", module.critic))}  # fmt: skip
     fit_fixed_batch(module, rgb_uint8, steps=2)  # one critic and one generator step
     for name, net in (("generator", module.generator), ("critic", module.critic)):
-        moved = torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(net.parameters(), before[name])]).norm()
+        moved = torch.cat(
+            [(p.detach() - p0).flatten() for p, p0 in zip(net.parameters(), before[name])]
+        ).norm()
         if clip is None:
             assert moved > 1e-2, name
         else:

@@ -1,4 +1,4 @@
-"""ChromaGAN: two-headed generator, KL to a teacher, WGAN-GP under bf16 autocast, overfitting a fixed batch."""
+"""ChromaGAN: two-headed generator, KL to a teacher, WGAN-GP under bf16 autocast, overfitting a batch."""
 
 from __future__ import annotations
 
@@ -26,9 +26,16 @@ TINY = {
 def tiny_chromagan(teacher: nn.Module | None = None, **kwargs) -> ChromaGANColorizer:
     torch.manual_seed(0)
     teacher = teacher if teacher is not None else ImageNetClassifier(pretrained=False, input_size=32)
-    adam = lambda params: torch.optim.Adam(params, lr=3e-3, betas=(0.5, 0.999))  # noqa: E731
-    return ChromaGANColorizer(ChromaGANGenerator(**TINY), PatchGAN(3, base_channels=8, n_layers=2, norm="none"),
-                              teacher=teacher, generator_optimizer=adam, critic_optimizer=adam, **kwargs)  # fmt: skip
+    adam = lambda params: torch.optim.Adam(params, lr=3e-3, betas=(0.5, 0.999))
+    critic = PatchGAN(3, base_channels=8, n_layers=2, norm="none")
+    return ChromaGANColorizer(
+        ChromaGANGenerator(**TINY),
+        critic,
+        teacher=teacher,
+        generator_optimizer=adam,
+        critic_optimizer=adam,
+        **kwargs,
+    )
 
 
 def test_generator_heads_any_size():
@@ -53,8 +60,8 @@ def test_every_generator_parameter_gets_a_gradient():
 
 
 def test_pretrained_timm_trunk_runs_offline():
-    net = ChromaGANGenerator(encoder="efficientnet_lite0", pretrained=True, **{k: v for k, v in TINY.items()
-                                                                              if k != "trunk_channels"})  # fmt: skip
+    widths = {k: v for k, v in TINY.items() if k != "trunk_channels"}
+    net = ChromaGANGenerator(encoder="efficientnet_lite0", pretrained=True, **widths)
     assert net.trunk.out_channels == 40
     ab, log_probs = net.eval()(torch.rand(1, 1, 40, 44) * 2 - 1)
     assert ab.shape == (1, 2, 40, 44) and log_probs.shape == (1, 1000)
@@ -127,7 +134,9 @@ def test_bf16_mixed_training_step_is_finite(rgb_uint8):
 
 def test_refuses_batchnorm_critic():
     with pytest.raises(ValueError, match="gradient penalty"):
-        ChromaGANColorizer(ChromaGANGenerator(**TINY), PatchGAN(3, 8, 2, norm="batch"), teacher=_RecordingTeacher())
+        ChromaGANColorizer(
+            ChromaGANGenerator(**TINY), PatchGAN(3, 8, 2, norm="batch"), teacher=_RecordingTeacher()
+        )
 
 
 def test_colorize_returns_ab_only():

@@ -19,7 +19,9 @@ def adam(lr: float):
 
 def tiny_pix2pix(**kwargs) -> Pix2PixColorizer:
     torch.manual_seed(0)
-    return Pix2PixColorizer(UNet(base_channels=8, depth=2), PatchGAN(3, base_channels=8, n_layers=2), **kwargs)
+    return Pix2PixColorizer(
+        UNet(base_channels=8, depth=2), PatchGAN(3, base_channels=8, n_layers=2), **kwargs
+    )
 
 
 def test_overfits_fixed_batch(rgb_uint8):
@@ -78,4 +80,3 @@ def test_colorize_any_size():
     assert module.colorize(L).shape == (1, 2, 37, 50)
     rgb = module.colorize_rgb(L)
     assert rgb.shape == (1, 3, 37, 50) and 0 <= rgb.min() and rgb.max() <= 1
-

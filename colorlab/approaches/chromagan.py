@@ -27,7 +27,8 @@ class ChromaGANColorizer(AdversarialColorizer):
     """A two-headed generator (ab, class log-probabilities) against a WGAN-GP critic.
 
     Args:
-        generator: L -> (ab, class log-probabilities), e.g. :class:`colorlab.models.chromagan.ChromaGANGenerator`.
+        generator: L -> (ab, class log-probabilities), e.g.
+            :class:`colorlab.models.chromagan.ChromaGANGenerator`.
         critic: conditional critic ``critic(ab, L)`` without BatchNorm (the gradient penalty is per sample),
             e.g. ``PatchGAN(in_channels=3, norm="none")``.
         teacher: frozen classifier, sRGB in [0, 1] -> logits over the generator's classes; defaults to
@@ -81,7 +82,7 @@ class ChromaGANColorizer(AdversarialColorizer):
     def generator_loss(
         self, batch: dict[str, torch.Tensor], fake: tuple[torch.Tensor, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """``loss`` plus its terms ``mse``, ``kl`` and ``adversarial``; ``fake`` is the generator's (ab, log-probs)."""
+        """``loss`` and its terms ``mse``, ``kl``, ``adversarial``; ``fake`` is (ab, class log-probs)."""
         ab, class_log_probs = fake
         target = self.teacher_distribution(batch)
         losses = {
@@ -90,6 +91,8 @@ class ChromaGANColorizer(AdversarialColorizer):
             "adversarial": self.adversarial(batch, ab),
         }
         losses["loss"] = (
-            self.mse_weight * losses["mse"] + self.kl_weight * losses["kl"] + self.adversarial_weight * losses["adversarial"]
+            self.mse_weight * losses["mse"]
+            + self.kl_weight * losses["kl"]
+            + self.adversarial_weight * losses["adversarial"]
         )
         return losses

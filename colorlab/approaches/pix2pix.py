@@ -46,7 +46,9 @@ class Pix2PixColorizer(AdversarialColorizer):
         self.feature_loss = feature_loss
         self.feature_weight = feature_weight
 
-    def generator_loss(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generator_loss(
+        self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """``loss`` plus its terms ``adversarial``, ``l1`` and (when configured) ``feature``."""
         losses = {"adversarial": self.adversarial(batch, fake_ab), "l1": F.l1_loss(fake_ab, batch["ab"])}
         losses["loss"] = losses["adversarial"] + self.l1_weight * losses["l1"]

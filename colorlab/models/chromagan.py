@@ -15,6 +15,7 @@ either a VGG-like stack from scratch or a pretrained timm pyramid level (Efficie
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import timm
 import torch
@@ -41,8 +42,10 @@ def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Seq
 def mlp(widths: Sequence[int]) -> nn.Sequential:
     """Linear layers through ``widths`` (input first) with ReLUs between them, none after the last."""
     layers: list[nn.Module] = []
-    for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
-        layers += [nn.Linear(cin, cout)] if i == len(widths) - 2 else [nn.Linear(cin, cout), nn.ReLU(inplace=True)]
+    for i, (cin, cout) in enumerate(pairwise(widths)):
+        layers += (
+            [nn.Linear(cin, cout)] if i == len(widths) - 2 else [nn.Linear(cin, cout), nn.ReLU(inplace=True)]
+        )
     return nn.Sequential(*layers)
 
 
@@ -56,16 +59,21 @@ class ScratchTrunk(nn.Sequential):
         if len(channels) != 4:
             raise ValueError(f"the trunk needs 4 stages (stride 8), got channels={tuple(channels)}")
         stages: list[nn.Module] = [ConvBlock(1, channels[0])]
-        for cin, cout in zip(channels[:-1], channels[1:]):
+        for cin, cout in pairwise(channels):
             stages.append(nn.Sequential(nn.MaxPool2d(2), ConvBlock(cin, cout)))
         super().__init__(*stages)
         self.out_channels = channels[-1]
 
 
 class TimmTrunk(nn.Module):
-    """The stride-8 level of a timm ``features_only`` pyramid; gray L is repeated to RGB and ImageNet-normalised."""
+    """The stride-8 level of a timm ``features_only`` pyramid; gray L goes in as ImageNet-normalised RGB."""
 
-    def __init__(self, encoder_name: str = "efficientnet_lite0", pretrained: bool = False, weights_path: str | None = None) -> None:
+    def __init__(
+        self,
+        encoder_name: str = "efficientnet_lite0",
+        pretrained: bool = False,
+        weights_path: str | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = timm.create_model(encoder_name, pretrained=False, features_only=True, out_indices=(2,))
         if pretrained:
