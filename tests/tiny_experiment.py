@@ -23,8 +23,9 @@ def write_photos(folder: Path, n: int = 4, size: int = SIZE) -> Path:
     return folder
 
 
-def tiny_config(root: Path, photos: Path, name: str = "tiny", **trainer: Any) -> Path:
-    """Write ``root/NAME.yaml``: the tiny experiment on ``photos``, runs under ``root/runs``, W&B disabled."""
+def tiny_config(root: Path, photos: Path, name: str = "tiny", lr: float = 0.01, **trainer: Any) -> Path:
+    """Write ``root/NAME.yaml``: the tiny experiment on ``photos`` (Adam at ``lr``), runs under ``root/runs``,
+    W&B disabled; ``trainer`` entries override the trainer section."""
     config = {
         "seed_everything": 0,
         "run": {"name": name, "root": str(root / "runs"), "wandb": "disabled"},
@@ -40,7 +41,7 @@ def tiny_config(root: Path, photos: Path, name: str = "tiny", **trainer: Any) ->
             "class_path": "colorlab.approaches.regression.RegressionColorizer",
             "init_args": {
                 "net": {"class_path": "colorlab.models.unet.UNet", "init_args": {"base_channels": 4, "depth": 2}},
-                "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
+                "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": lr}},
             },
         },
         "data": {

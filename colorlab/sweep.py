@@ -1,0 +1,349 @@
+"""``python -m colorlab.sweep --config sweeps/NAME.yaml``: hyperparameter search over any experiment YAML.
+
+A sweep YAML names the experiment, the search space (dotted config keys, as on the command line), the
+validation metric to optimise and its direction. Two backends read the same file:
+
+* ``optuna`` (default): trials are short fits in this process; bad ones are pruned after any validation
+  by ``optuna_integration.PyTorchLightningPruningCallback``. The study lives in an RDB (a local SQLite file
+  by default, or any URL such as ``postgresql://...``), so workers on several machines share one study and a
+  new run continues it. Writes ``trials.csv``, ``summary.md`` and ``best.yaml``: the experiment with the
+  best trial's values, runnable with ``python -m colorlab experiment --config .../best.yaml``.
+* ``wandb``: the same space as a W&B sweep config (written out), run by ``wandb.agent``; needs a W&B server.
+
+Sweep YAML keys: ``experiment`` (path), ``params`` ({key: {type: float|int|categorical, low, high, log,
+step, choices}}), ``metric``, ``direction`` (minimize|maximize), ``n_trials`` (per worker run),
+``study_name``, ``storage`` (RDB URL), ``output`` (folder), ``overrides`` ({key: value} for trials only,
+e.g. fewer epochs; not written into best.yaml), ``sampler`` ({type: tpe|random, seed}), ``pruner``
+({type: median|hyperband|none, ...its arguments}), ``baseline_trial`` (first try the experiment's own values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from colorlab.report import markdown_table
+
+DEFAULTS: dict[str, Any] = {
+    "metric": "val/delta_e00",
+    "direction": "minimize",
+    "n_trials": 10,
+    "overrides": {},
+    "sampler": {"type": "tpe"},
+    "pruner": {"type": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+    "baseline_trial": False,
+    "storage": None,
+    "output": None,
+}
+
+
+# ---- the sweep file -----------------------------------------------------------------------------------
+
+
+def load_spec(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a sweep YAML; fills defaults (study name from the file name, output under runs/sweeps)."""
+    path = Path(path)
+    spec = {**DEFAULTS, **(yaml.safe_load(path.read_text()) or {})}
+    for key in ("experiment", "params"):
+        if not spec.get(key):
+            raise ValueError(f"{path}: the sweep needs '{key}'")
+    if spec["direction"] not in ("minimize", "maximize"):
+        raise ValueError(f"{path}: direction must be minimize or maximize, got {spec['direction']!r}")
+    for key, space in spec["params"].items():
+        kind = space.get("type")
+        if kind not in ("float", "int", "categorical"):
+            raise ValueError(f"{path}: params.{key}.type must be float, int or categorical, got {kind!r}")
+        needed = ("choices",) if kind == "categorical" else ("low", "high")
+        if any(k not in space for k in needed):
+            raise ValueError(f"{path}: params.{key} ({kind}) needs {' and '.join(needed)}")
+    spec.setdefault("study_name", path.stem)
+    spec["output"] = Path(spec["output"] or Path("runs") / "sweeps" / spec["study_name"])
+    spec["storage"] = spec["storage"] or f"sqlite:///{spec['output'] / 'study.db'}"
+    return spec
+
+
+def override_args(values: dict[str, Any]) -> list[str]:
+    """``{dotted.key: value}`` -> LightningCLI arguments ``--dotted.key=value``."""
+    return [f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
+
+
+def get_dotted(config: dict[str, Any], key: str) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"`` (KeyError when absent)."""
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``config["a"]["b"] = value`` for ``"a.b"``, creating the missing levels."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        config = config.setdefault(part, {})
+        if not isinstance(config, dict):
+            raise TypeError(f"cannot set {key}: {part} is not a mapping in the experiment YAML")
+    config[leaf] = value
+
+
+# ---- Optuna backend -----------------------------------------------------------------------------------
+
+
+def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Draw one value per search-space entry from an Optuna trial."""
+    values = {}
+    for key, space in params.items():
+        if space["type"] == "categorical":
+            values[key] = trial.suggest_categorical(key, space["choices"])
+        else:
+            draw = trial.suggest_float if space["type"] == "float" else trial.suggest_int
+            values[key] = draw(key, space["low"], space["high"], log=space.get("log", False),
+                               step=space.get("step"))  # fmt: skip
+    return values
+
+
+def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_callbacks: Sequence[Any] = ()):
+    """Fit the experiment with ``values`` (and the sweep's trial overrides) as run ``{study}/{version}``.
+
+    Returns ``(scores, run_dir, best_checkpoint)``: the metric after every validation, in order.
+    """
+    import lightning as L
+
+    from colorlab.cli import lightning_main
+    from colorlab.experiment import finish_wandb_run
+
+    class Scores(L.Callback):
+        def __init__(self) -> None:
+            self.values: list[float] = []
+
+        def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            value = trainer.callback_metrics.get(spec["metric"])
+            if value is not None and not trainer.sanity_checking:
+                self.values.append(float(value))
+
+    argv = ["--config", str(spec["experiment"]), *override_args(spec["overrides"]), *override_args(values),
+            f"--run.name={spec['study_name']}", f"--run.version={version}"]  # fmt: skip
+    cli = lightning_main(argv, run=False)
+    scores = Scores()
+    cli.trainer.callbacks[:0] = [scores, *extra_callbacks]  # before the pruner raises, the score is kept
+    try:
+        cli.trainer.fit(cli.model, cli.datamodule)
+    finally:
+        finish_wandb_run()
+    if not scores.values:
+        logged = ", ".join(sorted(cli.trainer.callback_metrics))
+        raise ValueError(f"the sweep metric {spec['metric']!r} was never logged at validation; logged: {logged}")
+    best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "") or None
+    return scores.values, cli.config_init["run"].run_dir, best
+
+
+def objective_value(scores: Sequence[float], direction: str) -> float:
+    """The best validation score of a trial (what its best checkpoint holds)."""
+    return min(scores) if direction == "minimize" else max(scores)
+
+
+def open_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 5) -> Any:
+    """Optuna's RDB storage; workers that start together race to create its tables, and the losers retry."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for _ in range(attempts - 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, OperationalError):
+            time.sleep(0.5 + random.random())  # the winner finishes creating the schema meanwhile
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+def create_study(spec: dict[str, Any]) -> Any:
+    """Create or load (``load_if_exists``) the study in its RDB storage."""
+    import optuna
+
+    spec["output"].mkdir(parents=True, exist_ok=True)
+    url = spec["storage"]
+    # Several workers on one SQLite file wait for each other's writes instead of failing at once.
+    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    sampler = dict(spec["sampler"]) if isinstance(spec["sampler"], dict) else {"type": spec["sampler"]}
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    pruner = dict(spec["pruner"] or {"type": "none"})
+    pruners = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
+               "none": optuna.pruners.NopPruner}  # fmt: skip
+    return optuna.create_study(
+        study_name=spec["study_name"],
+        storage=open_storage(url, engine),
+        sampler=samplers[sampler.pop("type")](**sampler),
+        pruner=pruners[pruner.pop("type")](**pruner),
+        direction=spec["direction"],
+        load_if_exists=True,
+    )
+
+
+def baseline_values(spec: dict[str, Any]) -> dict[str, Any]:
+    """The experiment YAML's own values of the searched keys (those it sets)."""
+    config = yaml.safe_load(Path(spec["experiment"]).read_text())
+    values = {}
+    for key in spec["params"]:
+        try:
+            values[key] = get_dotted(config, key)
+        except (KeyError, TypeError):
+            continue
+    return values
+
+
+def optimize(spec: dict[str, Any], n_trials: int | None = None) -> Any:
+    """Run ``n_trials`` (default the spec's) more trials of the study, then write its summary files."""
+    import optuna
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    study = create_study(spec)
+    if spec["baseline_trial"]:
+        study.enqueue_trial(baseline_values(spec), skip_if_exists=True)
+
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, spec["params"])
+        pruning = PyTorchLightningPruningCallback(trial, monitor=spec["metric"])
+        scores, run_dir, best = run_trial(spec, values, f"trial-{trial.number:04d}", [pruning])
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("best_checkpoint", best)
+        return objective_value(scores, spec["direction"])
+
+    study.optimize(objective, n_trials=n_trials or spec["n_trials"])
+    write_summary(study, spec)
+    return study
+
+
+def write_summary(study: Any, spec: dict[str, Any]) -> dict[str, Path]:
+    """``trials.csv`` and ``summary.md`` of every trial so far, and ``best.yaml`` (the best trial's experiment)."""
+    out = spec["output"]
+    keys = list(spec["params"])
+    header = ["trial", "state", spec["metric"], *keys, "seconds", "run"]
+    rows = []
+    for t in study.trials:
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        rows.append([t.number, t.state.name, t.value, *(t.params.get(k) for k in keys), seconds,
+                     t.user_attrs.get("run_dir", "")])  # fmt: skip
+    paths = {"csv": out / "trials.csv", "markdown": out / "summary.md", "best": out / "best.yaml"}
+    with paths["csv"].open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    states = [r[1] for r in rows]
+    lines = [
+        f"# Sweep {spec['study_name']}: {spec['direction']} {spec['metric']}",
+        "",
+        f"- experiment: `{spec['experiment']}`; storage: `{spec['storage']}`",
+        f"- trials: {len(rows)} ({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned)",
+    ]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if complete:
+        best = study.best_trial
+        write_best_config(spec, best.params, paths["best"], f"trial {best.number}: {spec['metric']} = {best.value:.4f}")
+        lines += [f"- best: trial {best.number}, {spec['metric']} = {best.value:.4f}, params {best.params}",
+                  f"- best config: `{paths['best']}` (run it: `python -m colorlab experiment --config {paths['best']}`)"]  # fmt: skip
+    paths["markdown"].write_text("\n".join([*lines, "", markdown_table(header, rows, digits=5), ""]))
+    return paths
+
+
+def write_best_config(spec: dict[str, Any], params: dict[str, Any], path: Path, note: str) -> Path:
+    """The experiment YAML with ``params`` applied (the trial-only overrides are not), named ``{study}_best``."""
+    config = copy.deepcopy(yaml.safe_load(Path(spec["experiment"]).read_text()))
+    for key, value in params.items():
+        set_dotted(config, key, value)
+    set_dotted(config, "run.name", f"{spec['study_name']}_best")
+    header = (f"# Best configuration of sweep {spec['study_name']} ({note}), from {spec['experiment']}.\n"
+              f"#   python -m colorlab experiment --config {path}\n"
+              f"# or copy it to experiments/NAME.yaml and run: make experiment NAME=NAME\n")  # fmt: skip
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+# ---- W&B backend --------------------------------------------------------------------------------------
+
+
+def wandb_sweep_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """The sweep as a W&B sweep configuration (method, metric, parameters, early termination)."""
+    sampler = spec["sampler"]["type"] if isinstance(spec["sampler"], dict) else spec["sampler"]
+    parameters = {}
+    for key, space in spec["params"].items():
+        if space["type"] == "categorical":
+            parameters[key] = {"values": list(space["choices"])}
+            continue
+        log, step = space.get("log", False), space.get("step")
+        if space["type"] == "int":
+            distribution = "q_log_uniform_values" if log else "int_uniform"
+            step = step or (1 if log else None)
+        else:
+            distribution = ("q_" if step else "") + ("log_uniform_values" if log else "uniform")
+        parameters[key] = {"distribution": distribution, "min": space["low"], "max": space["high"]}
+        if step:
+            parameters[key]["q"] = step
+    config = {
+        "name": spec["study_name"],
+        "method": "random" if sampler == "random" else "bayes",
+        "metric": {"name": spec["metric"], "goal": spec["direction"]},
+        "parameters": parameters,
+        "run_cap": spec["n_trials"],
+    }
+    pruner = (spec["pruner"] or {}).get("type", "none")
+    if pruner != "none":
+        config["early_terminate"] = {"type": "hyperband", "min_iter": max(1, spec["pruner"].get("n_warmup_steps", 1))}
+    return config
+
+
+def run_wandb(spec: dict[str, Any], sweep_id: str | None, n_trials: int | None) -> Path:
+    """Write the W&B sweep config; when W&B is online, create (or join) the sweep and run an agent."""
+    config = wandb_sweep_config(spec)
+    spec["output"].mkdir(parents=True, exist_ok=True)
+    path = spec["output"] / "wandb_sweep.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    print(f"W&B sweep config: {path}")
+    mode = os.environ.get("WANDB_MODE", "online")
+    if mode != "online":
+        raise SystemExit(
+            f"W&B sweeps need a W&B server (wandb.ai or a local server) and WANDB_MODE is {mode!r}: nothing was "
+            f"run. The config is written to {path}. Go online (`wandb login`, WANDB_MODE=online) and run this "
+            "again, or use the Optuna backend (the default), which works offline."
+        )
+    import wandb
+
+    project = yaml.safe_load(Path(spec["experiment"]).read_text()).get("run", {}).get("wandb_project", "colorlab")
+    sweep_id = sweep_id or wandb.sweep(config, project=project)
+    print(f"W&B sweep {sweep_id}: more machines join with --backend wandb --sweep-id {sweep_id}")
+
+    def trial() -> None:
+        run = wandb.init(group=spec["study_name"])  # the agent's run; the WandbLogger attaches to it
+        values = {key: run.config[key] for key in spec["params"]}
+        run_trial({**spec, "overrides": {**spec["overrides"], "run.wandb": "online"}}, values, f"wandb-{run.id}")
+
+    wandb.agent(sweep_id, function=trial, project=project, count=n_trials or spec["n_trials"])
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """CLI: ``python -m colorlab.sweep --config sweeps/NAME.yaml [--backend optuna|wandb] [--n-trials N]``."""
+    parser = argparse.ArgumentParser(prog="python -m colorlab.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--config", required=True, help="sweep YAML (see sweeps/)")
+    parser.add_argument("--backend", choices=("optuna", "wandb"), default="optuna")
+    parser.add_argument("--n-trials", type=int, help="trials this worker runs (default: the YAML's n_trials)")
+    parser.add_argument("--storage", help="Optuna RDB URL, overriding the YAML (e.g. postgresql://user@host/db)")
+    parser.add_argument("--sweep-id", help="W&B: join this existing sweep instead of creating one")
+    args = parser.parse_args(argv)
+    spec = load_spec(args.config)
+    if args.storage:
+        spec["storage"] = args.storage
+    if args.backend == "wandb":
+        return run_wandb(spec, args.sweep_id, args.n_trials)
+    study = optimize(spec, args.n_trials)
+    print((spec["output"] / "summary.md").read_text())
+    return study
+
+
+if __name__ == "__main__":
+    main()
