@@ -14,7 +14,7 @@ Sweep YAML keys: ``experiment`` (path), ``params`` ({key: {type: float|int|categ
 step, choices}}), ``metric``, ``direction`` (minimize|maximize), ``n_trials`` (per worker run),
 ``study_name``, ``storage`` (RDB URL), ``output`` (folder), ``overrides`` ({key: value} for trials only,
 e.g. fewer epochs; not written into best.yaml), ``sampler`` ({type: tpe|random, seed}), ``pruner``
-({type: median|hyperband|none, ...its arguments}), ``baseline_trial`` (first try the experiment's own values).
+({type: median|hyperband|threshold|none, ...its arguments}), ``baseline_trial`` (first try the experiment's own values).
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def create_study(spec: dict[str, Any]) -> Any:
     samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     pruner = dict(spec["pruner"] or {"type": "none"})
     pruners = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
-               "none": optuna.pruners.NopPruner}  # fmt: skip
+               "threshold": optuna.pruners.ThresholdPruner, "none": optuna.pruners.NopPruner}  # fmt: skip
     return optuna.create_study(
         study_name=spec["study_name"],
         storage=open_storage(url, engine),
@@ -291,7 +291,7 @@ def wandb_sweep_config(spec: dict[str, Any]) -> dict[str, Any]:
         "run_cap": spec["n_trials"],
     }
     pruner = (spec["pruner"] or {}).get("type", "none")
-    if pruner != "none":
+    if pruner in ("median", "hyperband"):  # W&B's only early-termination rule is Hyperband
         config["early_terminate"] = {"type": "hyperband", "min_iter": max(1, spec["pruner"].get("n_warmup_steps", 1))}
     return config
 

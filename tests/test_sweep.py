@@ -96,6 +96,17 @@ def test_sweep_beats_a_bad_default_learning_rate(tmp_path):
     assert study.best_value < baseline.value - 0.5, [(t.params, t.value) for t in study.trials]  # dE00 units
 
 
+def test_pruned_trials_stop_training_early(tmp_path, experiment):
+    # A threshold no colorization meets: every trial is pruned at its first validation, of 3 planned.
+    spec = write_sweep(tmp_path, experiment, n_trials=2, pruner={"type": "threshold", "upper": 0.0},
+                       overrides={"trainer.max_steps": -1, "trainer.max_epochs": 3})  # fmt: skip
+    study = main(["--config", str(spec)])
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    assert all(list(t.intermediate_values) == [0] for t in study.trials)
+    assert not (tmp_path / "sweep" / "best.yaml").exists()  # no complete trial, no best configuration
+    assert "2 pruned" in (tmp_path / "sweep" / "summary.md").read_text()
+
+
 def test_wandb_backend_writes_its_config_and_explains_offline(tmp_path, experiment, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     spec_path = write_sweep(tmp_path, experiment, pruner={"type": "median", "n_warmup_steps": 2},
