@@ -254,7 +254,8 @@ def colorize_files(
 ) -> tuple[list[Path], dict[Path, str]]:
     """Colorize every input with every model; returns (written files, {input: error} for those that failed).
 
-    Raises ValueError before any work if an output would land on an input file or inside an input folder.
+    Raises ValueError before any work if ``out_dir`` is (inside) an input folder. An input whose output
+    would land on an input file, or on another input's result (same name from two places), fails alone.
     """
     out_dir = Path(out_dir)
     check_output_dir(out_dir, inputs)
@@ -270,6 +271,8 @@ def colorize_files(
             clash = [t for t in targets.values() if t.resolve() in input_paths]
             if clash:
                 raise ValueError(f"would overwrite the input file {clash[0]}; choose another -o")
+            if any(t in written for t in targets.values()):
+                raise ValueError(f"another input already wrote {targets[names[0]]}; rename one of them")
             keep_alpha = FORMATS[out_fmt][2]
             results = [(c.name, colorize_picture(c, picture, restore)) for c in colorizers]
             for name, rgb in results:

@@ -218,6 +218,12 @@ def test_never_writes_onto_an_input(ckpts, photo, tmp_path, capsys):
     assert run(folder / "p.jpg", "--ckpt", ckpts[0], "-o", folder) == 1
     assert "would overwrite the input" in capsys.readouterr().err
     assert (folder / "p.jpg").read_bytes() == before and sorted(folder.iterdir()) == [folder / "p.jpg"]
+    (tmp_path / "other").mkdir()
+    Image.fromarray(photo[::-1]).save(tmp_path / "other" / "p.jpg")
+    assert (
+        run(folder / "p.jpg", tmp_path / "other" / "p.jpg", "--ckpt", ckpts[0], "-o", tmp_path / "out") == 1
+    )
+    assert "another input already wrote" in capsys.readouterr().err
 
 
 def test_clear_errors_for_missing_model(tmp_path, capsys):
