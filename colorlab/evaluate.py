@@ -14,6 +14,7 @@ import csv
 import html
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -162,9 +163,16 @@ def training_resize(checkpoint: str | os.PathLike) -> int | None:
 
 def checkpoint_names(paths: Sequence[str | os.PathLike]) -> list[str]:
     """Row names: the run name of ``runs/NAME/VERSION/checkpoints/x.ckpt``, with more of the path if needed."""
+
+    def label(path: Path, level: int) -> str:
+        if path.parent.name == "checkpoints":
+            run, version = path.parents[2].name, path.parents[1].name
+            return [run, f"{run}/{version}", f"{run}/{version}/{path.stem}"][level]
+        return [path.stem, f"{path.parent.name}/{path.stem}", str(path)][level]
+
     paths = [Path(p).resolve() for p in paths]
-    for depth in (1, 2, 3):
-        names = ["/".join(p.parts[-depth - 2 : -2]) if p.parent.name == "checkpoints" else p.stem for p in paths]
+    for level in range(3):
+        names = [label(p, level) for p in paths]
         if len(set(names)) == len(names):
             return names
     return [str(p) for p in paths]
@@ -281,6 +289,11 @@ def _columns(means: dict[str, dict[str, float]]) -> list[str]:
     return [k for k in [*METRICS, "fid"] if k in present]
 
 
+def _code_spans(text: str) -> str:
+    """Markdown's `code` spans as HTML <code> (the notes are written for both formats)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
 def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> dict[str, Path]:
     """Write metrics.csv, summary.md, results.json and index.html into ``out``; return their paths."""
     means, columns = result["means"], _columns(result["means"])
@@ -309,7 +322,7 @@ def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> di
                          f"</a><figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
         grid_rows.append(cells)
     body = (
-        "<ul>" + "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>"
+        "<ul>" + "".join(f"<li class='note'>{_code_spans(html.escape(n))}</li>" for n in notes) + "</ul>"
         + html_table(["model", *headers], table_rows)
         + "<h2>Images</h2><p class='note'>Click a thumbnail for the full-size image.</p>"
         + html_table([html.escape(h) for h in head], grid_rows, raw=True)

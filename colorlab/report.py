@@ -13,7 +13,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: top; }
 th:first-child, td:first-child { text-align: left; }
-th { background: #f3f3f3; position: sticky; top: 0; }
+th { background: #f3f3f3; position: sticky; top: 0; text-align: center; }
 figure { margin: 0; }
 figure img { display: block; height: 160px; }
 figcaption { font-size: 12px; color: #555; text-align: left; }

@@ -14,7 +14,16 @@ from PIL import Image
 
 from colorlab.checkpoints import load_colorizer
 from colorlab.data.images import list_images
-from colorlab.evaluate import GRAY, TRUTH, Candidate, class_agreement, evaluate, main, training_resize
+from colorlab.evaluate import (
+    GRAY,
+    TRUTH,
+    Candidate,
+    checkpoint_names,
+    class_agreement,
+    evaluate,
+    main,
+    training_resize,
+)
 from tests.tiny_experiment import SIZE, tiny_config, write_photos
 
 
@@ -75,6 +84,14 @@ def test_model_runs_at_its_training_resize(tiny_run, tmp_path):
     candidate = Candidate("x", load_colorizer(copy), train_resize=training_resize(copy))
     assert candidate.side(300, 450) == 144  # the shorter side at 96, so the longer one at 96 * 1.5
     assert Candidate("y", candidate.model, size=64, train_resize=96).side(300, 450) == 64
+
+
+def test_checkpoint_names_are_run_names_made_unique():
+    assert checkpoint_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/gan/v1/checkpoints/last.ckpt"]) == ["unet", "gan"]
+    assert checkpoint_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/unet/v2/checkpoints/best.ckpt"]) == [
+        "unet/v1", "unet/v2"]  # fmt: skip
+    assert checkpoint_names(["runs/u/v1/checkpoints/a.ckpt", "runs/u/v1/checkpoints/b.ckpt"]) == ["u/v1/a", "u/v1/b"]
+    assert checkpoint_names(["x/model.ckpt", "y/other.ckpt"]) == ["model", "other"]
 
 
 def test_class_agreement():
