@@ -227,7 +227,7 @@ def write_summary(study: Any, spec: dict[str, Any]) -> dict[str, Path]:
     header = ["trial", "state", spec["metric"], *keys, "seconds", "run"]
     rows = []
     for t in study.trials:
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 1) if t.datetime_complete else None
         rows.append([t.number, t.state.name, t.value, *(t.params.get(k) for k in keys), seconds,
                      t.user_attrs.get("run_dir", "")])  # fmt: skip
     paths = {"csv": out / "trials.csv", "markdown": out / "summary.md", "best": out / "best.yaml"}

@@ -111,11 +111,21 @@ class _ColourStats(torch.nn.Module):
         return torch.cat([x.mean(-1), x.std(-1)], dim=1)
 
 
-def test_fid_is_computed_with_a_given_extractor(tiny_run, tmp_path):
+class _MeanAbs(torch.nn.Module):
+    """A stand-in LPIPS with the lpips package's call signature: ``(B, 1, 1, 1)`` distances."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        assert normalize  # colorlab passes [0, 1] images and lets LPIPS rescale them
+        return (x - y).abs().mean(dim=(1, 2, 3), keepdim=True)
+
+
+def test_fid_and_lpips_are_computed_with_given_networks(tiny_run, tmp_path):
     _, ckpt, photos = tiny_run
     files = list_images(photos / "val")
     result = evaluate([Candidate("tiny", load_colorizer(ckpt), size=SIZE)], files, tmp_path,
-                      fid_extractor=_ColourStats(), grid_images=0)  # fmt: skip
+                      lpips=_MeanAbs(), fid_extractor=_ColourStats(), grid_images=0)  # fmt: skip
     fid = {name: result["means"][name]["fid"] for name in (GRAY, "tiny")}
     assert all(value > 0 and math.isfinite(value) for value in fid.values()), fid
     assert "fid" not in result["means"][TRUTH]
+    assert all(0 < result["means"][name]["lpips"] < 1 for name in (GRAY, "tiny"))
+    assert len([r for r in result["rows"] if "lpips" in r]) == 2 * len(files)
