@@ -124,16 +124,14 @@ def phase_table(phases: list[dict[str, Any]]) -> list[str]:
 
 
 def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None) -> dict[str, Any]:
-    """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best/last checkpoints."""
+    """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
     trainer.fit(model, datamodule, ckpt_path=ckpt_path)
-    last = sorted(Path(p) for c in trainer.checkpoint_callbacks if (p := getattr(c, "last_model_path", "")))
     return {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "fit_seconds": time.perf_counter() - start,
         "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", "") or None,
-        "last_checkpoint": str(max(last, key=lambda p: p.stat().st_mtime)) if last else None,
     }
 
 
@@ -237,54 +235,59 @@ def run_phases(config_args: list[str], overrides: list[str], run_section: Any, r
             load_phase_weights(cli.model, handover, phase.name)
         record.save()  # from now on --resume finds this run
         summary = fit(cli.trainer, cli.model, cli.datamodule, ckpt_path)
-        record.finish(phase.name, {**summary, "folder": str(run_dir / phase.name)})
+        summary.update(last_checkpoint=str(last) if last.is_file() else None, folder=str(run_dir / phase.name))
+        record.finish(phase.name, summary)
         handover = record.handover_checkpoint(phase.name) or cli.model.state_dict()
-        print(f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {run_dir / phase.name}, "
-              f"checkpoint {record.handover_checkpoint(phase.name)}")  # fmt: skip
+        print(f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {run_dir / phase.name}")
 
     if cli is None:  # every phase finished earlier: only the evaluation is left
         if handover is None:
             raise FileNotFoundError(f"the last phase of {run_dir} left no checkpoint to test")
         cli = build(phases[-1])
+    return report_phases(cli, phases, record, run_section.name)
+
+
+def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str) -> dict[str, Any]:
+    """Test the last phase's checkpoint (logged like a single-phase run) and, on the same test set, the
+    checkpoint every earlier phase handed on; write the report into the run folder and print the paths."""
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     final_checkpoint = record.handover_checkpoint(phases[-1].name)
     test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False)[0]
-    grid = save_png(model.grid_image("test"), run_dir / "test_grid.png")
+    grid = save_png(model.grid_image("test"), record.run_dir / "test_grid.png")
     reference = reference_metrics(datamodule, model.device)
-    phase_rows = []
+    rows = []
     for phase in phases:
         summary, checkpoint = record.finished[phase.name], record.handover_checkpoint(phase.name)
-        values = {k.removeprefix("test/"): float(v) for k, v in test.items()}
-        if phase is not phases[-1]:
+        if phase is phases[-1]:
+            values = {k.removeprefix("test/"): float(v) for k, v in test.items()}
+        elif checkpoint is None:  # e.g. fast_dev_run saves nothing
             values = {}
-            if checkpoint is not None:
-                load_phase_weights(model, checkpoint, phase.name)
-                model.eval()
-                values, _ = test_set_metrics(datamodule, model.device, lambda b: model.colorize_rgb(model.model_input(b)))
+        else:
+            load_phase_weights(model, checkpoint, phase.name)
+            model.eval()
+            values, _ = test_set_metrics(datamodule, model.device, lambda b: model.colorize_rgb(model.model_input(b)))
         keys = ("epochs", "steps", "fit_seconds", "folder")
-        phase_rows.append({"name": phase.name, **{k: summary[k] for k in keys}, "handover_checkpoint": checkpoint,
-                           "test": values})  # fmt: skip
+        rows.append({"name": phase.name, **{k: summary[k] for k in keys}, "handover_checkpoint": checkpoint,
+                     "test": values})  # fmt: skip
     results = {
-        "name": run_section.name,
-        "version": run_dir.name,
+        "name": name,
+        "version": record.run_dir.name,
         "model_class": type(model).__name__,
         "data_class": type(datamodule).__name__,
-        "epochs": sum(row["epochs"] for row in phase_rows),
-        "steps": sum(row["steps"] for row in phase_rows),
-        "fit_seconds": sum(row["fit_seconds"] for row in phase_rows),
+        "epochs": sum(row["epochs"] for row in rows),
+        "steps": sum(row["steps"] for row in rows),
+        "fit_seconds": sum(row["fit_seconds"] for row in rows),
         "hardware": hardware(),
         "best_checkpoint": final_checkpoint,
-        "test": phase_rows[-1]["test"],
+        "test": rows[-1]["test"],
         "reference": reference,
-        "phases": phase_rows,
+        "phases": rows,
     }
-    paths = write_report(run_dir, results)
-    phase_lines = "".join(
-        f"phase {row['name']}:\n  metrics:    {Path(row['folder']) / 'metrics.csv'}\n"
-        f"  checkpoint: {row['handover_checkpoint']}\n"
-        for row in phase_rows
-    )
-    print(f"\n{phase_lines}run folder:  {run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
+    paths = write_report(record.run_dir, results)
+    for row in rows:
+        print(f"\nphase {row['name']}:\n  metrics:     {Path(row['folder']) / 'metrics.csv'}\n"
+              f"  checkpoint:  {row['handover_checkpoint']}")  # fmt: skip
+    print(f"\nrun folder:  {record.run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
           f"image grid:  {grid}\ncheckpoint:  {final_checkpoint}")  # fmt: skip
     return results
 

@@ -115,7 +115,9 @@ def test_three_phases_chain(tiny_experiment, phase_starts):
     report = (run_dir / "report.md").read_text()
     assert "| critic |" in report and "gray baseline" in report
     assert all(row["test"]["delta_e00"] > 0 for row in phases.values())
-    assert set(json.loads((run_dir / "phases.json").read_text())["finished"]) == set(phases)
+    finished = json.loads((run_dir / "phases.json").read_text())["finished"]
+    assert set(finished) == set(phases)
+    assert all(Path(summary["last_checkpoint"]).name == "last.ckpt" for summary in finished.values())
 
 
 def test_resume_continues_the_interrupted_phase(tiny_experiment, phase_starts, monkeypatch):
