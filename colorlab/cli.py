@@ -58,6 +58,8 @@ class ColorlabCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         run: RunSettings = self._get(self.config_init, "run")
+        # Where Lightning writes when loggers are off (fast_dev_run, smoke): the run folder, never the cwd.
+        config["default_root_dir"] = config.get("default_root_dir") or str(run.run_dir)
         if config.get("logger") in (None, True):
             config["logger"] = run.loggers()
         if config.get("enable_checkpointing", True) is not False:

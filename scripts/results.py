@@ -1,0 +1,116 @@
+"""Reproduce the README results table: train every approach under one protocol on the real photos, then
+write ``docs/results.md`` from the runs' ``results.json``.
+
+    python scripts/results.py                 # all experiments below, two at a time, one thread each
+    python scripts/results.py unet_l1 pix2pix # just these
+    python scripts/results.py --table-only    # rebuild the table from the newest run of each experiment
+
+Protocol: ``experiments/results/photos_4min.yaml`` (or ``photos_4min_degraded.yaml`` for restoration):
+train on ``$COLORLAB_DATA/train`` for 4 minutes of wall time, test the best checkpoint on the 33 photos of
+``$COLORLAB_DATA/val`` (shorter side 96, 96x96 center crops). NoGAN's phases get 75 s each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = "experiments/results/photos_4min.yaml"
+DEGRADED = "experiments/results/photos_4min_degraded.yaml"
+EXPERIMENTS = {
+    "unet_l1": [PHOTOS],
+    "unet_effnet": [PHOTOS],
+    "zhang_cic": [PHOTOS],
+    "vae_unet": [PHOTOS],
+    "bigcolor_ema": [PHOTOS],
+    "pix2pix": [PHOTOS],
+    "chromagan": [PHOTOS],
+    "nogan_stable": [PHOTOS, "--trainer.max_time=00:00:01:15"],
+    "nogan_artistic": [PHOTOS, "--trainer.max_time=00:00:01:15"],
+    "restore_colorize": [DEGRADED],
+    "restore_then_colorize": [DEGRADED],
+    "colorspace_lab": [PHOTOS],
+    "colorspace_rgb": [PHOTOS],
+    "colorspace_rgb_as_is": [PHOTOS],
+    "colorspace_yuv": [PHOTOS],
+    "colorspace_ycbcr": [PHOTOS],
+    "colorspace_hsv": [PHOTOS],
+}
+
+
+def run(name: str) -> int:
+    """Train + test one experiment under the protocol; the log goes to runs/results-logs/NAME.log."""
+    args = []
+    for item in EXPERIMENTS[name]:
+        args += ["--config", item] if item.endswith(".yaml") else [item]
+    log = REPO / "runs" / "results-logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLORLAB_DATA": os.environ.get("COLORLAB_DATA", str(REPO.parent / "shared/data/photos"))}
+    command = [sys.executable, "-m", "colorlab", "experiment", "--config", f"experiments/{name}.yaml", *args]
+    with log.open("w") as f:
+        code = subprocess.call(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+    print(f"{name}: exit {code}, log {log}", flush=True)
+    return code
+
+
+def newest_results(name: str) -> dict | None:
+    """results.json of the newest finished run of experiment ``name``."""
+    found = sorted((REPO / "runs" / name).glob("*/results.json"))
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def table(names: list[str]) -> str:
+    """The Markdown results table (test metrics vs the gray baseline of the same data)."""
+    lines = [
+        "| experiment | approach | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | colorfulness | epochs / steps | train time | hardware |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    baseline = None
+    for name in names:
+        results = newest_results(name)
+        if results is None:
+            continue
+        test = results["test"]
+        baseline = baseline or results["reference"]
+        lines.append(
+            f"| `{name}` | {results['model_class']} | {test['psnr']:.2f} | {test['ssim']:.3f} | "
+            f"{test['delta_e00']:.2f} | {test['colorfulness']:.1f} | {results['epochs']} / {results['steps']} | "
+            f"{results['fit_seconds'] / 60:.1f} min | {results['hardware']} |"
+        )
+    if baseline:
+        gray, truth = baseline["gray"], baseline["truth"]
+        lines.append(
+            f"| gray baseline (ab = 0) | - | {gray['psnr']:.2f} | {gray['ssim']:.3f} | {gray['delta_e00']:.2f} | "
+            f"{gray['colorfulness']:.1f} | - | - | - |"
+        )
+        lines.append(f"| ground truth | - | | | | {truth['colorfulness']:.1f} | - | - | - |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run the chosen experiments (two at a time) and write docs/results.md."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", default=list(EXPERIMENTS), help="experiments to run")
+    parser.add_argument("--jobs", type=int, default=2, help="experiments at a time (one thread each)")
+    parser.add_argument("--table-only", action="store_true", help="only rebuild docs/results.md")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(EXPERIMENTS)
+    if unknown:
+        parser.error(f"unknown experiments {sorted(unknown)}; choose from {list(EXPERIMENTS)}")
+    if not args.table_only:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(run, args.names))
+    out = REPO / "docs" / "results.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(table(list(EXPERIMENTS)))
+    print(f"table: {out}")
+
+
+if __name__ == "__main__":
+    main()
