@@ -32,6 +32,6 @@ def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "
     module_name, _, class_name = class_path.rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, ColorizationModule)):
-        raise ValueError(f"{path} holds {class_path}, which is not a colorlab ColorizationModule")
+        raise TypeError(f"{path} holds {class_path}, which is not a colorlab ColorizationModule")
     model = cls.load_from_checkpoint(path, map_location=map_location)
     return model.eval()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch

@@ -157,7 +157,7 @@ class _LocalCIFAR:
     def download(self) -> None:
         try:
             super().download()
-        except Exception as exc:  # noqa: BLE001 - any network failure gets the same offline advice
+        except Exception as exc:
             raise FileNotFoundError(
                 f"{type(self).__name__} is not in {self.root} and could not be downloaded ({exc}).\n"
                 + self.offline_help(self.root)

@@ -65,7 +65,7 @@ def check_decodes(path: str | os.PathLike) -> str | None:
             img.draft("RGB", (img.width // 8 or 1, img.height // 8 or 1))
             img.load()
             to_rgb(img)
-    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError...) for bad files
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types (OSError, SyntaxError...) for bad files
         return f"{type(exc).__name__}: {exc}"
     return None
 

@@ -96,8 +96,8 @@ class ImageNetClassifier(_ImageNetInput):
 
 # torchvision backbone file names and, per LPIPS slice, the torchvision `features` indices it holds.
 _LPIPS_BACKBONES = {
-    "vgg": ("vgg16-397923af.pth", [range(0, 4), range(4, 9), range(9, 16), range(16, 23), range(23, 30)]),
-    "alex": ("alexnet-owt-7be5be79.pth", [range(0, 2), range(2, 5), range(5, 8), range(8, 10), range(10, 12)]),
+    "vgg": ("vgg16-397923af.pth", [range(4), range(4, 9), range(9, 16), range(16, 23), range(23, 30)]),
+    "alex": ("alexnet-owt-7be5be79.pth", [range(2), range(2, 5), range(5, 8), range(8, 10), range(10, 12)]),
 }
 
 
