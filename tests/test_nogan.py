@@ -238,8 +238,12 @@ def test_threshold_switcher(rgb_uint8, critic_threshold, generator_threshold, tu
     torch.manual_seed(0)
     module = NoGANColorizer(UNet(base_channels=4, depth=2), tiny_critic(), phase="gan",
                             critic_threshold=critic_threshold, generator_threshold=generator_threshold)  # fmt: skip
+    generator_before = {k: v.clone() for k, v in module.generator.state_dict().items()}
     assert fit_fixed_batch(module, rgb_uint8, steps=len(turns), key="train/critic_turn") == turns
     assert module.switches == switches
+    # The generator (BatchNorm statistics included) changes only on its own turns.
+    unchanged = all(torch.equal(v, module.generator.state_dict()[k]) for k, v in generator_before.items())
+    assert unchanged == (0 not in turns)
 
 
 def test_critic_trains_until_its_loss_is_below_the_threshold(rgb_uint8):

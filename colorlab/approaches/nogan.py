@@ -8,7 +8,8 @@ One module, three phases (``phase``), each run as its own fit that starts from t
 2. ``critic``: the generator is frozen (eval mode, no gradients); the critic learns real vs generated.
 3. ``gan``: both train, one net per batch, switched by loss thresholds as in DeOldify's
    ``AdaptiveGANSwitcher``: the critic trains until its loss falls below ``critic_threshold``, then the
-   generator trains (one batch, or until its loss falls below ``generator_threshold``), and so on.
+   generator trains (one batch, or until its loss falls below ``generator_threshold``), and so on. On the
+   critic's turns the generator runs frozen as in phase 2.
 
 DeOldify's feature loss used VGG16 features; here ``feature_loss`` is :class:`colorlab.losses.FeatureLoss`,
 whose offline ImageNet EfficientNet-Lite0 features stand in for VGG's.
@@ -90,9 +91,17 @@ class NoGANColorizer(AdversarialColorizer):
         return self.phase == "critic" or (self.phase == "gan" and self.critic_turn)
 
     def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The generator's ab; without gradients when only the critic learns from it."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.trains_critic()):
+        """The generator's ab. When only the critic learns from it, the generator runs as a frozen net: no
+        gradients, eval mode (its BatchNorm statistics change only when the generator itself trains)."""
+        if not self.trains_critic():
             return self.generator(self.model_input(batch))
+        training = self.generator.training
+        self.generator.eval()
+        try:
+            with torch.no_grad():
+                return self.generator(self.model_input(batch))
+        finally:
+            self.generator.train(training)
 
     def generator_loss(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
         """L1 on ab + feature loss on the sRGB picture, + the adversarial term in the ``gan`` phase."""
@@ -152,9 +161,6 @@ class NoGANColorizer(AdversarialColorizer):
     def on_train_epoch_start(self) -> None:
         if self.unfreeze_at_epoch is not None:
             self.generator.set_encoder_trainable(self.current_epoch >= self.unfreeze_at_epoch)
-        if self.phase == "critic":
-            # Frozen, BatchNorm included; Lightning restores this mode after each validation.
-            self.generator.eval()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nogan"] = {"critic_turn": self.critic_turn, "switches": self.switches}
