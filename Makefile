@@ -7,7 +7,7 @@ ARGS ?=
 COLORLAB_DATA ?= $(abspath ../shared/data/photos)
 export COLORLAB_DATA
 
-.PHONY: help install quickstart experiment resume smoke test test-all lint bench
+.PHONY: help install quickstart experiment resume smoke test test-all lint bench results sweep serve
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,3 +38,15 @@ test-all: ## every test, slow ones included
 
 lint: ## ruff
 	$(PYTHON) -m ruff check colorlab tests
+
+bench: ## measure throughput of Lab conversion, a training step and full-resolution colorize (prints targets)
+	$(PYTHON) scripts/bench.py
+
+results: ## retrain every approach under the README protocol on $(COLORLAB_DATA) and rewrite docs/results.md
+	$(PYTHON) scripts/results.py
+
+sweep: ## hyperparameter search: make sweep NAME=unet_l1 (sweeps/$(NAME).yaml, Optuna + SQLite)
+	$(PYTHON) -m colorlab.sweep --config sweeps/$(NAME).yaml $(ARGS)
+
+serve: ## local web page to try checkpoints: make serve ARGS="--ckpt-dir runs"
+	$(PYTHON) -m colorlab serve $(ARGS)
