@@ -1,10 +1,13 @@
 """A conditional VAE U-Net for diverse colorization: z holds the colour choices that L leaves open.
 
 Training (CVAE, Sohn et al. 2015): a recognition encoder sees L *and* the true ab and gives the
-posterior ``q(z | L, ab) = N(mu, exp(logvar))``; a sample of it (reparameterization trick) is injected
-at the bottleneck of a U-Net on L, whose skips carry the structure. The KL term pulls the posterior to
-the prior ``N(0, I)``, so at inference ``z ~ N(0, I)`` gives different, plausible colorizations and
-``z = 0`` (the prior's mean) a deterministic one.
+posterior ``q(z | L, ab) = N(mu, exp(logvar))``; a sample of it (reparameterization trick) is
+broadcast and concatenated at the bottleneck and at every decoder stage of a U-Net on L, whose skips
+carry the structure. The KL term pulls the posterior to the prior ``N(0, I)``, so at inference
+``z ~ N(0, I)`` gives different, plausible colorizations and ``z = 0`` (the prior's mean) a
+deterministic one. With z at the bottleneck only, the skips let the decoder ignore it: in an 800-step
+test on the photos (64 px crops) its KL sat at 0 for ~550 steps; fed to every stage, z kept 4-7 nats
+throughout and samples differed twice as much.
 
 Why not a plain VAE on L: its posterior would be a function of L only, which the skip connections
 already carry in full, so the decoder learns to ignore z and every sample looks the same.
@@ -36,20 +39,26 @@ class DownBlock(nn.Sequential):
         )
 
 
-class TransposedUpBlock(nn.Module):
-    """Double the resolution with a transposed convolution, concatenate the skip, fuse with Conv+BN+LeakyReLU."""
+def broadcast(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A vector ``(B, D)`` as a constant ``(B, D, H, W)`` map of ``like``'s size."""
+    return z[:, :, None, None].expand(-1, -1, *like.shape[-2:])
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+
+class TransposedUpBlock(nn.Module):
+    """Double the resolution with a transposed convolution, concatenate the skip and the broadcast z,
+    fuse with Conv+BN+LeakyReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, latent_dim: int) -> None:
         super().__init__()
         self.up = nn.Sequential(
             nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.LeakyReLU(0.2, inplace=True),
         )
-        self.fuse = conv_bn_act(out_channels + skip_channels, out_channels)
+        self.fuse = conv_bn_act(out_channels + skip_channels + latent_dim, out_channels)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat([self.up(x), skip], dim=1))
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.up(x), skip, broadcast(z, skip)], dim=1))
 
 
 def encoder_stages(in_channels: int, widths: list[int]) -> nn.ModuleList:
@@ -92,7 +101,7 @@ class VAEUNet(nn.Module):
         )
         self.inject = conv_bn_act(widths[-1] + latent_dim, widths[-1])
         self.ups = nn.ModuleList(
-            TransposedUpBlock(widths[i + 1], widths[i], widths[i]) for i in reversed(range(depth))
+            TransposedUpBlock(widths[i + 1], widths[i], widths[i], latent_dim) for i in reversed(range(depth))
         )
         self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 1), activation(final_activation))
 
@@ -117,10 +126,9 @@ class VAEUNet(nn.Module):
             x = stage(x)
             skips.append(x)
         y = skips.pop()
-        code = z[:, :, None, None].expand(-1, -1, *y.shape[-2:])
-        y = self.inject(torch.cat([y, code], dim=1))
+        y = self.inject(torch.cat([y, broadcast(z, y)], dim=1))
         for up in self.ups:
-            y = up(y, skips.pop())
+            y = up(y, skips.pop(), z)
         return crop_padding(self.head(y), pad)
 
     def forward(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
