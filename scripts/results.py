@@ -3,7 +3,7 @@ write ``docs/results.md`` from the runs' ``results.json``.
 
     python scripts/results.py                 # all experiments below, two at a time, one thread each
     python scripts/results.py unet_l1 pix2pix # just these
-    python scripts/results.py --table-only    # rebuild the table from the newest run of each experiment
+    python scripts/results.py --table-only    # rebuild the table from the runs this script made
 
 Protocol: ``experiments/results/photos_4min.yaml`` (or ``photos_4min_degraded.yaml`` for restoration):
 train on ``$COLORLAB_DATA/train`` for 4 minutes of wall time, test the best checkpoint on the 33 photos of
@@ -59,37 +59,42 @@ def run(name: str) -> int:
     return code
 
 
-def newest_results(name: str) -> dict | None:
-    """results.json of the newest finished run of experiment ``name``."""
-    found = sorted((REPO / "runs" / name).glob("*/results.json"))
-    return json.loads(found[-1].read_text()) if found else None
+def protocol_results(name: str) -> dict | None:
+    """results.json of the run this script made for ``name`` (its log names the run folder)."""
+    log = REPO / "runs" / "results-logs" / f"{name}.log"
+    folders = [line.split(":", 1)[1].strip() for line in log.read_text().splitlines()
+               if line.startswith("run folder:")] if log.is_file() else []  # fmt: skip
+    path = REPO / folders[-1] / "results.json" if folders else None
+    return json.loads(path.read_text()) if path and path.is_file() else None
 
 
 def table(names: list[str]) -> str:
     """The Markdown results table (test metrics vs the gray baseline of the same data)."""
     lines = [
-        "| experiment | approach | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | colorfulness | epochs / steps | train time | hardware |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| experiment | approach | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | gray ΔE00 (same data) | colorfulness | epochs / steps "
+        "| train time | hardware |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     baseline = None
     for name in names:
-        results = newest_results(name)
+        results = protocol_results(name)
         if results is None:
             continue
         test = results["test"]
         baseline = baseline or results["reference"]
         lines.append(
             f"| `{name}` | {results['model_class']} | {test['psnr']:.2f} | {test['ssim']:.3f} | "
-            f"{test['delta_e00']:.2f} | {test['colorfulness']:.1f} | {results['epochs']} / {results['steps']} | "
+            f"{test['delta_e00']:.2f} | {results['reference']['gray']['delta_e00']:.2f} | "
+            f"{test['colorfulness']:.1f} | {results['epochs']} / {results['steps']} | "
             f"{results['fit_seconds'] / 60:.1f} min | {results['hardware']} |"
         )
     if baseline:
         gray, truth = baseline["gray"], baseline["truth"]
         lines.append(
-            f"| gray baseline (ab = 0) | - | {gray['psnr']:.2f} | {gray['ssim']:.3f} | {gray['delta_e00']:.2f} | "
-            f"{gray['colorfulness']:.1f} | - | - | - |"
+            f"| gray baseline (ab = 0), clean val | - | {gray['psnr']:.2f} | {gray['ssim']:.3f} | "
+            f"{gray['delta_e00']:.2f} | | {gray['colorfulness']:.1f} | - | - | - |"
         )
-        lines.append(f"| ground truth | - | | | | {truth['colorfulness']:.1f} | - | - | - |")
+        lines.append(f"| ground truth | - | | | | | {truth['colorfulness']:.1f} | - | - | - |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ restored L), so any approach can be compared with any other.
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from typing import Any
 
@@ -38,7 +39,10 @@ class ColorizationModule(L.LightningModule):
         super().__init__()
         # Collects the init args of the whole subclass chain; under LightningCLI these are the YAML's
         # class_path/init_args, so `load_colorizer` can rebuild any approach from its checkpoint alone.
-        self.save_hyperparameters()
+        with warnings.catch_warnings():
+            # Nets passed as objects (outside the CLI) are saved in the state dict anyway; no need to warn.
+            warnings.filterwarnings("ignore", message="Attribute '.*' is an instance of `nn.Module`")
+            self.save_hyperparameters()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.grid_images = grid_images
