@@ -24,6 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = "experiments/results/photos_4min.yaml"
 DEGRADED = "experiments/results/photos_4min_degraded.yaml"
 EXPERIMENTS = {
+    # the CIFAR-100 study's nets, trained here on the photo protocol (CIFAR cannot be downloaded offline)
+    "cifar100_cnn": [PHOTOS],
+    "cifar100_vgg16": [PHOTOS],
     "unet_l1": [PHOTOS],
     "unet_effnet": [PHOTOS],
     "zhang_cic": [PHOTOS],
