@@ -20,6 +20,7 @@ import torch
 from kornia import color as kornia_color
 from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
 from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
+from kornia.color import rgb_to_linear_rgb
 
 L_CENTER = 50.0
 L_SCALE = 50.0
@@ -109,9 +110,23 @@ def lab_batch(rgb_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"L": L, "ab": ab, "rgb": rgb}
 
 
+# Row Y of kornia's linear-RGB -> XYZ (D65) matrix, and its Lab companding constants: L needs only Y,
+# so the gray input of a large photo skips X, Z, a and b (same numbers as rgb_to_lab, half the work).
+_Y_WEIGHTS = (0.212671, 0.715160, 0.072169)
+_LAB_EPSILON, _LAB_KAPPA = 0.008856, 7.787
+
+
 def rgb_to_gray_l(rgb: torch.Tensor) -> torch.Tensor:
-    """sRGB in [0, 1] -> normalised L_n ``(*, 1, H, W)``: the grayscale input a colorizer sees."""
-    return rgb_to_lab_normalized(rgb)[0]
+    """sRGB ``(*, 3, H, W)`` in [0, 1] -> normalised L_n ``(*, 1, H, W)``: the grayscale input a colorizer sees.
+
+    Equal to ``rgb_to_lab_normalized(rgb)[0]`` (tested), computed from luminance alone.
+    """
+    _check_channels(rgb, 3, "rgb")
+    linear = rgb_to_linear_rgb(rgb.clamp(0.0, 1.0))
+    r, g, b = linear.unbind(-3)
+    y = (_Y_WEIGHTS[0] * r + _Y_WEIGHTS[1] * g + _Y_WEIGHTS[2] * b).unsqueeze(-3)
+    f = torch.where(y > _LAB_EPSILON, y.clamp(min=_LAB_EPSILON).pow(1 / 3), _LAB_KAPPA * y + 4.0 / 29.0)
+    return normalize_l(116.0 * f - 16.0)
 
 
 def l_to_gray_rgb(L_n: torch.Tensor) -> torch.Tensor:

@@ -95,3 +95,10 @@ def test_wrong_shape_is_rejected(bad):
 def test_uint8_conversion_needs_uint8():
     with pytest.raises(TypeError, match="uint8"):
         color.uint8_to_float(torch.zeros(1, 3, 2, 2))
+
+
+def test_gray_l_equals_lab_l(photos):
+    rgb = torch.cat([to_tensor(image)[..., :64, :64] for image in photos])
+    assert torch.allclose(color.rgb_to_gray_l(rgb), color.rgb_to_lab_normalized(rgb)[0], atol=1e-5)
+    dark = torch.full((1, 3, 2, 2), 0.002)  # below the Lab companding threshold
+    assert torch.allclose(color.rgb_to_gray_l(dark), color.rgb_to_lab_normalized(dark)[0], atol=1e-5)
