@@ -74,8 +74,10 @@ def protocol_results(name: str) -> dict | None:
 def table(names: list[str]) -> str:
     """The Markdown results table (test metrics vs the gray baseline of the same data)."""
     lines = [
-        "| experiment | approach | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | gray ΔE00 (same data) | colorfulness | epochs / steps "
-        "| train time | hardware |",
+        (
+            "| experiment | approach | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | gray ΔE00 (same data) | colorfulness "
+            "| epochs / steps | train time | hardware |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     baseline = None
