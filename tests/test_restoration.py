@@ -7,26 +7,13 @@ import pytest
 import torch
 
 from colorlab.approaches.restoration import RestoreColorizer, RestoreThenColorize
-from colorlab.color import lab_batch
+from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
 from colorlab.data.degrade import Degrade, GaussianBlur, GaussianNoise
-from colorlab.data.degraded import degraded_input_l
 from colorlab.metrics import colorization_metrics
 from colorlab.models.unet import UNet
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 
 NETS = ("restorer", "colorizer")
-
-
-@pytest.fixture(autouse=True)
-def degraded_fixed_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """fit_fixed_batch's data module turns the extra ``input_rgb`` into ``L_input`` like
-    DegradedFolderDataModule does (the same function)."""
-    base = FixedBatchDataModule.on_after_batch_transfer
-    monkeypatch.setattr(
-        FixedBatchDataModule,
-        "on_after_batch_transfer",
-        lambda self, batch, i: degraded_input_l(base(self, batch, i)),
-    )
 
 
 @pytest.fixture
@@ -50,7 +37,7 @@ def _two_stage(**kwargs) -> RestoreThenColorize:
 
 def _l_error(module, rgb_uint8, degraded) -> tuple[float, float]:
     """Mean |L - clean L| of the module's restored L and of the degraded input."""
-    clean, L_in = lab_batch(rgb_uint8)["L"], degraded_input_l({"input_rgb": degraded})["L_input"]
+    clean, L_in = lab_batch(rgb_uint8)["L"], rgb_to_gray_l(uint8_to_float(degraded))
     with torch.no_grad():
         L_out, _ = module.eval().predict_lab(L_in)
     return (L_out - clean).abs().mean().item(), (L_in - clean).abs().mean().item()
@@ -114,7 +101,7 @@ def test_validation_scores_the_restored_picture(rgb_uint8, degraded):
     logged = trainer.validate(
         module, FixedBatchDataModule(rgb_uint8, extra={"input_rgb": degraded}), verbose=False
     )
-    L_in = degraded_input_l({"input_rgb": degraded})["L_input"]
+    L_in = rgb_to_gray_l(uint8_to_float(degraded))
     expected = colorization_metrics("val/")
     with torch.no_grad():
         expected.update(module.eval().colorize_rgb(L_in), lab_batch(rgb_uint8)["rgb"])
@@ -124,7 +111,7 @@ def test_validation_scores_the_restored_picture(rgb_uint8, degraded):
 
 def test_predict_lab_returns_restored_l_in_range(degraded):
     module = RestoreColorizer(UNet(out_channels=3, base_channels=4, depth=1)).eval()
-    L_in = degraded_input_l({"input_rgb": degraded})["L_input"]
+    L_in = rgb_to_gray_l(uint8_to_float(degraded))
     L_out, ab = module.predict_lab(L_in)
     assert L_out.shape == L_in.shape and ab.shape == (4, 2, 32, 32)
     assert L_out.abs().max() <= 1 and not torch.equal(L_out, L_in)

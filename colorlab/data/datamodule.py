@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from colorlab.color import lab_batch
+from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
 from colorlab.data.datasets import (
     SAMPLE_TRAIN,
     SAMPLE_VAL,
@@ -120,9 +120,12 @@ class LabDataModule(L.LightningDataModule):
         return self._loader(self.test_set, train=False)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """uint8 ``rgb`` -> ``{"L", "ab", "rgb"}`` in model ranges (see :mod:`colorlab.color`)."""
+        """uint8 ``rgb`` -> ``{"L", "ab", "rgb"}`` in model ranges (see :mod:`colorlab.color`); a degraded
+        uint8 ``input_rgb`` (restoration data) also becomes ``L_input``, the L the model sees."""
         out = dict(batch)
         out.update(lab_batch(batch["rgb"]))
+        if "input_rgb" in batch:
+            out["L_input"] = rgb_to_gray_l(uint8_to_float(batch["input_rgb"]))
         return out
 
 

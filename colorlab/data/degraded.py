@@ -13,14 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from colorlab.color import rgb_to_gray_l, uint8_to_float
 from colorlab.data.datamodule import FolderDataModule
 from colorlab.data.degrade import Degradation, Degrade
-
-
-def degraded_input_l(batch: dict[str, Any]) -> dict[str, Any]:
-    """Add ``L_input`` (normalised L ``(B, 1, H, W)`` in [-1, 1] of the uint8 ``input_rgb``) to a batch."""
-    return {**batch, "L_input": rgb_to_gray_l(uint8_to_float(batch["input_rgb"]))}
 
 
 class DegradedDataset(Dataset):
@@ -72,7 +66,3 @@ class DegradedFolderDataModule(FolderDataModule):
         val_set = DegradedDataset(val, self.degrade, seed=self.seed)
         test_set = val_set if test is val else DegradedDataset(test, self.degrade, seed=self.seed + len(val))
         return DegradedDataset(train, self.degrade, seed=None), val_set, test_set
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """Adds ``L_input`` (the degraded picture's normalised L) to the base Lab batch."""
-        return degraded_input_l(super().on_after_batch_transfer(batch, dataloader_idx))
