@@ -46,7 +46,7 @@ results: ## retrain every approach under the README protocol on $(COLORLAB_DATA)
 	$(PYTHON) scripts/results.py
 
 sweep: ## hyperparameter search: make sweep NAME=unet_l1 (sweeps/$(NAME).yaml, Optuna + SQLite)
-	$(PYTHON) -m colorlab.sweep --config sweeps/$(NAME).yaml $(ARGS)
+	$(PYTHON) -m colorlab sweep --config sweeps/$(NAME).yaml $(ARGS)
 
 serve: ## local web page to try checkpoints: make serve ARGS="--ckpt-dir runs"
 	$(PYTHON) -m colorlab serve $(ARGS)

@@ -1,3 +1,3 @@
-from colorlab.cli import main
+from colorlab.training.cli import main
 
 main()

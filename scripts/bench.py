@@ -13,7 +13,7 @@ import torch
 
 from colorlab.approaches.regression import RegressionColorizer
 from colorlab.color import lab_batch
-from colorlab.inference import colorize_full_resolution
+from colorlab.inference.pipeline import colorize_full_resolution
 from colorlab.models.unet import UNet
 
 # (name, target, unit): what we consider acceptable on 2 CPU cores.

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from colorlab.approaches.bigcolor import BigColorColorizer
-from colorlab.checkpoints import load_colorizer
-from colorlab.cli import lightning_main
+from colorlab.inference.checkpoints import load_colorizer
 from colorlab.models.bigcolor import BigColorGenerator
 from colorlab.models.critics import PatchGAN
 from colorlab.models.features import ImageNetClassifier, ImageNetFeatures
+from colorlab.training.cli import lightning_main
 from tests.helpers import fit_fixed_batch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from colorlab.approaches.classification import ClassificationColorizer
-from colorlab.cli import main as cli_main
 from colorlab.color import (
     ab_gamut_bins,
     decode_ab_logits,
@@ -23,7 +22,8 @@ from colorlab.color import (
     srgb_cube_surface,
 )
 from colorlab.models.unet import UNet
-from colorlab.prior import load_prior, save_prior
+from colorlab.training.cli import main as cli_main
+from colorlab.training.prior import load_prior, save_prior
 from tests.helpers import fit_fixed_batch
 
 NUM_BINS = 261  # grid-10 ab cells reached by 8-bit sRGB colours (see ab_gamut_bins for why not 313)

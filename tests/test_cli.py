@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorlab.cli import main
+from colorlab.training.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "experiments" / "quickstart.yaml")

@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from colorlab.cli import main as cli_main
 from colorlab.color import rgb_to_lab
-from colorlab.colorize import (
+from colorlab.commands.colorize import (
     COMPARE_DIR,
     comparison_strip,
     load_colorizers,
@@ -23,6 +22,7 @@ from colorlab.colorize import (
 )
 from colorlab.data.datasets import load_samples
 from colorlab.data.images import to_rgb
+from colorlab.training.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
-from colorlab.compare import find_runs, higher_is_better, main, read_run
+from colorlab.commands.compare import find_runs, higher_is_better, main, read_run
 
 
 def write_run(root, version: str, delta_e: list[float], psnr: list[float], test: dict | None = None):

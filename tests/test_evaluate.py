@@ -12,9 +12,7 @@ import torch
 import yaml
 from PIL import Image
 
-from colorlab.checkpoints import load_colorizer
-from colorlab.data.images import list_images
-from colorlab.evaluate import (
+from colorlab.commands.evaluate import (
     GRAY,
     TRUTH,
     Candidate,
@@ -24,13 +22,15 @@ from colorlab.evaluate import (
     main,
     training_resize,
 )
+from colorlab.data.images import list_images
+from colorlab.inference.checkpoints import load_colorizer
 from tests.tiny_experiment import SIZE, tiny_config, write_photos
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A briefly trained tiny checkpoint, its CLI and the photo folder it was trained on."""
-    from colorlab.cli import lightning_main
+    from colorlab.training.cli import lightning_main
 
     root = tmp_path_factory.mktemp("evaluate")
     photos = write_photos(root / "photos")

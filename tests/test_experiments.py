@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from colorlab.experiment import run_experiment
+from colorlab.training.experiment import run_experiment
 from tests.helpers import fake_cifar
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from colorlab.checkpoints import load_colorizer
-from colorlab.cli import main as cli_main
-from colorlab.export import METADATA_FILE, TOLERANCE, export, run_exported, size_multiple
+from colorlab.inference.checkpoints import load_colorizer
+from colorlab.inference.export import METADATA_FILE, TOLERANCE, export, run_exported, size_multiple
+from colorlab.training.cli import main as cli_main
 from tests.test_colorize import train_tiny_checkpoint
 
 onnx = pytest.importorskip("onnx")

@@ -7,7 +7,7 @@ import torch
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.color import float_to_uint8, normalize_ab, rgb_to_lab, rgb_to_lab_normalized
-from colorlab.inference import colorize_full_resolution, input_l, model_size
+from colorlab.inference.pipeline import colorize_full_resolution, input_l, model_size
 
 
 class _ConstantColour(ColorizationModule):

@@ -14,11 +14,11 @@ from PIL import Image
 from colorlab.approaches.nogan import NoGANColorizer
 from colorlab.color import lab_batch
 from colorlab.data.datasets import SAMPLE_TRAIN, build_transform, load_samples
-from colorlab.experiment import parse_run_section, run_experiment
 from colorlab.losses import FeatureLoss
 from colorlab.models.critics import DeOldifyCritic, SelfAttention
 from colorlab.models.unet import TimmUNet, UNet
-from colorlab.phases import PhaseRecord, parse_phases
+from colorlab.training.experiment import parse_run_section, run_experiment
+from colorlab.training.phases import PhaseRecord, parse_phases
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from colorlab.sweep import load_spec, main, wandb_sweep_config
+from colorlab.training.sweep import load_spec, main, wandb_sweep_config
 from tests.tiny_experiment import tiny_config, write_photos
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def experiment(tmp_path: Path) -> Path:
 
 
 def test_optuna_sweep_writes_a_runnable_best_config_and_resumes(tmp_path, experiment):
-    from colorlab.cli import lightning_main
+    from colorlab.training.cli import lightning_main
 
     spec = write_sweep(tmp_path, experiment, sampler={"type": "random", "seed": 0})
     study = main(["--config", str(spec)])
@@ -69,7 +69,7 @@ def test_optuna_sweep_writes_a_runnable_best_config_and_resumes(tmp_path, experi
 def test_two_workers_share_one_sqlite_study(tmp_path, experiment):
     spec = write_sweep(tmp_path, experiment)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "colorlab.sweep", "--config", str(spec), "--n-trials", "2"]
+    command = [sys.executable, "-m", "colorlab", "sweep", "--config", str(spec), "--n-trials", "2"]
     workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                for _ in range(2)]  # fmt: skip
     for worker in workers:

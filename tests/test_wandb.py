@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from colorlab.callbacks import WandbRunInfo, WandbValidationTable, approach_tag, dataset_tag
-from colorlab.runs import RunSettings
+from colorlab.training.callbacks import WandbRunInfo, WandbValidationTable, approach_tag, dataset_tag
+from colorlab.training.runs import RunSettings
 from tests.tiny_experiment import tiny_config, write_photos
 
 _BLOCK = 32768  # the .wandb file is a LevelDB-style log of protobuf records in 32 KiB blocks
@@ -43,7 +43,7 @@ def wandb_records(path: Path) -> Iterator[object]:
 def test_offline_run_can_be_synced_later(tmp_path, monkeypatch):
     import wandb
 
-    from colorlab.cli import lightning_main
+    from colorlab.training.cli import lightning_main
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     config = tiny_config(tmp_path, write_photos(tmp_path / "photos"))

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorlab.colorize import load_colorizers
-from colorlab.serve import create_app
+from colorlab.commands.colorize import load_colorizers
+from colorlab.commands.serve import create_app
 from tests.test_colorize import small_photo, train_tiny_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")

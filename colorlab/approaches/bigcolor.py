@@ -5,7 +5,7 @@ the shared manual-optimization loop of :class:`AdversarialColorizer`, a fresh ``
 batch. An exponential moving average of its weights and BatchNorm statistics (timm's ``ModelEmaV3``)
 is updated after every generator step and is the network that validation, test, ``colorize``,
 ``sample`` and export use; it lives in the checkpoint under its own ``generator_ema.module.*`` keys, so
-:func:`colorlab.checkpoints.load_colorizer` gives back the EMA generator.
+:func:`colorlab.inference.checkpoints.load_colorizer` gives back the EMA generator.
 
 EMA decay warm-up: a fixed decay of 0.999 averages over ~1000 steps, so in a run of a few hundred
 steps the EMA would still be mostly the first weights. With ``ema_warmup_power`` the decay at update

@@ -1,7 +1,7 @@
 """DeOldify's NoGAN: most of the training without a GAN, then a short adversarial finish.
 
 One module, three phases (``phase``), each run as its own fit that starts from the previous phase's weights
-(``python -m colorlab experiment`` chains them, see :mod:`colorlab.phases`):
+(``python -m colorlab experiment`` chains them, see :mod:`colorlab.training.phases`):
 
 1. ``generator``: the U-Net learns ab with L1 + a perceptual feature loss; its pretrained encoder can stay
    frozen for the first epochs (``unfreeze_at_epoch``).

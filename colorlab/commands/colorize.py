@@ -2,7 +2,7 @@
 
 Any input (files or folders, recursive; colour photos are turned gray first; grayscale, RGBA, CMYK,
 palette, 16-bit, EXIF-rotated) comes back at its own size and sharpness: the model runs at its training
-resolution and only its ab is upsampled (:func:`colorlab.inference.colorize_full_resolution`). Several
+resolution and only its ab is upsampled (:func:`colorlab.inference.pipeline.colorize_full_resolution`). Several
 models give one output each plus a labelled ``gray | model A | model B`` strip. A bad file is reported
 and skipped; no input file is ever written to.
 """
@@ -23,10 +23,10 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm import tqdm
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.checkpoints import load_colorizer
 from colorlab.color import float_to_uint8, l_to_gray_rgb
 from colorlab.data.images import IMAGE_EXTENSIONS, list_images, to_rgb
-from colorlab.inference import colorize_full_resolution, input_l
+from colorlab.inference.checkpoints import load_colorizer
+from colorlab.inference.pipeline import colorize_full_resolution, input_l
 
 DEFAULT_SIZE = 256
 # Output formats: the name users type -> (PIL format, file suffixes, keeps alpha).

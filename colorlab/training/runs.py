@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import logging
 import os
 import time
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
@@ -58,7 +60,7 @@ class RunSettings:
             ``photos``) are derived from the model and data classes.
         wandb_log_model: upload the best checkpoint to W&B as a ``model`` artifact when fitting ends.
         phases: fits that ``python -m colorlab experiment`` runs in order, each ``{name, overrides}``
-            (see :mod:`colorlab.phases`); other commands ignore them.
+            (see :mod:`colorlab.training.phases`); other commands ignore them.
     """
 
     def __init__(
@@ -175,7 +177,108 @@ class RunSettings:
             LearningRateMonitor(logging_interval="epoch"),
         ]
         if self.wandb != "disabled":  # both do nothing when no WandbLogger is attached
-            from colorlab.callbacks import WandbRunInfo, WandbValidationTable
+            from colorlab.training.callbacks import WandbRunInfo, WandbValidationTable
 
-            callbacks += [WandbRunInfo(self.wandb_tags, log_model=self.wandb_log_model), WandbValidationTable()]
+            callbacks += [
+                WandbRunInfo(self.wandb_tags, log_model=self.wandb_log_model),
+                WandbValidationTable(),
+            ]
         return callbacks
+
+
+class RunFolder:
+    """Reads a run folder (``{root}/{name}/{version}``, or a phase's ``.../{version}/{phase}``).
+
+    Built from the folder or from any checkpoint inside it; every command that looks into a run uses this
+    instead of re-deriving the layout.
+    """
+
+    CONFIG, METRICS, RESULTS, PHASES = "config.yaml", "metrics.csv", "results.json", "phases.json"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, path: str | os.PathLike) -> RunFolder:
+        """The run folder that holds ``path`` (a run folder, a phase folder or a checkpoint file in one)."""
+        path = Path(path).resolve()
+        if path.is_file() or path.suffix == ".ckpt":
+            path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return cls(path)
+
+    @property
+    def name(self) -> str:
+        """The experiment name (for a phase folder: the experiment's, with the phase appended)."""
+        if self.path.parent.joinpath(self.PHASES).is_file():
+            return f"{self.path.parents[1].name}/{self.path.name}"
+        return self.path.parent.name
+
+    @property
+    def version(self) -> str:
+        """The run's version folder name."""
+        return self.path.parent.name if self.path.parent.joinpath(self.PHASES).is_file() else self.path.name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's saved ``config.yaml`` (empty when the run wrote none, e.g. a bare checkpoint)."""
+        path = self.path / self.CONFIG
+        return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+    def data_arg(self, key: str) -> Any:
+        """``data.init_args.<key>`` of the saved config (None when absent)."""
+        data = self.config.get("data") or {}
+        args = data.get("init_args", data) if isinstance(data, dict) else {}
+        return args.get(key) if isinstance(args, dict) else None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        """Every checkpoint of the run, oldest first."""
+        return sorted(self.checkpoint_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        """The newest ``best-*.ckpt`` (None if there is none)."""
+        best = [p for p in self.checkpoints if p.name.startswith("best-")]
+        return best[-1] if best else None
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """``last.ckpt`` when present."""
+        path = self.checkpoint_dir / "last.ckpt"
+        return path if path.is_file() else None
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def results(self) -> dict[str, Any] | None:
+        """``results.json`` written when the experiment finished (None while running or interrupted)."""
+        path = self.path / self.RESULTS
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @property
+    def phases(self) -> dict[str, Any] | None:
+        """``phases.json`` of a multi-phase run (None for a single-phase run)."""
+        path = self.path / self.PHASES
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the experiment ran to its report."""
+        return self.results is not None
+
+    @classmethod
+    def runs_of(cls, root: str | os.PathLike, name: str) -> list[RunFolder]:
+        """Every run of experiment ``name`` under ``root``, oldest first (versions sort by time)."""
+        folder = Path(root) / name
+        dirs = (
+            sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+            if folder.is_dir()
+            else []
+        )
+        return [cls(p) for p in dirs]

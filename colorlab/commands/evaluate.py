@@ -1,7 +1,7 @@
 """``python -m colorlab evaluate``: compare checkpoints of any approach on colour photos at full resolution.
 
 Each model sees a small gray copy of every photo (at the size it trained at), its ab is upsampled and merged
-with the photo's own L (:func:`colorlab.inference.colorize_full_resolution`), and the result is scored
+with the photo's own L (:func:`colorlab.inference.pipeline.colorize_full_resolution`), and the result is scored
 against the photo. The gray baseline (ab = 0) is always a row. Writes into the output folder:
 ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray | models |
 truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
@@ -32,7 +32,7 @@ from colorlab.approaches.base import ColorizationModule
 from colorlab.color import float_to_uint8, lab_batch, lab_normalized_to_rgb, rgb_to_lab
 from colorlab.data.datasets import to_chw
 from colorlab.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, split_decodable
-from colorlab.inference import colorize_full_resolution
+from colorlab.inference.pipeline import colorize_full_resolution
 from colorlab.metrics import colorfulness, delta_e_ciede2000
 from colorlab.report import html_page, html_table, markdown_table
 from colorlab.visualize import comparison_grid, save_png
@@ -180,7 +180,7 @@ def checkpoint_names(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 def load_candidates(checkpoints: Sequence[str], names: Sequence[str] | None, size: int | None, device: str):
     """Load every checkpoint as a :class:`Candidate`."""
-    from colorlab.checkpoints import load_colorizer
+    from colorlab.inference.checkpoints import load_colorizer
 
     names = list(names) if names else checkpoint_names(checkpoints)
     if len(names) != len(checkpoints):

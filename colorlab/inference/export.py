@@ -8,7 +8,7 @@ The exported graph is the approach's ``predict_lab`` with its padding built in. 
 * ``--size S`` fixes H = W = S (batch stays free); ``--dynamic`` accepts any H, W of at least the
   net's downsampling factor (stored as ``multiple`` in the metadata), padded inside the graph.
 
-To colorize a photo at full resolution with it, do what :mod:`colorlab.inference` does: resize L to the
+To colorize a photo at full resolution with it, do what :mod:`colorlab.inference.pipeline` does: resize L to the
 model size, run the graph, upsample ``ab`` bilinearly to the photo and merge it with the photo's own L.
 The metadata (ONNX ``metadata_props``, TorchScript extra file ``colorlab.json``) repeats this contract.
 """
@@ -29,7 +29,7 @@ from lightning.pytorch.core.module import _jit_is_scripting
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.checkpoints import load_colorizer
+from colorlab.inference.checkpoints import load_colorizer
 
 ExportFormat = Literal["onnx", "torchscript"]
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}

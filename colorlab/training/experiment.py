@@ -5,7 +5,7 @@ The run folder (``runs/NAME/VERSION``) ends up with ``checkpoints/``, the CSV lo
 
 A YAML whose ``run.phases`` lists several fits (e.g. DeOldify's NoGAN) runs them in order, each in
 ``runs/NAME/VERSION/PHASE/`` and starting from the previous phase's best checkpoint (see
-:mod:`colorlab.phases`); the report then sits in ``runs/NAME/VERSION`` and also tests every phase.
+:mod:`colorlab.training.phases`); the report then sits in ``runs/NAME/VERSION`` and also tests every phase.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from colorlab.approaches.base import ColorizationModule
 from colorlab.color import lab_normalized_to_rgb
 from colorlab.data.datamodule import LabDataModule
 from colorlab.metrics import colorfulness, colorization_metrics
-from colorlab.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
-from colorlab.runs import RunSettings
+from colorlab.training.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
+from colorlab.training.runs import RunSettings
 from colorlab.visualize import save_png
 
 METRICS = ("psnr", "ssim", "delta_e00", "colorfulness")
@@ -138,7 +138,7 @@ def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt
 def parse_run_section(argv: list[str]) -> Any:
     """The ``run:`` section as ``fit`` would parse the YAMLs and overrides, without building anything
     (``version`` stays None unless given)."""
-    from colorlab.cli import ColorlabCLI
+    from colorlab.training.cli import ColorlabCLI
 
     class ParseOnly(ColorlabCLI):
         def before_instantiate_classes(self) -> None:
@@ -160,7 +160,7 @@ def finish_wandb_run() -> None:
 def run_experiment(configs: list[str], overrides: list[str], resume: bool = False) -> dict[str, Any]:
     """Fit the experiment (every phase of it, when its YAML lists ``run.phases``), test the best checkpoint,
     and write the report; returns the results."""
-    from colorlab.cli import lightning_main
+    from colorlab.training.cli import lightning_main
 
     config_args = [arg for config in configs for arg in ("--config", config)]
     run_section = parse_run_section(config_args + overrides)
@@ -201,7 +201,7 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
 def run_phases(config_args: list[str], overrides: list[str], run_section: Any, resume: bool) -> dict[str, Any]:
     """Run the YAML's phases in order (a resumed run skips finished ones and continues the interrupted one
     from its ``last.ckpt``), then test every phase's checkpoint and write the report into the run folder."""
-    from colorlab.cli import lightning_main
+    from colorlab.training.cli import lightning_main
 
     phases = parse_phases(run_section.phases)
     experiment_dir = Path(run_section.root) / run_section.name

@@ -1,4 +1,4 @@
-"""``python -m colorlab.sweep --config sweeps/NAME.yaml``: hyperparameter search over any experiment YAML.
+"""``python -m colorlab sweep --config sweeps/NAME.yaml``: hyperparameter search over any experiment YAML.
 
 A sweep YAML names the experiment, the search space (dotted config keys, as on the command line), the
 validation metric to optimise and its direction. Two backends read the same file:
@@ -117,8 +117,8 @@ def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_
     """
     import lightning as L
 
-    from colorlab.cli import lightning_main
-    from colorlab.experiment import finish_wandb_run
+    from colorlab.training.cli import lightning_main
+    from colorlab.training.experiment import finish_wandb_run
 
     class Scores(L.Callback):
         def __init__(self) -> None:
@@ -326,8 +326,8 @@ def run_wandb(spec: dict[str, Any], sweep_id: str | None, n_trials: int | None) 
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
-    """CLI: ``python -m colorlab.sweep --config sweeps/NAME.yaml [--backend optuna|wandb] [--n-trials N]``."""
-    parser = argparse.ArgumentParser(prog="python -m colorlab.sweep", description=__doc__,
+    """CLI: ``python -m colorlab sweep --config sweeps/NAME.yaml [--backend optuna|wandb] [--n-trials N]``."""
+    parser = argparse.ArgumentParser(prog="python -m colorlab sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--config", required=True, help="sweep YAML (see sweeps/)")
     parser.add_argument("--backend", choices=("optuna", "wandb"), default="optuna")

@@ -33,7 +33,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
-from colorlab.colorize import (
+from colorlab.commands.colorize import (
     Colorizer,
     Picture,
     checkpoints_from_args,
@@ -45,7 +45,7 @@ from colorlab.colorize import (
     to_image,
 )
 
-WEB_DIR = Path(__file__).parent / "web"
+WEB_DIR = Path(__file__).parent.parent / "web"
 ALL_MODELS = "all"
 # Formats a browser shows in <img>; others (TIFF, BMP) come back as PNG.
 WEB_FORMATS = ("jpg", "png", "webp")

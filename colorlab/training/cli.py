@@ -13,19 +13,20 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
-from colorlab.runs import RunSettings
+from colorlab.training.runs import RunSettings
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 # Commands beyond Lightning's: name -> "module:function" taking argv (imported only when used).
 COMMANDS = {
-    "experiment": "colorlab.experiment:main",
-    "colorize": "colorlab.colorize:main",
-    "export": "colorlab.export:main",
-    "serve": "colorlab.serve:main",
-    "evaluate": "colorlab.evaluate:main",
-    "compare": "colorlab.compare:main",
-    "prior": "colorlab.prior:main",
+    "experiment": "colorlab.training.experiment:main",
+    "colorize": "colorlab.commands.colorize:main",
+    "export": "colorlab.inference.export:main",
+    "serve": "colorlab.commands.serve:main",
+    "evaluate": "colorlab.commands.evaluate:main",
+    "compare": "colorlab.commands.compare:main",
+    "prior": "colorlab.training.prior:main",
+    "sweep": "colorlab.training.sweep:main",
 }
 
 

@@ -1,0 +1,1 @@
+"""Inference: safe checkpoint loading, the one full-resolution colorize pipeline and model export."""

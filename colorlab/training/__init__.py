@@ -1,0 +1,1 @@
+"""Training: the Lightning CLI, run folders, callbacks, phases, the experiment pipeline, sweeps and the Zhang prior."""
