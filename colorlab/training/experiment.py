@@ -31,33 +31,38 @@ from colorlab.training.runs import RunSettings
 from colorlab.visualize import save_png
 
 METRICS = ("psnr", "ssim", "delta_e00", "colorfulness")
+BASELINE_LABELS = {"gray": "gray baseline (ab = 0)", "bicubic": "bicubic baseline (upscaled L)"}
 
 
 @torch.no_grad()
 def test_set_metrics(
-    datamodule: LabDataModule, device: torch.device, colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    datamodule: LabDataModule,
+    model: ColorizationModule,
+    colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor],
 ) -> tuple[dict[str, float], float]:
-    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness."""
+    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) against ``model``'s evaluation target,
+    scored with ``model``'s metrics, and the truth's mean colorfulness."""
     datamodule.setup("test")
-    metrics = colorization_metrics("test/").to(device)
+    device = model.device
+    metrics = model.new_metrics("test/").to(device)
     truth_colorfulness, count = 0.0, 0
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
-        metrics.update(colorize(batch), batch["rgb"])
+        metrics.update(colorize(batch), model.evaluation_target(batch))
         truth_colorfulness += colorfulness(batch["rgb"]).sum().item()
         count += batch["rgb"].shape[0]
     values = {k.removeprefix("test/"): v.item() for k, v in metrics.compute().items()}
     return values, truth_colorfulness / max(count, 1)
 
 
-def reference_metrics(datamodule: LabDataModule, device: torch.device) -> dict[str, dict[str, float]]:
-    """Test-set metrics of the gray baseline (ab = 0) and the ground truth's own colorfulness."""
-
-    def gray(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return lab_normalized_to_rgb(batch.get("L_input", batch["L"]), torch.zeros_like(batch["ab"]))
-
-    gray_values, truth_colorfulness = test_set_metrics(datamodule, device, gray)
-    return {"gray": gray_values, "truth": {"colorfulness": truth_colorfulness}}
+def reference_metrics(datamodule: LabDataModule, model: ColorizationModule) -> dict[str, dict[str, float]]:
+    """Test-set metrics of the model's trivial baselines (gray: ab = 0; bicubic for an upscaler) and the
+    ground truth's own colorfulness."""
+    reference, truth_colorfulness = {}, 0.0
+    for name, baseline in model.baselines().items():
+        reference[name], truth_colorfulness = test_set_metrics(datamodule, model, baseline)
+    scores_colour = "colorfulness" in next(iter(reference.values()), {})
+    return {**reference, "truth": {"colorfulness": truth_colorfulness} if scores_colour else {}}
 
 
 def hardware() -> str:
@@ -69,9 +74,11 @@ def hardware() -> str:
 
 def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
     """Write report.md, test_metrics.csv and results.json into ``run_dir``; return their paths."""
+    baselines = [(BASELINE_LABELS.get(name, f"{name} baseline"), values)
+                 for name, values in results["reference"].items() if name != "truth"]  # fmt: skip
     rows = [
         (f"{results['name']} (best checkpoint)", results["test"]),
-        ("gray baseline (ab = 0)", results["reference"]["gray"]),
+        *baselines,
         ("ground truth", results["reference"]["truth"]),
     ]
     paths = {"report": run_dir / "report.md", "csv": run_dir / "test_metrics.csv", "json": run_dir / "results.json"}
@@ -190,7 +197,7 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
         "hardware": hardware(),
         "best_checkpoint": best,
         "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
-        "reference": reference_metrics(datamodule, model.device),
+        "reference": reference_metrics(datamodule, model),
     }
     paths = write_report(run_dir, results)
     print(f"\nrun folder:  {run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
@@ -254,7 +261,7 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
     final_checkpoint = record.handover_checkpoint(phases[-1].name)
     test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False)[0]
     grid = save_png(model.grid_image("test"), record.run_dir / "test_grid.png")
-    reference = reference_metrics(datamodule, model.device)
+    reference = reference_metrics(datamodule, model)
     rows = []
     for phase in phases:
         summary, checkpoint = record.finished[phase.name], record.handover_checkpoint(phase.name)
@@ -265,7 +272,7 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
         else:
             load_phase_weights(model, checkpoint, phase.name)
             model.eval()
-            values, _ = test_set_metrics(datamodule, model.device, lambda b: model.colorize_rgb(model.model_input(b)))
+            values, _ = test_set_metrics(datamodule, model, lambda b: model.colorize_rgb(model.model_input(b)))
         keys = ("epochs", "steps", "fit_seconds", "folder")
         rows.append({"name": phase.name, **{k: summary[k] for k in keys}, "handover_checkpoint": checkpoint,
                      "test": values})  # fmt: skip
