@@ -51,14 +51,16 @@ class _UpscaleMixin:
         A 1-channel net reads L / 100 in [0, 1]; a 3-channel net (published RGB weights) reads the gray
         sRGB picture and its output's luminance is kept. With ``residual`` the net adds detail to bicubic.
         """
-        padded, pad = pad_to_multiple(L, getattr(self.net, "multiple", 1))
         rgb_net = getattr(self.net, "num_in_ch", 1) == 3
-        x = l_to_gray_rgb(padded) if rgb_net else (padded + 1.0) / 2.0
-        out = self.net(x)
-        if self.residual:
-            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        L_out = rgb_to_gray_l(out.clamp(0.0, 1.0)) if out.shape[1] == 3 else out * 2.0 - 1.0
-        return crop_padding(L_out, (pad[0] * self.scale, pad[1] * self.scale))
+
+        def net_input(L: torch.Tensor) -> torch.Tensor:
+            return l_to_gray_rgb(L) if rgb_net else (L + 1.0) / 2.0
+
+        padded, pad = pad_to_multiple(L, getattr(self.net, "multiple", 1))
+        out = crop_padding(self.net(net_input(padded)), (pad[0] * self.scale, pad[1] * self.scale))
+        if self.residual:  # bicubic of the unpadded input: the padding must not leak into the baseline
+            out = out + F.interpolate(net_input(L), scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return rgb_to_gray_l(out.clamp(0.0, 1.0)) if out.shape[1] == 3 else out * 2.0 - 1.0
 
     def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-resolution normalised L -> (upscaled L in [-1, 1], ab = 0): the gray upscaled picture."""

@@ -150,6 +150,14 @@ def rrdb_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_rrdb_weights(net: RRDBNet, path: str | os.PathLike) -> RRDBNet:
-    """Load a local ESRGAN / Real-ESRGAN weight file into ``net`` (strict: the sizes must match)."""
-    net.load_state_dict(rrdb_state_dict(path))
+    """Load a local ESRGAN / Real-ESRGAN weight file into ``net`` (strict: the sizes must match).
+
+    Raises FileNotFoundError naming a missing file, ValueError naming a file whose layout differs.
+    """
+    try:
+        net.load_state_dict(rrdb_state_dict(path))
+    except RuntimeError as exc:
+        layout = f"scale={net.scale}, num_in_ch={net.num_in_ch}, num_feat={net.conv_first.out_channels}, " \
+                 f"num_block={len(net.body)}"  # fmt: skip
+        raise ValueError(f"{path} does not fit RRDBNet({layout}): {exc}") from exc
     return net

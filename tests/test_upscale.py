@@ -1,0 +1,233 @@
+"""Super-resolution: the RRDBNet layout and weights, the approaches, the SR data, tiling and the old-photo chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from colorlab.approaches.upscale import AdversarialUpscaler, Upscaler, bicubic_l
+from colorlab.color import l_to_gray_rgb, lab_batch
+from colorlab.data.degrade import GaussianNoise, shrink
+from colorlab.data.degraded import DegradedFolderDataModule
+from colorlab.inference.chain import upscale_tiled
+from colorlab.metrics import luminance_metrics
+from colorlab.models.critics import PatchGAN
+from colorlab.models.rrdb import RRDBNet, load_rrdb_weights, rrdb_state_dict
+from tests.helpers import fit_fixed_batch, fixed_rgb_batch
+
+
+def tiny_net(scale: int = 2, **kwargs) -> RRDBNet:
+    return RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=scale, **kwargs)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of two gray pictures of normalised L."""
+    return float(-10 * torch.log10(F.mse_loss(l_to_gray_rgb(a), l_to_gray_rgb(b))))
+
+
+# ---- the net ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_rrdbnet_output_is_scale_times_the_input(scale: int, channels: int):
+    net = tiny_net(scale, num_in_ch=channels, num_out_ch=channels)
+    out = net(torch.rand(2, channels, 12, 20))
+    assert out.shape == (2, channels, 12 * scale, 20 * scale)
+    out.mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_upscaler_takes_odd_sizes_and_starts_at_bicubic(scale: int):
+    model = Upscaler(tiny_net(scale, zero_last=True), residual=True).eval()
+    L = torch.rand(2, 1, 13, 17) * 2 - 1
+    with torch.no_grad():
+        out = model.upscale_l(L)
+    assert out.shape == (2, 1, 13 * scale, 17 * scale)
+    # zero_last + residual: step 0 is exactly the bicubic baseline (the project's "neutral answer first").
+    torch.testing.assert_close(out.clamp(-1, 1), bicubic_l(L, scale), atol=1e-5, rtol=0)
+    L_out, ab = model.predict_lab(L)
+    assert ab.shape == (2, 2, 13 * scale, 17 * scale) and not ab.any()
+
+
+def test_rrdbnet_x2_rejects_odd_input_with_a_clear_message():
+    with pytest.raises(ValueError, match="even H and W"):
+        tiny_net(2)(torch.rand(1, 1, 9, 10))
+    with pytest.raises(ValueError, match="scale must be 2 or 4"):
+        RRDBNet(scale=3)
+
+
+# ---- published weights ---------------------------------------------------------------------------------
+
+
+def published_keys(num_in_ch: int, num_out_ch: int, scale: int, feat: int, blocks: int, grow: int) -> dict:
+    """The parameter names and shapes of BasicSR's RRDBNet (rrdbnet_arch.py), written out independently."""
+    first_in = num_in_ch * (4 if scale == 2 else 1)
+    shapes = {"conv_first": (feat, first_in)}
+    for b in range(blocks):
+        for r in (1, 2, 3):
+            for c in range(1, 5):
+                shapes[f"body.{b}.rdb{r}.conv{c}"] = (grow, feat + (c - 1) * grow)
+            shapes[f"body.{b}.rdb{r}.conv5"] = (feat, feat + 4 * grow)
+    for name in ("conv_body", "conv_up1", "conv_up2", "conv_hr"):
+        shapes[name] = (feat, feat)
+    shapes["conv_last"] = (num_out_ch, feat)
+    state = {}
+    for name, (out_ch, in_ch) in shapes.items():
+        state[f"{name}.weight"] = torch.randn(out_ch, in_ch, 3, 3)
+        state[f"{name}.bias"] = torch.randn(out_ch)
+    return state
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("wrapper", ["params_ema", "params", None])
+def test_a_published_rrdbnet_file_loads_by_its_key_names(tmp_path: Path, scale: int, wrapper: str | None):
+    state = published_keys(3, 3, scale, feat=8, blocks=2, grow=4)
+    path = tmp_path / "RealESRGAN_tiny.pth"
+    torch.save({wrapper: state} if wrapper else state, path)
+    net = load_rrdb_weights(RRDBNet(3, 3, scale, num_feat=8, num_block=2, num_grow_ch=4), path)
+    loaded = net.state_dict()
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_original_esrgan_key_names_are_renamed(tmp_path: Path):
+    state = published_keys(3, 3, 4, feat=8, blocks=1, grow=4)
+    renames = {"body.": "RRDB_trunk.", "conv_body": "trunk_conv", "conv_up1": "upconv1", "conv_up2": "upconv2",
+               "conv_hr": "HRconv"}  # fmt: skip
+    old = {}
+    for key, value in state.items():
+        for new, original in renames.items():
+            key = key.replace(new, original, 1) if key.startswith(new) else key
+        old["module." + key.replace(".rdb", ".RDB")] = value
+    torch.save(old, tmp_path / "RRDB_ESRGAN_tiny.pth")
+    assert rrdb_state_dict(tmp_path / "RRDB_ESRGAN_tiny.pth").keys() == state.keys()
+
+
+def test_a_missing_weight_file_is_named(tmp_path: Path):
+    missing = tmp_path / "RealESRGAN_x2plus.pth"
+    with pytest.raises(FileNotFoundError, match="RealESRGAN_x2plus.pth"):
+        load_rrdb_weights(tiny_net(), missing)
+    model = Upscaler(tiny_net(), weights=str(missing))
+    with pytest.raises(FileNotFoundError, match="RealESRGAN_x2plus.pth"):
+        model.setup("fit")
+
+
+def test_wrong_sizes_do_not_load_silently(tmp_path: Path):
+    torch.save(published_keys(3, 3, 2, feat=8, blocks=2, grow=4), tmp_path / "w.pth")
+    with pytest.raises(ValueError, match=r"w\.pth does not fit RRDBNet\(scale=2.*num_block=1"):
+        load_rrdb_weights(RRDBNet(3, 3, 2, num_feat=8, num_block=1, num_grow_ch=4), tmp_path / "w.pth")
+
+
+def test_an_rgb_net_upscales_the_gray_picture(tmp_path: Path):
+    """A 3-channel net (published weights) reads the gray sRGB picture; the result is an L."""
+    model = Upscaler(RRDBNet(3, 3, 4, num_feat=8, num_block=1, num_grow_ch=4), residual=False).eval()
+    with torch.no_grad():
+        out = model.upscale_l(torch.zeros(1, 1, 6, 6))
+    assert out.shape == (1, 1, 24, 24) and out.min() >= -1 and out.max() <= 1
+
+
+# ---- training --------------------------------------------------------------------------------------------
+
+
+def sr_pair(size: int = 32, scale: int = 2, n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real photo crops (uint8) and their shrunk copies."""
+    hr = fixed_rgb_batch(n, size)
+    return hr, torch.stack([shrink(image, scale) for image in hr])
+
+
+def test_a_tiny_upscaler_overfits_past_bicubic():
+    torch.manual_seed(0)
+    hr, lr = sr_pair(32, 2)
+    model = Upscaler(RRDBNet(num_feat=16, num_block=1, num_grow_ch=8, zero_last=True),
+                     optimizer=lambda p: torch.optim.Adam(p, lr=2e-3))  # fmt: skip
+    batch = lab_batch(hr)
+    L_lr = lab_batch(lr)["L"]
+    bicubic = psnr(bicubic_l(L_lr, 2), batch["L"])
+    losses = fit_fixed_batch(model, hr, steps=150, extra={"input_rgb": lr})
+    model.eval()
+    with torch.no_grad():
+        learned = psnr(model.upscale_l(L_lr).clamp(-1, 1), batch["L"])
+    assert losses[-1] < losses[0]
+    assert learned > bicubic + 0.5, f"overfit {learned:.2f} dB vs bicubic {bicubic:.2f} dB"
+
+
+def test_perceptual_loss_is_added_when_configured():
+    from colorlab.losses import FeatureLoss
+    from colorlab.models.features import ImageNetFeatures
+
+    hr, lr = sr_pair(32, 2, n=2)
+    model = Upscaler(tiny_net(), feature_loss=FeatureLoss(ImageNetFeatures(pretrained=False)), feature_weight=0.5)
+    batch = {**lab_batch(hr), "L_input": lab_batch(lr)["L"]}
+    losses = model.training_loss(batch)
+    torch.testing.assert_close(losses["loss"], losses["pixel"] + 0.5 * losses["feature"])
+
+
+def test_the_adversarial_upscaler_trains_with_the_shared_gan_loop():
+    torch.manual_seed(0)
+    hr, lr = sr_pair(32, 2, n=2)
+    critic = PatchGAN(in_channels=2, base_channels=8, n_layers=2)
+    model = AdversarialUpscaler(tiny_net(zero_last=True), critic, gan_loss="lsgan")
+    before = [p.detach().clone() for p in critic.parameters()]
+    losses = fit_fixed_batch(model, hr, steps=3, extra={"input_rgb": lr})
+    assert losses and all(loss == loss for loss in losses)  # one step of each optimizer per batch
+    assert any(not torch.equal(b, p) for b, p in zip(before, critic.parameters()))
+
+
+# ---- data and metrics --------------------------------------------------------------------------------------
+
+
+def test_sr_data_pairs_a_clean_crop_with_a_seeded_degraded_small_copy(tiny_photos: Path):
+    dm = DegradedFolderDataModule(root=str(tiny_photos), image_size=32, batch_size=2, scale=2,
+                                  degradations=[GaussianNoise(p=1.0, sigma=10)])  # fmt: skip
+    dm.setup()
+    first, again = dm.val_set[0], dm.val_set[0]
+    assert first["rgb"].shape == (3, 32, 32) and first["input_rgb"].shape == (3, 16, 16)
+    assert torch.equal(first["input_rgb"], again["input_rgb"])  # seeded: every evaluation sees the same input
+    assert not torch.equal(first["input_rgb"], shrink(first["rgb"], 2))  # and it is degraded
+    batch = dm.on_after_batch_transfer({k: v[None] for k, v in first.items()}, 0)
+    assert batch["L_input"].shape == (1, 1, 16, 16) and batch["L"].shape == (1, 1, 32, 32)
+    with pytest.raises(ValueError, match="dividing image_size"):
+        DegradedFolderDataModule(root=str(tiny_photos), image_size=30, scale=4)
+
+
+def test_upscaler_is_scored_on_luminance_beside_bicubic():
+    hr, lr = sr_pair(32, 2, n=2)
+    batch = {**lab_batch(hr), "L_input": lab_batch(lr)["L"]}
+    model = Upscaler(tiny_net(zero_last=True)).eval()
+    assert set(model.new_metrics("val/").keys()) == {"val/psnr", "val/ssim"}
+    target = model.evaluation_target(batch)
+    torch.testing.assert_close(target, l_to_gray_rgb(batch["L"]))
+    bicubic = model.baselines()["bicubic"](batch)
+    assert bicubic.shape == target.shape
+    metrics = luminance_metrics("")
+    metrics.update(model.colorize_rgb(batch["L_input"]), target)
+    # The untrained residual model is bicubic, so it scores exactly the baseline.
+    baseline = luminance_metrics("")
+    baseline.update(bicubic, target)
+    torch.testing.assert_close(metrics.compute()["psnr"], baseline.compute()["psnr"], atol=1e-3, rtol=0)
+
+
+# ---- tiling -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_tiled_upscaling_equals_the_untiled_result(scale: int):
+    torch.manual_seed(0)
+    net = tiny_net(scale)
+    torch.nn.init.normal_(net.conv_last.weight, std=0.1)
+    model = Upscaler(net).eval()
+    L = torch.rand(1, 1, 50, 38) * 2 - 1
+    with torch.no_grad():
+        whole = model.upscale_l(L).clamp(-1, 1)
+    # Receptive field of this net: about 17 convolutions at the body's resolution (x2: half the input's).
+    tiled = upscale_tiled(model, L, tile=16, overlap=40 if scale == 2 else 24)
+    assert tiled.shape == whole.shape
+    torch.testing.assert_close(tiled, whole, atol=1e-4, rtol=0)
+    # The overlap is what makes it exact: without it the seams differ (so this test can fail).
+    seams = upscale_tiled(model, L, tile=16, overlap=0)
+    assert (seams - whole).abs().max() > 1e-3
