@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Subset
 from colorlab.color import lab_normalized_to_rgb
 
 BASELINES_FILE = "baselines.json"
-GRAY, MEAN_AB, LOOKUP = "gray (ab = 0)", "mean ab (train)", "L->ab lookup (train)"
+# Report names by key (results.json uses the keys).
+BASELINE_NAMES = {"gray": "gray (ab = 0)", "mean_ab": "mean ab (train)", "lookup": "L->ab lookup (train)"}
 # Metrics with a better direction; colorfulness alone has none (compare it with the truth's).
 LOWER_IS_BETTER = ("delta_e00", "colorfulness_gap", "frechet_effnet", "lpips", "fid")
 HIGHER_IS_BETTER = ("psnr", "ssim", "top1_agree", "top5_agree")
@@ -44,7 +45,7 @@ class TrivialColorizer:
 class GrayColorizer(TrivialColorizer):
     """ab = 0 everywhere: the input itself, as a gray picture."""
 
-    name = GRAY
+    name = BASELINE_NAMES["gray"]
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         return L.new_zeros(L.shape[0], 2, *L.shape[2:])
@@ -53,7 +54,7 @@ class GrayColorizer(TrivialColorizer):
 class MeanAbColorizer(TrivialColorizer):
     """One constant ab (normalised, shape ``(2,)``) everywhere: the training photos' average tint."""
 
-    name = MEAN_AB
+    name = BASELINE_NAMES["mean_ab"]
 
     def __init__(self, mean_ab: torch.Tensor) -> None:
         self.mean_ab = mean_ab.float()
@@ -66,7 +67,7 @@ class LookupColorizer(TrivialColorizer):
     """ab = the training pixels' mean ab at the pixel's lightness: a table of ``(bins, 2)`` normalised ab over
     equal-width bins of normalised L in [-1, 1]."""
 
-    name = LOOKUP
+    name = BASELINE_NAMES["lookup"]
 
     def __init__(self, table: torch.Tensor) -> None:
         self.table = table.float()
@@ -111,8 +112,12 @@ class Baselines:
     source: str = ""
 
     def colorizers(self) -> dict[str, TrivialColorizer]:
-        """Every baseline by its report name: gray, mean ab, lookup."""
-        return {c.name: c for c in (GrayColorizer(), MeanAbColorizer(self.mean_ab), LookupColorizer(self.lookup))}
+        """Every baseline by its key (``gray``, ``mean_ab``, ``lookup``); each has its report ``name``."""
+        return {
+            "gray": GrayColorizer(),
+            "mean_ab": MeanAbColorizer(self.mean_ab),
+            "lookup": LookupColorizer(self.lookup),
+        }
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (ab in normalised units, as the models use)."""
@@ -145,7 +150,10 @@ class Baselines:
 
 
 def fit_baselines(
-    batches: Iterable[Mapping[str, torch.Tensor]], bins: int = 100, max_pixels: int = 50_000_000, source: str = ""
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    bins: int = 100,
+    max_pixels: int = 50_000_000,
+    source: str = "",
 ) -> Baselines:
     """Fit the mean ab and the L -> ab lookup on Lab batches ``{"L", "ab"}`` (and ``L_input`` when the model
     sees a degraded L: the lookup maps what the model sees). Stops after ``max_pixels`` pixels."""
@@ -168,7 +176,9 @@ def fit_baselines(
     return Baselines(mean_ab.float(), _fill_empty_bins(sums, counts).float(), images, pixels, source)
 
 
-def fit_on_datamodule(datamodule: Any, max_images: int = 256, seed: int = 0, batch_size: int = 32) -> Baselines:
+def fit_on_datamodule(
+    datamodule: Any, max_images: int = 256, seed: int = 0, batch_size: int = 32
+) -> Baselines:
     """Fit the baselines on (at most ``max_images`` evenly spaced items of) a LabDataModule's training split,
     with its training crops; seeded, so the same run gives the same tables."""
     datamodule.setup("fit")
@@ -194,7 +204,9 @@ def baselines_for_run(run_dir: str | os.PathLike) -> Baselines:
             return Baselines.load(candidate / BASELINES_FILE)
     data = folder.config.get("data")
     if not data:
-        raise FileNotFoundError(f"{folder.path} has neither {BASELINES_FILE} nor a config.yaml with a data section")
+        raise FileNotFoundError(
+            f"{folder.path} has neither {BASELINES_FILE} nor a config.yaml with a data section"
+        )
     return fit_on_datamodule(datamodule_from_config(data), seed=folder.config.get("seed_everything") or 0)
 
 
@@ -234,5 +246,6 @@ def verdict_line(verdict: dict[str, Any] | None) -> str:
         return "learning: unknown (no baseline scored on this metric)"
     word = "yes" if verdict["learning"] else "no"
     relation = "beats" if verdict["learning"] else "does not beat"
+    best = BASELINE_NAMES.get(verdict["best_baseline"], verdict["best_baseline"])
     return (f"learning: {word} — {verdict['metric']} {verdict['model']:.3f} {relation} the best trivial baseline "
-            f"({verdict['best_baseline']}: {verdict['best_value']:.3f}; margin {verdict['margin']:+.3f})")  # fmt: skip
+            f"({best}: {verdict['best_value']:.3f}; margin {verdict['margin']:+.3f})")  # fmt: skip

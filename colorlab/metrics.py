@@ -8,6 +8,7 @@ Every metric reads sRGB images in [0, 1], shape ``(B, 3, H, W)``: the colorized 
 from __future__ import annotations
 
 import math
+import warnings
 from abc import abstractmethod
 
 import torch
@@ -168,6 +169,13 @@ class FrechetEffNetDistance(FrechetInceptionDistance):
         if not self.target_frozen:
             super().update(target.float(), real=True)
         super().update(preds.float(), real=False)
+
+    def compute(self) -> torch.Tensor:
+        """The distance; NaN (with a warning) when either side has fewer than 2 images (no covariance)."""
+        if min(int(self.real_features_num_samples), int(self.fake_features_num_samples)) < 2:
+            warnings.warn("frechet_effnet needs at least 2 images per set; reporting NaN", stacklevel=2)
+            return torch.tensor(float("nan"), device=self.device)
+        return super().compute()
 
     def freeze_target(self) -> None:
         """Keep the true images' statistics from now on: for a fixed evaluation set (same images every epoch)

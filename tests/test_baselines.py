@@ -11,9 +11,6 @@ import yaml
 from PIL import Image
 
 from colorlab.baselines import (
-    GRAY,
-    LOOKUP,
-    MEAN_AB,
     Baselines,
     baselines_for_run,
     fit_baselines,
@@ -23,6 +20,8 @@ from colorlab.baselines import (
 )
 from colorlab.color import lab_normalized_to_rgb
 from colorlab.metrics import DeltaE2000
+
+GRAY, MEAN_AB, LOOKUP = "gray", "mean_ab", "lookup"
 
 
 def _synthetic(n: int = 6, size: int = 16, seed: int = 0) -> list[dict[str, torch.Tensor]]:
@@ -123,7 +122,9 @@ def test_run_folder_baselines_from_file_or_config(tmp_path: Path):
                                               "init_args": {"root": str(root), "image_size": 8}}}  # fmt: skip
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     fitted = baselines_for_run(run)
-    assert fitted.mean_ab[0] > 0.3 and fitted.images == 5  # the 5 training photos left after the val carve-out
+    assert (
+        fitted.mean_ab[0] > 0.3 and fitted.images == 5
+    )  # the 5 training photos left after the val carve-out
     saved = Baselines(torch.tensor([0.5, 0.5]), torch.zeros(4, 2), 1, 1, "saved")
     saved.save(run / "baselines.json")
     assert baselines_for_run(run).source == "saved"
@@ -143,3 +144,28 @@ def test_learning_verdict_per_direction():
     assert verdict["learning"] is True and verdict["margin"] == pytest.approx(0.5)
     assert learning_verdict({"colorfulness": 20.0}, baselines, metric="colorfulness") is None
     assert "unknown" in verdict_line(None)
+
+
+def test_experiment_report_shows_splits_baselines_and_verdict(tmp_path: Path):
+    import json
+
+    from colorlab.training.experiment import run_experiment
+    from tests.tiny_experiment import tiny_config, write_photos
+
+    photos = write_photos(tmp_path / "photos", n=6)
+    config = tiny_config(tmp_path, photos, max_steps=4)
+    overrides = ["--run.frechet_effnet=true", "--run.monitor=val/frechet_effnet", "--data.init_args.val_fraction=0.34"]
+    results = run_experiment([str(config)], overrides)
+    run_dir = tmp_path / "runs" / "tiny" / results["version"]
+    assert Baselines.load(run_dir / "baselines.json").images == 4
+    assert {k: v["size"] for k, v in results["splits"].items()} == {"train": 4, "val": 2, "test": 6}
+    assert set(results["reference"]) == {"gray", "mean_ab", "lookup", "truth"}
+    for key in ("gray", "mean_ab", "lookup"):
+        assert set(results["reference"][key]) >= {"delta_e00", "colorfulness_gap", "frechet_effnet"}
+    assert results["reference"]["gray"]["colorfulness"] < 1
+    assert "frechet_effnet" in results["test"] and results["selection"]["monitor"] == "val/frechet_effnet"
+    assert set(results["learning"]) == {"delta_e00", "frechet_effnet"}
+    assert json.loads((run_dir / "results.json").read_text())["learning"] == results["learning"]
+    report = (run_dir / "report.md").read_text()
+    assert "learning: " in report and "**test** (6 images)" in report and "L->ab lookup (train)" in report
+    assert "Fréchet EffNet" in report

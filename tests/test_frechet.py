@@ -42,13 +42,17 @@ def test_pooled_features_shape(effnet: PooledImageNetFeatures):
 
 def test_identical_sets_are_at_distance_zero(effnet, photos):
     shifted = lab_normalized_to_rgb(photos["L"], photos["ab"] + torch.tensor([0.0, 0.3]).view(1, 2, 1, 1))
-    assert abs(_distance(effnet, photos["rgb"], photos["rgb"])) < 1e-3 * _distance(effnet, shifted, photos["rgb"])
+    assert abs(_distance(effnet, photos["rgb"], photos["rgb"])) < 1e-3 * _distance(
+        effnet, shifted, photos["rgb"]
+    )
 
 
 def test_distance_grows_with_a_colour_shift(effnet, photos):
     distances = []
     for shift in (0.0, 0.1, 0.25, 0.5):  # a yellow cast of 0, 11, 27, 55 b* units
-        tinted = lab_normalized_to_rgb(photos["L"], photos["ab"] + torch.tensor([0.0, shift]).view(1, 2, 1, 1))
+        tinted = lab_normalized_to_rgb(
+            photos["L"], photos["ab"] + torch.tensor([0.0, shift]).view(1, 2, 1, 1)
+        )
         distances.append(_distance(effnet, tinted, photos["rgb"]))
     assert distances == sorted(distances) and distances[0] < 1e-3 < distances[1]
     gray = lab_normalized_to_rgb(photos["L"], torch.zeros_like(photos["ab"]))
@@ -89,6 +93,13 @@ def test_frozen_target_keeps_the_truth_statistics():
     metric.update(pred, torch.zeros_like(truth))  # the truth is no longer read
     assert metric.compute().item() == pytest.approx(first)
     assert int(metric.real_features_num_samples) == 20
+
+
+def test_a_single_image_gives_nan_not_a_crash():
+    metric = FrechetEffNetDistance(_Flatten())
+    metric.update(torch.rand(1, 3, 2, 2), torch.rand(1, 3, 2, 2))
+    with pytest.warns(UserWarning, match="at least 2"):
+        assert metric.compute().isnan()
 
 
 def test_run_logs_val_and_test_distance(tmp_path):

@@ -82,7 +82,9 @@ def test_too_few_images_is_a_clear_error(tmp_path: Path):
 
 def test_degraded_splits_follow_the_folder_splits(tmp_path: Path):
     root = _photo_tree(tmp_path, n_train=20, n_test=4)
-    dm = DegradedFolderDataModule(root=str(root), image_size=8, degradations=[GaussianNoise(sigma=(5.0, 5.0))])
+    dm = DegradedFolderDataModule(
+        root=str(root), image_size=8, degradations=[GaussianNoise(sigma=(5.0, 5.0))]
+    )
     dm.setup("fit")
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (18, 2, 4)
     assert _names(dm.test_set.dataset) == {f"val_{i:03d}.png" for i in range(4)}
@@ -114,6 +116,8 @@ def test_real_photos_split_sizes(photos_dir: Path):
     dm = FolderDataModule(root=str(photos_dir), image_size=32)
     dm.setup("fit")
     sizes = {k: v["size"] for k, v in dm.splits().items()}
-    n_train = len(list((photos_dir / "train").glob("*.jpg"))) + len(list((photos_dir / "train").glob("*.png")))
+    n_train = len(list((photos_dir / "train").glob("*.jpg"))) + len(
+        list((photos_dir / "train").glob("*.png"))
+    )
     assert sizes["val"] == round(0.1 * n_train) and sizes["train"] + sizes["val"] == n_train
     assert sizes["test"] == len(dm.test_set) and _names(dm.test_set).isdisjoint(_names(dm.train_set))
