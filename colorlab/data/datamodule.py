@@ -56,7 +56,7 @@ def split_files(files: list[Path], fraction: float, seed: int) -> tuple[list[Pat
 # What each split is for; every report states these beside the sizes.
 SPLIT_ROLES = {
     "train": "fits the model (and the trivial baselines)",
-    "val": "picks the best checkpoint and stops early",
+    "val": "picks the best checkpoint (run.monitor)",
     "test": "reporting only: never selects anything",
 }
 

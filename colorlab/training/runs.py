@@ -48,7 +48,7 @@ class RunSettings:
         root: folder that holds all runs.
         version: run folder name; a new timestamp when unset.
         resume: continue the latest run of ``name`` from its ``last.ckpt`` (same folder, same loggers).
-        monitor: validation metric that picks the best checkpoint (and stops early, where a YAML asks).
+        monitor: validation metric that picks the best checkpoint (the val split; the test split never selects).
         monitor_mode: ``min`` or ``max`` for ``monitor``.
         frechet_effnet: also log ``val/frechet_effnet`` and ``test/frechet_effnet``, the Fréchet distance on
             offline EfficientNet-Lite0 features (:mod:`colorlab.training.frechet`); costs a small CNN pass
