@@ -169,3 +169,24 @@ def test_experiment_report_shows_splits_baselines_and_verdict(tmp_path: Path):
     report = (run_dir / "report.md").read_text()
     assert "learning: " in report and "**test** (6 images)" in report and "L->ab lookup (train)" in report
     assert "Fréchet EffNet" in report
+    _results_table_shows_baselines(tmp_path, run_dir)
+
+
+def _results_table_shows_baselines(tmp_path: Path, run_dir: Path) -> None:
+    """scripts/results.py turns the run's results.json into the README table with baseline rows and a verdict."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_script", Path(__file__).parents[1] / "scripts/results.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.REPO = tmp_path
+    log = tmp_path / "runs" / "results-logs" / "tiny.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(f"...\nrun folder:  {run_dir}\n")
+    table = script.table(["tiny"])
+    assert "| `tiny` | RegressionColorizer |" in table and "`val/frechet_effnet`" in table
+    for label in ("gray (ab = 0)", "mean ab (train)", "L->ab lookup (train)", "ground truth"):
+        assert f"| {label} |" in table
+    assert " vs " in table.split("| `tiny` |")[1].splitlines()[0]  # the learning cell names the best baseline
+    assert "- test: 6 images, reporting only" in table
+    assert "learning: " in script.verdicts(["tiny"])
