@@ -193,10 +193,12 @@ class FolderDataModule(LabDataModule):
     - otherwise all images under ``root/train_subdir`` (or ``root``) are cut with ``seed``: first
       ``test_fraction`` for test, then ``val_fraction`` of the rest for validation.
 
-    Why a carve-out of ~10 %: on ``photos`` that is 60 of 601 images. Checkpoints are compared on the same
-    images, so what matters is the noise of a *difference* between two checkpoints' means, which is far smaller
-    than the per-image spread; 60 images keep it well under the gains we select for, while training keeps 90 %
-    of its data (the budgets here see each image only a few times, so data is not the limit).
+    Why a carve-out of 10 %: on ``photos`` that is 60 of 601 images. Checkpoints are compared on the same
+    images, so what matters is the noise of a *difference* of means, far below the per-image spread. Measured
+    on photos/train at 96 px: per-image ΔE00 varies by 4.4 (std), but between two similar colorizers (training
+    mean ab vs L->ab lookup, 0.15 ΔE00 apart) the per-image difference varies by only 0.51, so random 60-image
+    subsets rank them the wrong way 0.6 % of the time (4.8 % with 30, 0 % with 120). Training keeps 90 % of
+    its photos; the short budgets here see each photo a few times, so the 60 cost little.
     Files that do not decode (corrupt, truncated, not an image) are skipped with one warning listing them.
 
     Args:
