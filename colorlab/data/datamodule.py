@@ -242,22 +242,22 @@ class FolderDataModule(LabDataModule):
         train_dir, test_dir = root / self.train_subdir, root / self.test_subdir
         if train_dir.is_dir() and test_dir.is_dir():
             pool, test = self._decodable(train_dir), self._decodable(test_dir)
-            test_source = f"{test_dir} ({len(test)} images)"
+            test_source = str(test_dir)
         else:
             source = train_dir if train_dir.is_dir() else root
             files = self._decodable(source)
             if len(files) < 3:
                 raise ValueError(f"need at least 3 readable images under {root}, found {len(files)}")
             pool, test = split_files(files, self.test_fraction, self.seed)
-            test_source = f"seeded {self.test_fraction:.0%} of {source} (seed {self.seed}, {len(test)} images)"
+            test_source = f"seeded {self.test_fraction:.0%} of {source} (seed {self.seed})"
         if len(pool) < 2:
             raise ValueError(f"need at least 2 readable training images under {root}, found {len(pool)}")
         train, val = split_files(pool, self.val_fraction, self.seed)
         train = train[: self.max_images]
         pool_dir = train_dir if train_dir.is_dir() else root
         self.split_sources = {
-            "train": f"{pool_dir} minus the validation images ({len(train)} images)",
-            "val": f"seeded {self.val_fraction:.0%} of {pool_dir} (seed {self.seed}, {len(val)} images)",
+            "train": f"{pool_dir} minus the validation images",
+            "val": f"seeded {self.val_fraction:.0%} of {pool_dir} (seed {self.seed})",
             "test": test_source,
         }
         return train, val, test
@@ -311,7 +311,7 @@ class CIFARDataModule(LabDataModule):
         train_idx, val_idx = seeded_split(len(train_data), self.val_fraction, self.seed)
         train_idx = train_idx[: self.max_images]
         self.split_sources = {
-            "train": f"{self.variant} train split minus the validation images ({len(train_idx)} images)",
+            "train": f"{self.variant} train split minus the validation images",
             "val": f"seeded {self.val_fraction:.0%} of the {self.variant} train split (seed {self.seed})",
             "test": f"the official {self.variant} test split",
         }

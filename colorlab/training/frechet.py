@@ -49,7 +49,7 @@ class FrechetEffNetCallback(Callback):
         if metric is None:
             return
         value = metric.compute()  # already reduced over DDP ranks by torchmetrics
-        pl_module.log(f"{stage}/{FRECHET_KEY}", value.float())
+        pl_module.log(f"{stage}/{FRECHET_KEY}", value.float(), sync_dist=True)  # same on every rank: a no-op mean
         if stage == "val":
             metric.freeze_target()
         metric.reset()
