@@ -19,13 +19,11 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from colorlab.color import lab_normalized_to_rgb
+from colorlab.metrics import HIGHER_IS_BETTER
 
 BASELINES_FILE = "baselines.json"
 # Report names by key (results.json uses the keys).
 BASELINE_NAMES = {"gray": "gray (ab = 0)", "mean_ab": "mean ab (train)", "lookup": "L->ab lookup (train)"}
-# Metrics with a better direction; colorfulness alone has none (compare it with the truth's).
-LOWER_IS_BETTER = ("delta_e00", "colorfulness_gap", "frechet_effnet", "lpips", "fid")
-HIGHER_IS_BETTER = ("psnr", "ssim", "top1_agree", "top5_agree")
 
 
 class TrivialColorizer:
@@ -228,12 +226,12 @@ def learning_verdict(
     """Does ``model`` beat the best baseline on ``metric``? None when the metric has no direction or a value
     is missing. Returns ``{"metric", "learning", "model", "best_baseline", "best_value", "margin"}``, the
     margin positive when the model is better."""
-    if metric not in LOWER_IS_BETTER + HIGHER_IS_BETTER or metric not in model:
+    if metric not in HIGHER_IS_BETTER or metric not in model:
         return None
     scored = {name: values[metric] for name, values in baselines.items() if metric in values}
     if not scored:
         return None
-    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+    sign = -1.0 if HIGHER_IS_BETTER[metric] else 1.0
     best = min(scored, key=lambda name: sign * scored[name])
     margin = sign * (scored[best] - model[metric])
     return {"metric": metric, "learning": margin > 0, "model": model[metric], "best_baseline": best,

@@ -139,6 +139,11 @@ class ColorfulnessGap(_BatchMean):
 
 
 FRECHET_KEY = "frechet_effnet"
+# Whether a larger value is better, per metric name (colorfulness has no direction: compare it with the truth's).
+HIGHER_IS_BETTER = {
+    "psnr": True, "ssim": True, "top1_agree": True, "top5_agree": True,
+    "delta_e00": False, "colorfulness_gap": False, FRECHET_KEY: False, "lpips": False, "fid": False,
+}  # fmt: skip
 
 
 class FrechetEffNetDistance(FrechetInceptionDistance):
