@@ -154,7 +154,11 @@ def test_experiment_report_shows_splits_baselines_and_verdict(tmp_path: Path):
 
     photos = write_photos(tmp_path / "photos", n=6)
     config = tiny_config(tmp_path, photos, max_steps=4)
-    overrides = ["--run.frechet_effnet=true", "--run.monitor=val/frechet_effnet", "--data.init_args.val_fraction=0.34"]
+    overrides = [
+        "--run.frechet_effnet=true",
+        "--run.monitor=val/frechet_effnet",
+        "--data.init_args.val_fraction=0.34",
+    ]
     results = run_experiment([str(config)], overrides)
     run_dir = tmp_path / "runs" / "tiny" / results["version"]
     assert Baselines.load(run_dir / "baselines.json").images == 4
@@ -176,7 +180,9 @@ def _results_table_shows_baselines(tmp_path: Path, run_dir: Path) -> None:
     """scripts/results.py turns the run's results.json into the README table with baseline rows and a verdict."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("results_script", Path(__file__).parents[1] / "scripts/results.py")
+    spec = importlib.util.spec_from_file_location(
+        "results_script", Path(__file__).parents[1] / "scripts/results.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     script.REPO = tmp_path

@@ -48,8 +48,8 @@ class FrechetEffNetCallback(Callback):
         metric = self.metrics.get(stage)
         if metric is None:
             return
-        value = metric.compute()  # already reduced over DDP ranks by torchmetrics
-        pl_module.log(f"{stage}/{FRECHET_KEY}", value.float(), sync_dist=True)  # same on every rank: a no-op mean
+        value = metric.compute()  # already reduced over DDP ranks by torchmetrics: sync_dist averages equals
+        pl_module.log(f"{stage}/{FRECHET_KEY}", value.float(), sync_dist=True)
         if stage == "val":
             metric.freeze_target()
         metric.reset()
