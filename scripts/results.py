@@ -125,7 +125,8 @@ def table(names: list[str]) -> str:
                     f"{_cell(values, 'delta_e00', 2)} | | {_cell(values, 'colorfulness', 1)} | "
                     f"{_cell(values, 'colorfulness_gap', 1)} | {_cell(values, 'frechet_effnet', 3)} | | - | - | - |"
                 )
-        lines.append(f"| ground truth | - | | | | | {reference['truth']['colorfulness']:.1f} | | | | - | - | - |")
+        truth = reference["truth"]["colorfulness"]
+        lines.append(f"| ground truth | - | | | | | {truth:.1f} | | | | - | - | - |")
     lines += ["", *(f"- {name}: {split['size']} images, {split['role']}" for name, split in splits.items())]
     return "\n".join(lines) + "\n"
 

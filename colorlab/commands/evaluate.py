@@ -306,7 +306,8 @@ def evaluate(
         grid_png = save_png(comparison_grid(columns, labels=[n[:20] for n in [*names, TRUTH]]), out / "grid.png")
     baseline_means = {name: means[name] for name in [GRAY, *(b.name for b in extra)]}
     learning = {c.name: learning_verdict(means[c.name], baseline_means, "delta_e00") for c in candidates}
-    return {"rows": rows, "means": means, "views": views, "models": names, "grid": grid_png, "learning": learning}
+    result = {"rows": rows, "means": means, "views": views, "models": names, "grid": grid_png}
+    return {**result, "learning": learning}
 
 
 # ---- reports ------------------------------------------------------------------------------------------
@@ -340,8 +341,8 @@ def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> di
         f"# Evaluation\n\n{bullets}\n\n{markdown_table(['model', *headers], table_rows)}\n\n"
         "![gray | models | truth (center crops)](grid.png)\n"
     )
-    learning = result.get("learning", {})
-    paths["json"].write_text(json.dumps({"notes": list(notes), "means": means, "learning": learning}, indent=2))
+    summary = {"notes": list(notes), "means": means, "learning": result.get("learning", {})}
+    paths["json"].write_text(json.dumps(summary, indent=2))
     head = ["image", *result["models"], TRUTH]
     grid_rows = []
     for view in result["views"]:

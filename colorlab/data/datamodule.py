@@ -116,7 +116,7 @@ class LabDataModule(L.LightningDataModule):
         """Per split (train/val/test): its size, its role and where it comes from (after :meth:`setup`)."""
         sets = {"train": self.train_set, "val": self.val_set, "test": self.test_set}
         return {
-            name: {"size": len(dataset), "role": SPLIT_ROLES[name], "source": self.split_sources.get(name, "")}
+            name: {"size": len(dataset), "role": SPLIT_ROLES[name], "source": self.split_sources.get(name, "?")}
             for name, dataset in sets.items()
             if dataset is not None
         }
@@ -265,7 +265,8 @@ class FolderDataModule(LabDataModule):
     def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
         train, val, test = self.file_lists()
         evaluation = self.transform(False)
-        return ImageFiles(train, self.transform(True)), ImageFiles(val, evaluation), ImageFiles(test, evaluation)
+        val_set, test_set = ImageFiles(val, evaluation), ImageFiles(test, evaluation)
+        return ImageFiles(train, self.transform(True)), val_set, test_set
 
 
 class CIFARDataModule(LabDataModule):

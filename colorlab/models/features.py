@@ -97,7 +97,7 @@ class PooledImageNetFeatures(nn.Module):
         """sRGB ``(B, 3, H, W)`` -> pooled features ``(B, num_features)``."""
         if self.input_size is not None and rgb.shape[-2:] != (self.input_size, self.input_size):
             size = (self.input_size, self.input_size)
-            rgb = nn.functional.interpolate(rgb, size=size, mode="bilinear", antialias=True, align_corners=False)
+            rgb = nn.functional.interpolate(rgb, size=size, mode="bilinear", antialias=True)
         return self.features(rgb)[-1].mean(dim=(-2, -1))
 
 
