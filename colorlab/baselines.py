@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,14 @@ BASELINES_FILE = "baselines.json"
 BASELINE_NAMES = {"gray": "gray (ab = 0)", "mean_ab": "mean ab (train)", "lookup": "L->ab lookup (train)"}
 
 
-class TrivialColorizer:
+class TrivialColorizer(ABC):
     """``colorize(L) -> ab`` without a network; subclasses define :meth:`colorize`."""
 
     name = ""
 
+    @abstractmethod
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L ``(B, 1, H, W)`` -> normalised ab ``(B, 2, H, W)``."""
-        raise NotImplementedError
 
     def colorize_rgb(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L -> the colorized sRGB picture in [0, 1] (L kept, ab from :meth:`colorize`)."""
