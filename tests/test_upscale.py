@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from colorlab.approaches.upscale import AdversarialUpscaler, Upscaler, bicubic_l
+from colorlab.approaches.upscale import AdversarialUpscaler, Upscaler
+from colorlab.baselines import bicubic_l
 from colorlab.color import l_to_gray_rgb, lab_batch
 from colorlab.data.degrade import GaussianNoise, shrink
 from colorlab.data.degraded import DegradedFolderDataModule
@@ -202,7 +203,9 @@ def test_upscaler_is_scored_on_luminance_beside_bicubic():
     assert set(model.new_metrics("val/").keys()) == {"val/psnr", "val/ssim"}
     target = model.evaluation_target(batch)
     torch.testing.assert_close(target, l_to_gray_rgb(batch["L"]))
-    bicubic = model.baselines()["bicubic"](batch)
+    baselines = model.trivial_baselines(None)
+    assert list(baselines) == ["bicubic"]
+    bicubic = baselines["bicubic"].colorize_rgb(batch["L_input"])
     assert bicubic.shape == target.shape
     metrics = luminance_metrics("")
     metrics.update(model.colorize_rgb(batch["L_input"]), target)
@@ -210,6 +213,23 @@ def test_upscaler_is_scored_on_luminance_beside_bicubic():
     baseline = luminance_metrics("")
     baseline.update(bicubic, target)
     torch.testing.assert_close(metrics.compute()["psnr"], baseline.compute()["psnr"], atol=1e-3, rtol=0)
+
+
+def test_the_experiment_report_scores_the_upscaler_against_bicubic(tiny_photos: Path, tmp_path: Path, monkeypatch):
+    from colorlab.training.experiment import run_experiment
+
+    monkeypatch.setenv("COLORLAB_DATA", str(tiny_photos))
+    config = Path(__file__).resolve().parents[1] / "experiments" / "upscale_x2.yaml"
+    overrides = [f"--run.root={tmp_path}", "--run.wandb=disabled", "--trainer.max_steps=2",
+                 "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+                 "--data.init_args.num_workers=0", "--data.init_args.batch_size=2", "--data.init_args.image_size=32",
+                 "--model.init_args.net.init_args.num_block=1"]  # fmt: skip
+    results = run_experiment([str(config)], overrides)
+    assert set(results["test"]) >= {"psnr", "ssim"} and "delta_e00" not in results["test"]
+    assert set(results["reference"]) == {"bicubic", "truth"}
+    assert results["learning"]["psnr"]["best_baseline"] == "bicubic"
+    report = (Path(results["best_checkpoint"]).parents[1] / "report.md").read_text()
+    assert "bicubic (upscaled L)" in report
 
 
 # ---- tiling -----------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -18,6 +17,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MetricCollection
 
+from colorlab.baselines import Baselines, TrivialColorizer
 from colorlab.color import float_to_uint8, l_to_gray_rgb, lab_normalized_to_rgb
 from colorlab.metrics import colorization_metrics
 from colorlab.visualize import comparison_grid, log_image
@@ -89,9 +89,9 @@ class ColorizationModule(L.LightningModule):
         """The model's input as the sRGB picture the image grid shows in its first column."""
         return l_to_gray_rgb(model_in)
 
-    def baselines(self) -> dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]]:
-        """Trivial answers every report scores beside the model: name -> (Lab batch -> sRGB prediction)."""
-        return {"gray": lambda batch: lab_normalized_to_rgb(self.model_input(batch), torch.zeros_like(batch["ab"]))}
+    def trivial_baselines(self, fitted: Baselines) -> dict[str, TrivialColorizer]:
+        """The trivial answers reports score beside this approach, by key (see :mod:`colorlab.baselines`)."""
+        return fitted.colorizers()
 
     # ---- training -----------------------------------------------------------------------------------
 
@@ -109,7 +109,7 @@ class ColorizationModule(L.LightningModule):
 
     # ---- evaluation ---------------------------------------------------------------------------------
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
+    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> torch.Tensor:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         model_in = self.model_input(batch)
         pred, target = self.colorize_rgb(model_in), self.evaluation_target(batch)
@@ -118,12 +118,15 @@ class ColorizationModule(L.LightningModule):
         if batch_idx == 0:
             n = self.grid_images
             self._grid[stage] = [self.input_preview(model_in[:n]), pred[:n], target[:n]]
+        return pred
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Scores the batch; returns the sRGB prediction (callbacks such as the Fréchet distance reuse it)."""
+        return self._evaluate(batch, batch_idx, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Scores the batch; returns the sRGB prediction."""
+        return self._evaluate(batch, batch_idx, "test")
 
     def grid_image(self, stage: str = "val") -> Any:
         """The last ``gray | prediction | truth`` grid of ``stage`` as an ``(H, W, 3)`` uint8 array."""

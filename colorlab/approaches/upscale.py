@@ -21,16 +21,12 @@ from torch import nn
 
 from colorlab.approaches.adversarial import AdversarialColorizer
 from colorlab.approaches.base import ColorizationModule
+from colorlab.baselines import Baselines, BicubicUpscaler, TrivialColorizer, bicubic_l
 from colorlab.color import l_to_gray_rgb, rgb_to_gray_l
 from colorlab.losses import FeatureLoss, PixelLoss, pixel_loss
 from colorlab.metrics import luminance_metrics
 from colorlab.models.blocks import crop_padding, pad_to_multiple
 from colorlab.models.rrdb import load_rrdb_weights
-
-
-def bicubic_l(L: torch.Tensor, scale: int) -> torch.Tensor:
-    """Normalised L ``(B, 1, H, W)`` -> bicubic ×``scale`` upscaling, clamped to [-1, 1]: the baseline."""
-    return F.interpolate(L, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
 
 
 class _UpscaleMixin:
@@ -88,9 +84,9 @@ class _UpscaleMixin:
         if stage == "fit" and self.weights is not None:
             load_rrdb_weights(self.net, self.weights)
 
-    def baselines(self) -> dict[str, Any]:
-        """Bicubic ×``scale`` of the low-resolution input: what the upscaler must beat."""
-        return {"bicubic": lambda batch: l_to_gray_rgb(bicubic_l(self.model_input(batch), self.scale))}
+    def trivial_baselines(self, fitted: Baselines) -> dict[str, TrivialColorizer]:
+        """Bicubic ×``scale`` of the low-resolution input: what an upscaler must beat (colour ones say nothing)."""
+        return {"bicubic": BicubicUpscaler(self.scale)}
 
 
 class Upscaler(_UpscaleMixin, ColorizationModule):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from colorlab.approaches.upscale import Upscaler, bicubic_l
+from colorlab.approaches.upscale import Upscaler
+from colorlab.baselines import bicubic_l
 
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 16
