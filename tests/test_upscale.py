@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from colorlab.approaches.upscale import AdversarialUpscaler, Upscaler
 from colorlab.baselines import bicubic_l
@@ -251,3 +253,108 @@ def test_tiled_upscaling_equals_the_untiled_result(scale: int):
     # The overlap is what makes it exact: without it the seams differ (so this test can fail).
     seams = upscale_tiled(model, L, tile=16, overlap=0)
     assert (seams - whole).abs().max() > 1e-3
+
+
+# ---- the old-photo chain --------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fit_tiny(root: Path, name: str, config: str, overrides: list[str], data: Path) -> Path:
+    """A real checkpoint of an experiment YAML shrunk to a few channels, trained 2 steps on 32 px crops."""
+    from colorlab.training.cli import main as cli_main
+
+    cli_main([
+        "fit", "--config", str(REPO / "experiments" / config), f"--run.root={root}", f"--run.name={name}",
+        "--run.version=v", "--run.wandb=disabled", "--trainer.accelerator=cpu", "--trainer.max_steps=2",
+        "--trainer.max_time=null", "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false", "--trainer.num_sanity_val_steps=0", f"--data.init_args.root={data}",
+        "--data.init_args.batch_size=2", "--data.init_args.image_size=32", "--data.init_args.num_workers=0",
+        *overrides,
+    ])  # fmt: skip
+    return root / name / "v" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def chain_ckpts(tmp_path_factory: pytest.TempPathFactory, tiny_photos: Path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "disabled")
+        restore = fit_tiny(root, "rc", "restore_colorize.yaml", [
+            "--model.init_args.net.init_args.base_channels=4", "--model.init_args.net.init_args.depth=2",
+            "--data.init_args.resize=40"], tiny_photos)  # fmt: skip
+        upscale = fit_tiny(root, "up", "upscale_x2.yaml", ["--model.init_args.net.init_args.num_block=1",
+                           "--model.init_args.net.init_args.num_feat=8"], tiny_photos)  # fmt: skip
+    return {"restore_colorize": restore, "upscale": upscale}
+
+
+def old_photo_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """A small degraded gray scan in several modes (and a file that is no picture); name -> (width, height)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    clean = fixed_rgb_batch(1, 48)[0]
+    small = GaussianNoise(p=1.0, sigma=12)(shrink(clean, 2), generator=0)  # 24 px, grainy
+    gray = Image.fromarray(small.permute(1, 2, 0).numpy()).convert("L").resize((30, 22))
+    gray.save(folder / "scan.jpg", quality=60)
+    rgba = gray.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(gray.size))
+    rgba.save(folder / "cutout.png")
+    Image.fromarray((np.asarray(gray, dtype=np.uint16) * 257)).save(folder / "deep16.png")
+    (folder / "notes.png").write_bytes(b"not a picture")
+    return {"scan_x2.jpg": (60, 44), "cutout_x2.png": (60, 44), "deep16_x2.png": (60, 44)}
+
+
+def run_chain(argv: list[str]) -> int:
+    from colorlab.training.cli import main as cli_main
+
+    try:
+        cli_main(["restore-colorize-upscale", "--no-progress", *argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_restore_colorize_upscale_end_to_end(chain_ckpts: dict[str, Path], tmp_path: Path, capsys):
+    expected = old_photo_files(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "in"), "-o", str(out), "--ckpt", str(chain_ckpts["restore_colorize"]),
+            "--upscale-ckpt", str(chain_ckpts["upscale"]), "--tile", "8", "--overlap", "4"]  # fmt: skip
+    assert run_chain(argv) == 1  # the file that is no picture fails alone
+    err = capsys.readouterr().err
+    assert "notes.png" in err and "wrote 3 file(s)" in err
+    for name, size in expected.items():
+        with Image.open(out / name) as img:
+            assert img.size == size
+            if name.startswith("cutout"):
+                assert img.mode == "RGBA"  # the alpha is kept, at the new size
+                assert np.asarray(img.getchannel("A")).std() > 10
+            else:
+                assert np.asarray(img.convert("RGB")).std() > 1
+    # Again into the same folder: nothing is replaced, the results go beside the first ones.
+    before = {p: p.read_bytes() for p in out.iterdir()}
+    assert run_chain(argv) == 1
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert (out / "scan_x2-1.jpg").is_file() and "taken" in capsys.readouterr().err
+
+
+def test_separate_stages_and_a_plain_factor(chain_ckpts: dict[str, Path], tmp_path: Path):
+    old_photo_files(tmp_path / "in")
+    rc = str(chain_ckpts["restore_colorize"])
+    argv = [str(tmp_path / "in" / "scan.jpg"), "-o", str(tmp_path / "out"), "--restore-ckpt", rc,
+            "--colorize-ckpt", rc, "--factor", "3"]  # fmt: skip
+    assert run_chain(argv) == 0
+    with Image.open(tmp_path / "out" / "scan_x3.jpg") as img:
+        assert img.size == (90, 66)
+
+
+def test_the_chain_names_what_is_wrong(chain_ckpts: dict[str, Path], tmp_path: Path, capsys):
+    old_photo_files(tmp_path / "in")
+    rc, up = str(chain_ckpts["restore_colorize"]), str(chain_ckpts["upscale"])
+    scan, out = str(tmp_path / "in" / "scan.jpg"), str(tmp_path / "out")
+    assert run_chain([scan, "-o", out, "--ckpt", rc, "--upscale-ckpt", rc]) == 2
+    assert "not an upscaler" in capsys.readouterr().err
+    assert run_chain([scan, "-o", out, "--ckpt", rc, "--upscale-ckpt", str(tmp_path / "gone.ckpt")]) == 2
+    assert "gone.ckpt" in capsys.readouterr().err
+    assert run_chain([scan, "-o", out, "--ckpt", rc, "--upscale-ckpt", up, "--factor", "4"]) == 2
+    assert "enlarges x2" in capsys.readouterr().err
+    assert run_chain([scan, "-o", str(tmp_path / "in"), "--ckpt", rc]) == 2  # the output inside the input folder
+    assert not list((tmp_path / "in").glob("*_x*"))

@@ -32,6 +32,9 @@ class ColorizationModule(L.LightningModule):
         grid_images: how many validation images the logged image grid shows.
     """
 
+    # True for approaches whose predict_lab returns a restored L (inference then keeps it, not the input's).
+    restores_l = False
+
     def __init__(
         self,
         optimizer: OptimizerCallable = torch.optim.Adam,
