@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_upscaler_takes_odd_sizes_and_starts_at_bicubic(scale: int):
     assert out.shape == (2, 1, 13 * scale, 17 * scale)
     # zero_last + residual: step 0 is exactly the bicubic baseline (the project's "neutral answer first").
     torch.testing.assert_close(out.clamp(-1, 1), bicubic_l(L, scale), atol=1e-5, rtol=0)
-    L_out, ab = model.predict_lab(L)
+    _, ab = model.predict_lab(L)
     assert ab.shape == (2, 2, 13 * scale, 17 * scale) and not ab.any()
 
 
@@ -164,7 +165,9 @@ def test_perceptual_loss_is_added_when_configured():
     from colorlab.models.features import ImageNetFeatures
 
     hr, lr = sr_pair(32, 2, n=2)
-    model = Upscaler(tiny_net(), feature_loss=FeatureLoss(ImageNetFeatures(pretrained=False)), feature_weight=0.5)
+    model = Upscaler(
+        tiny_net(), feature_loss=FeatureLoss(ImageNetFeatures(pretrained=False)), feature_weight=0.5
+    )
     batch = {**lab_batch(hr), "L_input": lab_batch(lr)["L"]}
     losses = model.training_loss(batch)
     torch.testing.assert_close(losses["loss"], losses["pixel"] + 0.5 * losses["feature"])
@@ -177,7 +180,7 @@ def test_the_adversarial_upscaler_trains_with_the_shared_gan_loop():
     model = AdversarialUpscaler(tiny_net(zero_last=True), critic, gan_loss="lsgan")
     before = [p.detach().clone() for p in critic.parameters()]
     losses = fit_fixed_batch(model, hr, steps=3, extra={"input_rgb": lr})
-    assert losses and all(loss == loss for loss in losses)  # one step of each optimizer per batch
+    assert losses and all(math.isfinite(loss) for loss in losses)  # one step of each optimizer per batch
     assert any(not torch.equal(b, p) for b, p in zip(before, critic.parameters()))
 
 
@@ -217,7 +220,9 @@ def test_upscaler_is_scored_on_luminance_beside_bicubic():
     torch.testing.assert_close(metrics.compute()["psnr"], baseline.compute()["psnr"], atol=1e-3, rtol=0)
 
 
-def test_the_experiment_report_scores_the_upscaler_against_bicubic(tiny_photos: Path, tmp_path: Path, monkeypatch):
+def test_the_experiment_report_scores_the_upscaler_against_bicubic(
+    tiny_photos: Path, tmp_path: Path, monkeypatch
+):
     from colorlab.training.experiment import run_experiment
 
     monkeypatch.setenv("COLORLAB_DATA", str(tiny_photos))
@@ -298,7 +303,7 @@ def old_photo_files(folder: Path) -> dict[str, tuple[int, int]]:
     rgba = gray.convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(gray.size))
     rgba.save(folder / "cutout.png")
-    Image.fromarray((np.asarray(gray, dtype=np.uint16) * 257)).save(folder / "deep16.png")
+    Image.fromarray(np.asarray(gray, dtype=np.uint16) * 257).save(folder / "deep16.png")
     (folder / "notes.png").write_bytes(b"not a picture")
     return {"scan_x2.jpg": (60, 44), "cutout_x2.png": (60, 44), "deep16_x2.png": (60, 44)}
 
@@ -356,5 +361,34 @@ def test_the_chain_names_what_is_wrong(chain_ckpts: dict[str, Path], tmp_path: P
     assert "gone.ckpt" in capsys.readouterr().err
     assert run_chain([scan, "-o", out, "--ckpt", rc, "--upscale-ckpt", up, "--factor", "4"]) == 2
     assert "enlarges x2" in capsys.readouterr().err
-    assert run_chain([scan, "-o", str(tmp_path / "in"), "--ckpt", rc]) == 2  # the output inside the input folder
-    assert not list((tmp_path / "in").glob("*_x*"))
+    inside = str(tmp_path / "in" / "results")  # outputs inside an input folder would become inputs
+    assert run_chain([str(tmp_path / "in"), "-o", inside, "--ckpt", rc]) == 2
+    assert "inside the input folder" in capsys.readouterr().err and not (tmp_path / "in" / "results").exists()
+
+
+def test_serve_offers_upscaling_when_an_upscaler_is_loaded(chain_ckpts: dict[str, Path], tmp_path: Path):
+    import io
+
+    from colorlab.inference.server import create_app
+    from fastapi.testclient import TestClient
+
+    from colorlab.inference.chain import load_upscaler
+    from colorlab.inference.pipeline import Colorizer
+
+    colorizer = Colorizer.load(chain_ckpts["restore_colorize"], name="rc", restore=True)
+    old_photo_files(tmp_path / "in")
+    scan = (tmp_path / "in" / "scan.jpg").read_bytes()
+    upscaler = load_upscaler(chain_ckpts["upscale"])
+    with TestClient(create_app([colorizer], tmp_root=tmp_path, upscaler=upscaler)) as client:
+        assert client.get("/api/config").json()["upscale"] == 2
+        for upscale, size in (("true", (60, 44)), ("false", (30, 22))):
+            response = client.post("/api/colorize", files=[("files", ("scan.jpg", scan, "image/jpeg"))],
+                                   data={"upscale": upscale})  # fmt: skip
+            output = response.json()["results"][0]["outputs"][0]
+            with Image.open(io.BytesIO(client.get(output["url"]).content)) as img:
+                assert img.size == size
+    with TestClient(create_app([colorizer], tmp_root=tmp_path)) as client:
+        assert client.get("/api/config").json()["upscale"] is None
+        response = client.post("/api/colorize", files=[("files", ("scan.jpg", scan, "image/jpeg"))],
+                               data={"upscale": "true"})  # fmt: skip
+        assert response.status_code == 422 and "--upscale-ckpt" in response.json()["detail"]

@@ -55,7 +55,9 @@ class _UpscaleMixin:
         padded, pad = pad_to_multiple(L, getattr(self.net, "multiple", 1))
         out = crop_padding(self.net(net_input(padded)), (pad[0] * self.scale, pad[1] * self.scale))
         if self.residual:  # bicubic of the unpadded input: the padding must not leak into the baseline
-            out = out + F.interpolate(net_input(L), scale_factor=self.scale, mode="bicubic", align_corners=False)
+            out = out + F.interpolate(
+                net_input(L), scale_factor=self.scale, mode="bicubic", align_corners=False
+            )
         return rgb_to_gray_l(out.clamp(0.0, 1.0)) if out.shape[1] == 3 else out * 2.0 - 1.0
 
     def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +129,9 @@ class Upscaler(_UpscaleMixin, ColorizationModule):
         losses = {"pixel": self.criterion(L_out, batch["L"])}
         losses["loss"] = losses["pixel"]
         if self.feature_loss is not None:
-            losses["feature"] = self.feature_loss(l_to_gray_rgb(L_out.clamp(-1, 1)), l_to_gray_rgb(batch["L"]))
+            losses["feature"] = self.feature_loss(
+                l_to_gray_rgb(L_out.clamp(-1, 1)), l_to_gray_rgb(batch["L"])
+            )
             losses["loss"] = losses["loss"] + self.feature_weight * losses["feature"]
         return losses
 
@@ -186,14 +190,23 @@ class AdversarialUpscaler(_UpscaleMixin, AdversarialColorizer):
 
     def critic_loss(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.gp_weight > 0:  # the shared penalty conditions the critic on the small L directly
-            raise ValueError("AdversarialUpscaler does not support gp_weight > 0; use gan_loss vanilla/lsgan/hinge")
+            raise ValueError(
+                "AdversarialUpscaler does not support gp_weight > 0; use gan_loss vanilla/lsgan/hinge"
+            )
         return super().critic_loss(self._as_adversarial_batch(batch), fake_ab)
 
-    def generator_loss(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generator_loss(
+        self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """``loss`` plus its terms ``adversarial``, ``pixel`` and (when configured) ``feature``."""
-        losses = {"adversarial": self.adversarial(batch, fake_ab), "pixel": self.criterion(fake_ab, batch["L"])}
+        losses = {
+            "adversarial": self.adversarial(batch, fake_ab),
+            "pixel": self.criterion(fake_ab, batch["L"]),
+        }
         losses["loss"] = losses["adversarial"] + self.pixel_weight * losses["pixel"]
         if self.feature_loss is not None:
-            losses["feature"] = self.feature_loss(l_to_gray_rgb(fake_ab.clamp(-1, 1)), l_to_gray_rgb(batch["L"]))
+            losses["feature"] = self.feature_loss(
+                l_to_gray_rgb(fake_ab.clamp(-1, 1)), l_to_gray_rgb(batch["L"])
+            )
             losses["loss"] = losses["loss"] + self.feature_weight * losses["feature"]
         return losses

@@ -26,22 +26,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m colorlab restore-colorize-upscale",
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (never an input folder)")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
+    )
     parser.add_argument("--ckpt", type=Path, help="a restore+colorize checkpoint (or any colorizer)")
     parser.add_argument("--restore-ckpt", type=Path, help="a separate restoration checkpoint, run first")
     parser.add_argument("--colorize-ckpt", type=Path, help="a separate colorization checkpoint")
-    parser.add_argument("--upscale-ckpt", type=Path, help="an upscaler checkpoint (experiments/upscale_x2.yaml)")
+    parser.add_argument(
+        "--upscale-ckpt", type=Path, help="an upscaler checkpoint (experiments/upscale_x2.yaml)"
+    )
     parser.add_argument("--factor", type=int, default=1,
                         help="enlargement without --upscale-ckpt (bicubic); with it, must match its scale")  # fmt: skip
     parser.add_argument("--size", type=int, help="shorter side the restore/colorize models run at (default: "
                         f"their training scale, else {DEFAULT_SIDE})")  # fmt: skip
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="upscaler tile side, input px (%(default)s)")
+    parser.add_argument(
+        "--tile", type=int, default=DEFAULT_TILE, help="upscaler tile side, input px (%(default)s)"
+    )
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                         help="context around each tile, input px (%(default)s)")  # fmt: skip
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
     parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
                         help="largest OUTPUT picture; inputs over it / k² are refused (default %(default)g)")  # fmt: skip
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

@@ -67,7 +67,8 @@ class DegradedFolderDataModule(FolderDataModule):
         super().__init__(**kwargs)
         self.degrade = Degrade(degradations, shuffle=shuffle_degradations)
         if scale < 1 or self.image_size % scale:
-            raise ValueError(f"scale must be a positive integer dividing image_size {self.image_size}, got {scale}")
+            raise ValueError(f"scale must be a positive integer dividing image_size {self.image_size}, "
+                             f"got {scale}")  # fmt: skip
         self.scale = scale
 
     def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:

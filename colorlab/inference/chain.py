@@ -58,7 +58,9 @@ def upscale_tiled(
     close to that at 10-20 px). Memory is bounded by ``(tile + 2 * overlap)`` squared, not by the picture.
     """
     if tile < 1 or overlap < 0:
-        raise ValueError(f"tile must be positive and overlap non-negative, got tile={tile}, overlap={overlap}")
+        raise ValueError(
+            f"tile must be positive and overlap non-negative, got tile={tile}, overlap={overlap}"
+        )
     multiple = getattr(upscaler.net, "multiple", 1)
     # Tile edges on the net's grid: a x2 RRDBNet folds 2x2 pixels, so shifted tiles would see other folds.
     tile, overlap = -(-tile // multiple) * multiple, -(-overlap // multiple) * multiple
@@ -73,11 +75,15 @@ def upscale_tiled(
             bottom, right = min(height, y1 + overlap), min(width, x1 + overlap)
             block = upscaler.upscale_l(L[..., top:bottom, left:right].to(device).float())
             dy, dx = k * (y0 - top), k * (x0 - left)
-            out[..., k * y0 : k * y1, k * x0 : k * x1] = block[..., dy : dy + k * (y1 - y0), dx : dx + k * (x1 - x0)]
+            out[..., k * y0 : k * y1, k * x0 : k * x1] = block[
+                ..., dy : dy + k * (y1 - y0), dx : dx + k * (x1 - x0)
+            ]
     return out.clamp_(-1.0, 1.0)
 
 
-def upscale_l(L: torch.Tensor, upscaler: Upscaler | None, factor: int, tile: int, overlap: int) -> torch.Tensor:
+def upscale_l(
+    L: torch.Tensor, upscaler: Upscaler | None, factor: int, tile: int, overlap: int
+) -> torch.Tensor:
     """L enlarged by the upscaler (tiled) when there is one, else bicubically ``factor`` times."""
     if upscaler is not None:
         return upscale_tiled(upscaler, L, tile, overlap)
@@ -88,7 +94,9 @@ def load_upscaler(path: str | os.PathLike, device: str | torch.device = "cpu") -
     """An upscaling approach from its checkpoint; a clear error when the checkpoint holds something else."""
     module = load_colorizer(path, map_location=device)
     if not hasattr(module, "upscale_l"):
-        raise ValueError(f"{path} holds a {type(module).__name__}, not an upscaler (colorlab.approaches.upscale)")
+        raise ValueError(
+            f"{path} holds a {type(module).__name__}, not an upscaler (colorlab.approaches.upscale)"
+        )
     return module
 
 
@@ -190,7 +198,9 @@ def chain_files(
             image = to_image(rgb, chain.alpha(picture), keep_alpha=FORMATS[out_fmt][2])
             written = write_picture(image, wanted, out_fmt)
         except Exception as exc:  # noqa: BLE001 - one bad file (or a model failing on it) must not stop the rest
-            report.failed[source] = str(exc) if isinstance(exc, PictureError) else f"{type(exc).__name__}: {exc}"
+            report.failed[source] = (
+                str(exc) if isinstance(exc, PictureError) else f"{type(exc).__name__}: {exc}"
+            )
             log(f"error: {source}: {report.failed[source]}")
             continue
         report.written.append(written)

@@ -35,7 +35,7 @@ from colorlab.baselines import (
     verdict_line,
 )
 from colorlab.data.datamodule import LabDataModule
-from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
+from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness
 from colorlab.training.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
 from colorlab.training.runs import RunSettings
 from colorlab.visualize import save_png
