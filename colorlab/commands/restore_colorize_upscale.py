@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from colorlab.inference.chain import DEFAULT_OVERLAP, DEFAULT_TILE, Chain, chain_files, load_upscaler
+from colorlab.inference.chain import Chain, chain_files, load_upscaler
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer
+from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -133,7 +133,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     """Learning verdicts of the tested model against the best baseline: on the headline metric and, when the
     run selects its checkpoint on another metric, on that one too."""
     baselines = {k: v for k, v in results["reference"].items() if k in BASELINE_NAMES}
-    out = {HEADLINE: learning_verdict(results["test"], baselines, HEADLINE)}
+    out = {}
+    if HEADLINE in results["test"]:  # an upscaler scores luminance only: it is judged on its selection metric
+        out[HEADLINE] = learning_verdict(results["test"], baselines, HEADLINE)
     selected = results.get("selection", {}).get("monitor", "").removeprefix("val/")
     if selected and selected != HEADLINE:
         out[selected] = learning_verdict(results["test"], baselines, selected)
