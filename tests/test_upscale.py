@@ -19,7 +19,7 @@ from colorlab.data.degraded import DegradedFolderDataModule
 from colorlab.inference.tiling import upscale_tiled
 from colorlab.metrics import luminance_metrics
 from colorlab.models.critics import PatchGAN
-from colorlab.models.rrdb import RRDBNet, load_rrdb_weights, rrdb_state_dict
+from colorlab.models.rrdb import RRDBNet, load_rrdb_weights, rrdb_state_dict, rrdbnet_from_weights
 from tests.helpers import fit_fixed_batch, fixed_rgb_batch
 
 
@@ -97,6 +97,18 @@ def test_a_published_rrdbnet_file_loads_by_its_key_names(tmp_path: Path, scale: 
     loaded = net.state_dict()
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_a_published_file_builds_its_own_net(tmp_path: Path, scale: int):
+    state = published_keys(3, 3, scale, feat=8, blocks=3, grow=4)
+    torch.save({"params_ema": state}, tmp_path / "RealESRGAN.pth")
+    net = rrdbnet_from_weights(tmp_path / "RealESRGAN.pth")
+    assert (net.scale, net.num_in_ch, len(net.body), net.conv_first.out_channels) == (scale, 3, 3, 8)
+    assert net(torch.rand(1, 3, 6, 6)).shape == (1, 3, 6 * scale, 6 * scale)
+    torch.save({"params": {"conv_first.weight": torch.zeros(1)}}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="other.pth does not hold RRDBNet weights"):
+        rrdbnet_from_weights(tmp_path / "other.pth")
 
 
 def test_original_esrgan_key_names_are_renamed(tmp_path: Path):
@@ -350,6 +362,18 @@ def test_separate_stages_and_a_plain_factor(chain_ckpts: dict[str, Path], tmp_pa
     assert run_chain(argv) == 0
     with Image.open(tmp_path / "out" / "scan_x3.jpg") as img:
         assert img.size == (90, 66)
+
+
+def test_a_published_weight_file_upscales_in_the_chain(chain_ckpts: dict[str, Path], tmp_path: Path):
+    old_photo_files(tmp_path / "in")
+    torch.save(
+        {"params_ema": published_keys(3, 3, 4, feat=8, blocks=1, grow=4)}, tmp_path / "RealESRGAN_x4.pth"
+    )
+    argv = [str(tmp_path / "in" / "scan.jpg"), "-o", str(tmp_path / "out"), "--ckpt", str(chain_ckpts["restore_colorize"]),
+            "--upscale-ckpt", str(tmp_path / "RealESRGAN_x4.pth")]  # fmt: skip
+    assert run_chain(argv) == 0
+    with Image.open(tmp_path / "out" / "scan_x4.jpg") as img:
+        assert img.size == (120, 88)
 
 
 def test_the_chain_names_what_is_wrong(chain_ckpts: dict[str, Path], tmp_path: Path, capsys):

@@ -2,11 +2,11 @@
 
 Detail lives in L (colour is smooth and is upsampled bilinearly by the pipeline), so the upscaler works on
 luminance only and is scored on it: PSNR and SSIM of the gray picture of the upscaled L against the gray
-picture of the clean high-resolution truth, beside the bicubic baseline (see :meth:`Upscaler.baselines`).
+picture of the clean high-resolution truth, beside the bicubic baseline (see :meth:`Upscaler.trivial_baselines`).
 The data comes from :class:`colorlab.data.DegradedFolderDataModule` with ``scale`` set, which shrinks each
 crop and degrades the small copy (blur, noise, JPEG...), seeded for validation and test.
 
-* :class:`Upscaler`: L1 (+ optional perceptual) loss, one optimizer.
+* :class:`Upscaler`: a pixel loss (+ optional perceptual loss), one optimizer.
 * :class:`AdversarialUpscaler`: the same generator plus a critic (ESRGAN's GAN stage), on the shared
   :class:`colorlab.approaches.adversarial.AdversarialColorizer` loop.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MetricCollection
 
 from colorlab.approaches.adversarial import AdversarialColorizer
 from colorlab.approaches.base import ColorizationModule
@@ -69,7 +70,8 @@ class _UpscaleMixin:
         """An upscaler leaves colour to the colorizer: ab = 0 at the input's size."""
         return torch.zeros_like(L).expand(-1, 2, -1, -1)
 
-    def new_metrics(self, prefix: str) -> Any:
+    def new_metrics(self, prefix: str) -> MetricCollection:
+        """PSNR and SSIM only: an upscaler is scored on luminance."""
         return luminance_metrics(prefix)
 
     def evaluation_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -42,6 +42,7 @@ from colorlab.inference.pictures import (
 )
 from colorlab.inference.pipeline import STRIP_PIXELS, Colorizer, merge, picture_l, restored_l
 from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_tiled
+from colorlab.models.rrdb import rrdbnet_from_weights
 
 
 def upscale_l(
@@ -54,7 +55,10 @@ def upscale_l(
 
 
 def load_upscaler(path: str | os.PathLike, device: str | torch.device = "cpu") -> Upscaler:
-    """An upscaling approach from its checkpoint; a clear error when the checkpoint holds something else."""
+    """An upscaler from a colorlab checkpoint, or from a published ESRGAN / Real-ESRGAN ``.pth`` weight file
+    (used as published: it predicts the whole picture); a clear error for anything else."""
+    if Path(path).suffix == ".pth":
+        return Upscaler(rrdbnet_from_weights(path), residual=False).to(device).eval()
     module = load_colorizer(path, map_location=device)
     if not hasattr(module, "upscale_l"):
         raise ValueError(

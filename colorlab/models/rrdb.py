@@ -161,3 +161,19 @@ def load_rrdb_weights(net: RRDBNet, path: str | os.PathLike) -> RRDBNet:
                  f"num_block={len(net.body)}"  # fmt: skip
         raise ValueError(f"{path} does not fit RRDBNet({layout}): {exc}") from exc
     return net
+
+
+def rrdbnet_from_weights(path: str | os.PathLike) -> RRDBNet:
+    """An :class:`RRDBNet` sized like the weight file at ``path`` (×2 or ×4), with its weights loaded."""
+    state = rrdb_state_dict(path)
+    try:
+        first, grow = state["conv_first.weight"], state["body.0.rdb1.conv1.weight"]
+        blocks = 1 + max(int(key.split(".")[1]) for key in state if key.startswith("body."))
+        out_ch = state["conv_last.weight"].shape[0]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"{path} does not hold RRDBNet weights (missing {exc})") from exc
+    # ×4 reads the picture itself; ×2 a pixel-unshuffled one with 4 times the channels.
+    scale = 4 if first.shape[1] == out_ch else 2
+    in_ch = first.shape[1] if scale == 4 else first.shape[1] // 4
+    net = RRDBNet(in_ch, out_ch, scale, num_feat=first.shape[0], num_block=blocks, num_grow_ch=grow.shape[0])
+    return load_rrdb_weights(net, path)
