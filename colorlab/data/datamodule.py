@@ -24,6 +24,7 @@ from colorlab.data.datasets import (
     open_cifar,
 )
 from colorlab.data.images import IMAGE_EXTENSIONS, list_images, split_decodable
+from colorlab.data.resumable import ResumableDataLoader
 
 DATA_ENV = "COLORLAB_DATA"
 
@@ -97,15 +98,17 @@ class LabDataModule(L.LightningDataModule):
             self.train_set, self.val_set, self.test_set = self.build_datasets()
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+        kwargs = {
+            "batch_size": self.batch_size,
+            "drop_last": train and len(dataset) > self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+        if train and (self.trainer is None or self.trainer.world_size == 1):
+            # Saves its place in checkpoints (mid-epoch resume); under DDP Lightning's DistributedSampler shuffles.
+            return ResumableDataLoader(dataset, shuffle=True, **kwargs)
+        return DataLoader(dataset, shuffle=train, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

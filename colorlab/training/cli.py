@@ -13,7 +13,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
-from colorlab.training.runs import RunSettings
+from colorlab.training.runs import NothingToResume, RunSettings
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -72,7 +72,10 @@ def lightning_main(argv: list[str], run: bool = True) -> ColorlabCLI:
     torch.set_float32_matmul_precision("high")
     # argv IS the command line here (minus colorlab's own command word); Lightning's warning is moot.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    return ColorlabCLI(args=argv, run=run)
+    try:
+        return ColorlabCLI(args=argv, run=run)
+    except NothingToResume as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def usage() -> str:
