@@ -198,6 +198,9 @@ class FolderDataModule(LabDataModule):
         train_dir, val_dir = root / self.train_subdir, root / self.val_subdir
         if train_dir.is_dir() and val_dir.is_dir():
             train, val = self._decodable(train_dir), self._decodable(val_dir)
+            for folder, files in ((train_dir, train), (val_dir, val)):
+                if not files:
+                    raise ValueError(f"no readable images in {folder} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
         else:
             files = self._decodable(train_dir if train_dir.is_dir() else root)
             if len(files) < 2:

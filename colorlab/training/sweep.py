@@ -109,8 +109,8 @@ def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
             values[key] = trial.suggest_categorical(key, space["choices"])
         else:
             draw = trial.suggest_float if space["type"] == "float" else trial.suggest_int
-            values[key] = draw(key, space["low"], space["high"], log=space.get("log", False),
-                               step=space.get("step"))  # fmt: skip
+            step = space.get("step", None if space["type"] == "float" else 1)
+            values[key] = draw(key, space["low"], space["high"], log=space.get("log", False), step=step)
     return values
 
 
