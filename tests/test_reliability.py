@@ -221,11 +221,11 @@ def metric_rows(run: RunFolder) -> list[dict[str, str]]:
 
 def test_a_run_resumed_mid_epoch_equals_an_uninterrupted_one(tmp_path):
     photos = write_photos(tmp_path / "photos", n=8)
-    trainer = {"max_steps": 7, "log_every_n_steps": 1, "limit_val_batches": 1}
-    run = {"checkpoint_every_n_steps": 1}
+    trainer = {"max_steps": 9, "log_every_n_steps": 1, "limit_val_batches": 1}
+    run = {"checkpoint_every_n_steps": 3}  # the crash comes 2 steps after the last checkpoint
     straight = tiny_config(tmp_path, photos, name="straight", **trainer)
     crashing = tiny_config(tmp_path, photos, name="resumed", callbacks=[
-        {"class_path": f"{__name__}.CrashAfterStep", "init_args": {"step": 6}}], **trainer)  # fmt: skip
+        {"class_path": f"{__name__}.CrashAfterStep", "init_args": {"step": 5}}], **trainer).rename(tmp_path / "crash.yaml")  # fmt: skip
     resumed = tiny_config(tmp_path, photos, name="resumed", **trainer)
     for path in (straight, crashing, resumed):
         config = yaml.safe_load(path.read_text())
@@ -237,18 +237,19 @@ def test_a_run_resumed_mid_epoch_equals_an_uninterrupted_one(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_experiment([str(crashing)], [])
     (interrupted,) = RunFolder.runs_of(tmp_path / "runs", "resumed")
-    assert load_checkpoint(interrupted.last_checkpoint)["global_step"] == 5  # 4 batches per epoch: mid-epoch 1
+    assert load_checkpoint(interrupted.last_checkpoint)["global_step"] == 3  # 4 batches per epoch: mid-epoch
+    assert "3" in [row["step"] for row in metric_rows(interrupted) if row["train/loss"]]  # to be logged again
     run_experiment([str(resumed)], [], resume=True)
 
     (a,), (b,) = RunFolder.runs_of(tmp_path / "runs", "straight"), RunFolder.runs_of(tmp_path / "runs", "resumed")
-    assert load_checkpoint(b.last_checkpoint)["global_step"] == 7
+    assert load_checkpoint(b.last_checkpoint)["global_step"] == 9  # last.ckpt every 3 steps: the end
     wa, wb = final_weights(a), final_weights(b)
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa), [k for k in wa if not torch.equal(wa[k], wb[k])]
 
     rows_a, rows_b = metric_rows(a), metric_rows(b)
-    steps = [(r["step"], r.get("train/loss_step") or r.get("train/loss")) for r in rows_b if r.get("train/loss_step")]
-    assert len({s for s, _ in steps}) == len(steps) == 7, steps  # each training step once
+    steps = [row["step"] for row in rows_b if row["train/loss"]]
+    assert steps == [str(step) for step in range(9)]  # each training step once
     assert rows_a == rows_b  # and the same numbers as the uninterrupted run
 
 

@@ -107,7 +107,8 @@ class LabDataModule(L.LightningDataModule):
         }
         if train and (self.trainer is None or self.trainer.world_size == 1):
             # Saves its place in checkpoints (mid-epoch resume); under DDP Lightning's DistributedSampler shuffles.
-            return ResumableDataLoader(dataset, shuffle=True, **kwargs)
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0  # reloaded loaders keep counting
+            return ResumableDataLoader(dataset, shuffle=True, epoch=epoch, **kwargs)
         return DataLoader(dataset, shuffle=train, **kwargs)
 
     def train_dataloader(self) -> DataLoader:

@@ -308,11 +308,15 @@ class RunFolder:
         return self.results is not None
 
     def resume_checkpoint(self) -> Path | None:
-        """The newest checkpoint of the run that loads (``last.ckpt`` first); warns about each one skipped
-        because it is empty, truncated or unsafe. None when no checkpoint is readable."""
+        """``last.ckpt`` when it loads, else the newest other checkpoint of the run that does; warns about
+        each one skipped because it is empty, truncated or unsafe. None when no checkpoint is readable.
+
+        ``last.ckpt`` comes first even when a ``best-*`` file is newer: it is written mid-epoch, where a
+        resume continues bitwise, while Lightning restores end-of-epoch checkpoints one logging step off.
+        """
         from colorlab.inference.checkpoints import CheckpointError, load_checkpoint
 
-        newest_first = sorted(self.checkpoints, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
+        newest_first = sorted(self.checkpoints, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True)
         for path in newest_first:
             try:
                 load_checkpoint(path)
