@@ -132,7 +132,8 @@ class LabDataModule(L.LightningDataModule):
         }
         if train and (self.trainer is None or self.trainer.world_size == 1):
             # Saves its place in checkpoints (mid-epoch resume); under DDP Lightning's DistributedSampler shuffles.
-            epoch = self.trainer.current_epoch if self.trainer is not None else 0  # reloaded loaders keep counting
+            # A loader rebuilt mid-fit (reload_dataloaders_every_n_epochs) continues the epoch count.
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
             return ResumableDataLoader(dataset, shuffle=True, epoch=epoch, **kwargs)
         return DataLoader(dataset, shuffle=train, **kwargs)
 
@@ -248,7 +249,8 @@ class FolderDataModule(LabDataModule):
             pool, test = self._decodable(train_dir), self._decodable(test_dir)
             for folder, files in ((train_dir, pool), (test_dir, test)):
                 if not files:
-                    raise ValueError(f"no readable images in {folder} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+                    kinds = ", ".join(IMAGE_EXTENSIONS)
+                    raise ValueError(f"no readable images in {folder} (looked for {kinds})")
             test_source = str(test_dir)
         else:
             source = train_dir if train_dir.is_dir() else root

@@ -35,7 +35,9 @@ class EpochSampler(Sampler[int]):
         self.epoch = 0
         self.start = 0
 
-    def __len__(self) -> int:  # the whole epoch, also while a resumed one runs its remainder (as Lightning counts)
+    def __len__(
+        self,
+    ) -> int:  # the whole epoch, also while a resumed one runs its remainder (as Lightning counts)
         return self.size
 
     def __iter__(self) -> Iterator[int]:
@@ -63,7 +65,9 @@ class ResumableDataLoader(DataLoader):
         sampler = EpochSampler(len(dataset), shuffle, seed)
         # Its own generator: the iterator's worker base seed is then drawn from (seed, epoch), not from the
         # global RNG, which a resumed run would otherwise advance once more than the uninterrupted one.
-        super().__init__(dataset, batch_size=batch_size, sampler=sampler, generator=torch.Generator(), **kwargs)
+        super().__init__(
+            dataset, batch_size=batch_size, sampler=sampler, generator=torch.Generator(), **kwargs
+        )
         self.position = 0  # batches handed out in the current epoch
         self._next = (epoch, 0)  # (epoch, first batch) of the next iteration
 

@@ -69,7 +69,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         with allowed_globals():
             # mmap: checking a big checkpoint reads only what it touches (zip format only, as torch.save writes).
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=zipfile.is_zipfile(path))
+            checkpoint = torch.load(
+                path, map_location=map_location, weights_only=True, mmap=zipfile.is_zipfile(path)
+            )
     except pickle.UnpicklingError as exc:
         refused = _refused_global(exc)
         if refused is None:
@@ -80,7 +82,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     except Exception as exc:  # torch raises RuntimeError/EOFError/... for truncated or foreign files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first_line})") from None
+        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first_line})") from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
     return checkpoint

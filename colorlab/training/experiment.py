@@ -35,9 +35,9 @@ from colorlab.baselines import (
     verdict_line,
 )
 from colorlab.data.datamodule import LabDataModule
+from colorlab.inference.checkpoints import allowed_globals
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
 from colorlab.training.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
-from colorlab.inference.checkpoints import allowed_globals
 from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
 from colorlab.visualize import save_png
 

@@ -327,7 +327,9 @@ class RunFolder:
         """
         from colorlab.inference.checkpoints import CheckpointError, load_checkpoint
 
-        newest_first = sorted(self.checkpoints, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True)
+        newest_first = sorted(
+            self.checkpoints, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True
+        )
         for path in newest_first:
             try:
                 load_checkpoint(path)

@@ -29,6 +29,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,15 @@ def open_storage(url: str, engine_kwargs: dict[str, Any], heartbeat: int, attemp
     from sqlalchemy.exc import IntegrityError, OperationalError
 
     def open_once() -> Any:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                                          grace_period=2 * heartbeat, failed_trial_callback=note_stale_trial)  # fmt: skip
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9; used on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=note_stale_trial,
+            )
 
     for _ in range(attempts - 1):
         try:
@@ -240,7 +248,9 @@ def create_study(spec: dict[str, Any]) -> Any:
         direction=spec["direction"],
         load_if_exists=True,
     )
-    optuna.storages.fail_stale_trials(study)  # at start-up, not only when this worker begins a trial
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # at start-up, not only when this worker begins a trial
     return study
 
 
