@@ -33,19 +33,27 @@ from tests.tiny_experiment import tiny_config, write_photos
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
-EVIL = """
-import os, sys, torch
+
 class Evil:
-    def __reduce__(self):
-        return (os.system, ("touch " + sys.argv[2],))
-hparams = {"_class_path": "colorlab.approaches.regression.RegressionColorizer"}
-torch.save({"hyper_parameters": hparams, "state_dict": {}, "payload": Evil()}, sys.argv[1])
-"""
+    """Unpickled unsafely, it runs ``touch MARKER`` (pickling it runs nothing)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
 
 
-def colorlab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "colorlab", *args], check=False, env=ENV, cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+def colorlab(*args: str) -> subprocess.Popen:
+    """Start ``python -m colorlab ARGS`` (several may run at once); ``finish`` collects it."""
+    return subprocess.Popen([sys.executable, "-m", "colorlab", *args], env=ENV, cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    """Wait for ``process``; its return code and stdout + stderr."""
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out + err
 
 
 @pytest.fixture
@@ -53,7 +61,8 @@ def evil_ckpt(tmp_path: Path) -> tuple[Path, Path]:
     """A .ckpt whose pickle runs ``touch MARKER`` when unpickled unsafely; (checkpoint, marker)."""
     folder, marker = tmp_path / "models", tmp_path / "MARKER"
     folder.mkdir()
-    subprocess.run([sys.executable, "-c", EVIL, str(folder / "evil.ckpt"), str(marker)], check=True, env=ENV)
+    hparams = {"_class_path": "colorlab.approaches.regression.RegressionColorizer"}
+    torch.save({"hyper_parameters": hparams, "state_dict": {}, "payload": Evil(marker)}, folder / "evil.ckpt")
     assert not marker.exists()
     return folder / "evil.ckpt", marker
 
@@ -74,7 +83,7 @@ def test_library_loader_refuses_a_code_carrying_checkpoint(evil_ckpt):
 def test_commands_refuse_a_code_carrying_checkpoint(evil_ckpt, tmp_path):
     ckpt, marker = evil_ckpt
     photos = write_photos(tmp_path / "photos", n=1)
-    runs = {
+    runs = {  # all three at once
         "colorize": colorlab(
             "colorize", str(photos / "val" / "crop0.png"), "--ckpt", str(ckpt), "-o", str(tmp_path)
         ),
@@ -83,30 +92,31 @@ def test_commands_refuse_a_code_carrying_checkpoint(evil_ckpt, tmp_path):
         ),
         "export": colorlab("export", "--ckpt", str(ckpt)),
     }
-    for command, result in runs.items():
-        assert result.returncode != 0, command
-        assert "refused to load" in result.stderr and "posix.system" in result.stderr, (
-            command,
-            result.stderr[-800:],
-        )
-        assert "Traceback" not in result.stderr, (command, result.stderr[-800:])
+    for command, process in runs.items():
+        code, output = finish(process)
+        assert code != 0, command
+        assert "refused to load" in output and "posix.system" in output, (command, output[-800:])
+        assert "Traceback" not in output, (command, output[-800:])
     assert not marker.exists()
 
 
-def test_serve_refuses_a_code_carrying_checkpoint_in_its_folder(evil_ckpt):
+def test_serve_refuses_a_code_carrying_checkpoint_in_its_folder(evil_ckpt, tmp_path):
     ckpt, marker = evil_ckpt
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "colorlab", "serve", "--ckpt-dir", str(ckpt.parent),
-                               "--port", str(port)], env=ENV, cwd=REPO, stderr=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        out, err = server.communicate(timeout=120)
-    except subprocess.TimeoutExpired:  # a server that skips bad checkpoints may be up: its log still counts
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen([sys.executable, "-m", "colorlab", "serve", "--ckpt-dir", str(ckpt.parent),
+                                   "--port", str(port)], env=ENV, cwd=REPO, stdout=sink, stderr=sink)  # fmt: skip
+        # It exits, or (a server that skips unloadable checkpoints) says so and serves: stop it then.
+        deadline = time.monotonic() + 120
+        while server.poll() is None and "refused" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
         server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=30)
-    assert "refused to load" in out + err and "posix.system" in out + err, (out + err)[-800:]
+        server.wait(timeout=30)
+    output = log.read_text()
+    assert "refused to load" in output and "posix.system" in output, output[-800:]
     assert not marker.exists()
 
 
@@ -139,7 +149,7 @@ def test_checkpoints_of_every_kind_load_as_data_only(tmp_path):
 # ---- 9. clear errors -----------------------------------------------------------------------------------
 
 
-def test_clear_errors_for_empty_weightless_and_truncated_checkpoints(tmp_path):
+def test_clear_errors_for_empty_weightless_and_truncated_checkpoints(tmp_path, capsys):
     (tmp_path / "empty.ckpt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"empty\.ckpt is empty \(0 bytes\)"):
         load_colorizer(tmp_path / "empty.ckpt")
@@ -155,10 +165,11 @@ def test_clear_errors_for_empty_weightless_and_truncated_checkpoints(tmp_path):
     (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cut\.ckpt is truncated or not a PyTorch checkpoint"):
         load_colorizer(tmp_path / "cut.ckpt")
-    result = colorlab("export", "--ckpt", str(tmp_path / "empty.ckpt"))
-    assert (
-        result.returncode == 2 and "is empty (0 bytes)" in result.stderr and "Traceback" not in result.stderr
-    )
+    from colorlab.inference.export import main as export
+
+    with pytest.raises(SystemExit) as exit_info:
+        export(["--ckpt", str(tmp_path / "empty.ckpt")])
+    assert exit_info.value.code == 2 and "is empty (0 bytes)" in capsys.readouterr().err
 
 
 def test_an_empty_val_folder_is_named(tmp_path):
@@ -210,9 +221,9 @@ def test_resume_never_touches_a_finished_run(tmp_path):
     killed = RunFolder.runs_of(tmp_path / "runs", "tiny")[-1]
     assert killed.path != finished.path and killed.resume_checkpoint() is None
 
-    result = colorlab("experiment", "--config", str(config), "--resume")
-    assert result.returncode != 0
-    assert "nothing to resume" in result.stderr and str(killed.path) in result.stderr, result.stderr[-800:]
+    code, output = finish(colorlab("experiment", "--config", str(config), "--resume"))
+    assert code != 0
+    assert "nothing to resume" in output and str(killed.path) in output, output[-800:]
     assert tree_digest(finished.path) == before
     shutil.rmtree(killed.path)  # with only the finished run left there is still nothing to resume
     with pytest.raises(NothingToResume, match="all 1 run"):
