@@ -52,6 +52,12 @@ def _refused_global(exc: Exception) -> str | None:
     return f"`{match.group(1)}`" if match else "a pickle instruction that only code-bearing files use"
 
 
+def first_line(exc: Exception) -> str:
+    """The first line of an exception's message (its type when empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict in ``path``, loaded as data (``weights_only=True`` and :data:`SAFE_GLOBALS`).
 
@@ -75,14 +81,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except pickle.UnpicklingError as exc:
         refused = _refused_global(exc)
         if refused is None:
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({exc})") from None
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first_line(exc)})") from exc
         raise UnsafeCheckpointError(
             f"refused to load {path}: it asks for {refused}, which colorlab checkpoints never contain "
             "(nothing from the file was run). Only load checkpoints from sources you trust."
         ) from None
     except Exception as exc:  # torch raises RuntimeError/EOFError/... for truncated or foreign files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first_line})") from exc
+        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first_line(exc)})") from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
     return checkpoint
@@ -112,12 +117,3 @@ def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "
     with allowed_globals():
         model = cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
     return model.eval()
-
-
-def readable_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` loads as a safe checkpoint (an empty, truncated or unsafe file does not)."""
-    try:
-        load_checkpoint(path)
-    except (OSError, CheckpointError):
-        return False
-    return True

@@ -72,10 +72,7 @@ def lightning_main(argv: list[str], run: bool = True) -> ColorlabCLI:
     torch.set_float32_matmul_precision("high")
     # argv IS the command line here (minus colorlab's own command word); Lightning's warning is moot.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    try:
-        return ColorlabCLI(args=argv, run=run)
-    except NothingToResume as exc:
-        raise SystemExit(f"error: {exc}") from None
+    return ColorlabCLI(args=argv, run=run)
 
 
 def usage() -> str:
@@ -98,7 +95,10 @@ def main(argv: list[str] | None = None) -> Any:
         return None
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
-        return lightning_main(argv)
+        try:
+            return lightning_main(argv)
+        except NothingToResume as exc:  # --run.resume=true with no interrupted run: say so, exit non-zero
+            raise SystemExit(f"error: {exc}") from None
     if command in COMMANDS:
         module_name, function = COMMANDS[command].split(":")
         return getattr(importlib.import_module(module_name), function)(rest)
