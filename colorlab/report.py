@@ -1,10 +1,15 @@
-"""Small writers shared by the evaluation and comparison reports: Markdown tables and plain HTML pages."""
+"""Reports: Markdown tables and plain HTML pages, the shared metric columns, and the experiment report
+(``report.md``, ``test_metrics.csv``, ``results.json``)."""
 
 from __future__ import annotations
 
+import csv
 import html
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 Cell = str | float | int | None
 
@@ -56,3 +61,74 @@ def html_page(title: str, body: str) -> str:
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
         f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
     )
+
+
+# ---- metrics in reports -------------------------------------------------------------------------------
+
+# Column titles of the shared metrics, in table order; other metrics follow under their own names.
+METRIC_TITLES = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "delta_e00": "ΔE00 ↓", "lpips": "LPIPS ↓",
+                 "colorfulness": "colorfulness"}  # fmt: skip
+# Metric name endings and whether a larger value is better; others (colorfulness, lr, adversarial losses
+# such as loss_critic) have no "best". Only the total loss the optimizer minimises ("loss") has one.
+_DIRECTIONS = {"psnr": True, "ssim": True, "agree": True, "delta_e00": False, "lpips": False, "/loss": False}
+# Labels of the reference rows an experiment reports next to its model.
+REFERENCE_LABELS = {"gray": "gray baseline (ab = 0)", "truth": "ground truth"}
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """True/False when larger/smaller values of ``metric`` are better, None when neither."""
+    return next((better for end, better in _DIRECTIONS.items() if metric.endswith(end)), None)
+
+
+def metric_columns(rows: Sequence[dict[str, float]]) -> list[str]:
+    """The metrics any of ``rows`` has: the shared ones in :data:`METRIC_TITLES` order, then the rest sorted."""
+    present = {m for row in rows for m in row}
+    return [m for m in METRIC_TITLES if m in present] + sorted(present - set(METRIC_TITLES))
+
+
+# ---- the experiment report ----------------------------------------------------------------------------
+
+
+def experiment_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    """``(label, test metrics)``: the tested model, then every reference (baselines, the truth)."""
+    rows = [(f"{results['name']} (best checkpoint)", results["test"])]
+    rows += [(REFERENCE_LABELS.get(key, key), values) for key, values in results.get("reference", {}).items()]
+    return rows
+
+
+def write_experiment_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
+    """``report.md``, ``test_metrics.csv`` and ``results.json`` of an experiment's results; returns their paths.
+
+    ``results`` is the one results schema of :func:`colorlab.training.experiment.run_experiment`.
+    """
+    rows = experiment_rows(results)
+    metrics = metric_columns([values for _, values in rows])
+    paths = {"report": run_dir / "report.md", "csv": run_dir / "test_metrics.csv", "json": run_dir / "results.json"}
+    with paths["csv"].open("w", newline="") as f:
+        csv.writer(f).writerows([["model", *metrics], *([label, *(v.get(m, "") for m in metrics)] for label, v in rows)])
+    table = markdown_table(["model", *(METRIC_TITLES.get(m, m) for m in metrics)],
+                           [[label, *(v.get(m) for m in metrics)] for label, v in rows])  # fmt: skip
+    lines = [
+        f"# {results['name']} / {results['version']}",
+        "",
+        f"- approach: `{results['model_class']}`; data: `{results['data_class']}`",
+        (
+            f"- trained {results['epochs']} epochs, {results['steps']} steps in {results['fit_seconds']:.0f} s "
+            f"on {results['hardware']}"
+        ),
+        f"- best checkpoint: `{results['best_checkpoint']}`",
+        "",
+        table,
+        "",
+    ]
+    phases = results.get("phases", [])
+    if len(phases) > 1:
+        metrics = metric_columns([phase["test"] for phase in phases])
+        header = ["phase", "epochs", "steps", "fit (s)", *(METRIC_TITLES.get(m, m) for m in metrics), "checkpoint"]
+        body = [[p["name"], p["epochs"], p["steps"], round(p["fit_seconds"]), *(p["test"].get(m) for m in metrics),
+                 f"`{p['handover_checkpoint']}`"] for p in phases]  # fmt: skip
+        lines += ["## phases (test metrics of the checkpoint each phase hands on)", "", markdown_table(header, body), ""]
+    lines += ["![input | prediction | truth](test_grid.png)", ""]
+    paths["report"].write_text("\n".join(lines))
+    paths["json"].write_text(json.dumps(results, indent=2))
+    return paths

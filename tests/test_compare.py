@@ -9,7 +9,9 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
-from colorlab.commands.compare import find_runs, higher_is_better, main, read_run
+from colorlab.commands.compare import main
+from colorlab.report import higher_is_better
+from colorlab.training.compare import find_runs, read_run
 
 
 def write_run(root, version: str, delta_e: list[float], psnr: list[float], test: dict | None = None):

@@ -17,8 +17,10 @@ from colorlab.data.datasets import SAMPLE_TRAIN, build_transform, load_samples
 from colorlab.losses import FeatureLoss
 from colorlab.models.critics import DeOldifyCritic, SelfAttention
 from colorlab.models.unet import TimmUNet, UNet
-from colorlab.training.experiment import parse_run_section, run_experiment
+from colorlab.training.config import load_config
+from colorlab.training.experiment import run_experiment
 from colorlab.training.phases import PhaseRecord, parse_phases
+from colorlab.training.runs import RunFolder
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,12 +147,13 @@ def test_resume_continues_the_interrupted_phase(tiny_experiment, phase_starts, m
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_phases_parse(preset):
-    config = ["--config", str(REPO / "experiments" / f"{preset}.yaml")]
-    phases = parse_phases(parse_run_section(config).phases)
+    config = [REPO / "experiments" / f"{preset}.yaml"]
+    phases = parse_phases(load_config(config).run.phases)
     assert [p.overrides["model.init_args.phase"] for p in phases] == ["generator", "generator", "critic", "gan"]
     for phase in phases:  # every phase's overrides are valid keys and values for the parser
-        run = parse_run_section([*config, *phase.argv()])
-        assert run.name == preset
+        parsed = load_config(config, phase.argv())
+        assert parsed.run.name == preset
+        assert all(parsed[key] == value for key, value in phase.overrides.items())
 
 
 def test_phase_list_errors(tmp_path):
@@ -160,9 +163,13 @@ def test_phase_list_errors(tmp_path):
         parse_phases([{"name": "a", "override": {}}])
     with pytest.raises(ValueError, match="plain folder name"):
         parse_phases([{"name": "../a"}])
-    PhaseRecord(tmp_path, ["a", "b"]).save()
+    PhaseRecord(RunFolder(tmp_path), ["a", "b"]).save()
     with pytest.raises(ValueError, match="config now has"):
-        PhaseRecord.open(tmp_path, ["a", "c"], resume=True)
+        PhaseRecord.open(RunFolder(tmp_path), ["a", "c"], resume=True)
+    with pytest.raises(ValueError, match="config now has"):  # a phased run resumed without its phases
+        PhaseRecord.open(RunFolder(tmp_path), [""], resume=True)
+    with pytest.raises(ValueError, match="single-phase run"):
+        PhaseRecord.open(RunFolder(tmp_path / "single"), ["a", "b"], resume=True)
 
 
 # ---- the module's phases ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from colorlab.training.sweep import load_spec, main, wandb_sweep_config
+from colorlab.commands.sweep import main
+from colorlab.training.sweep import load_spec, wandb_sweep_config
 from tests.tiny_experiment import tiny_config, write_photos
 
 REPO = Path(__file__).resolve().parents[1]

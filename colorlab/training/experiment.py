@@ -1,20 +1,16 @@
-"""``python -m colorlab experiment``: fit an experiment YAML, test its best checkpoint, write a report.
+"""The experiment pipeline: fit every phase of an experiment, test the checkpoint each phase hands on, report.
 
-The run folder (``runs/NAME/VERSION``) ends up with ``checkpoints/``, the CSV log, ``report.md``,
-``test_metrics.csv``, ``results.json`` and ``test_grid.png`` (input gray | prediction | truth).
-
-A YAML whose ``run.phases`` lists several fits (e.g. DeOldify's NoGAN) runs them in order, each in
-``runs/NAME/VERSION/PHASE/`` and starting from the previous phase's best checkpoint (see
-:mod:`colorlab.training.phases`); the report then sits in ``runs/NAME/VERSION`` and also tests every phase.
+A YAML without ``run.phases`` is a run of one phase; one whose ``run.phases`` lists several fits (e.g.
+DeOldify's NoGAN) runs them in order, each in ``runs/NAME/VERSION/PHASE/`` and starting from the previous
+phase's checkpoint (see :mod:`colorlab.training.phases`). Either way, every phase's checkpoint is tested by
+its own trainer right after its fit (the test rows land in that phase's CSV log), and the run folder
+``runs/NAME/VERSION`` ends up with ``report.md``, ``test_metrics.csv``, ``results.json`` (one schema, written by
+:func:`colorlab.report.write_experiment_report`) and ``test_grid.png`` (input gray | prediction | truth).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,11 +22,11 @@ from colorlab.approaches.base import ColorizationModule
 from colorlab.color import lab_normalized_to_rgb
 from colorlab.data.datamodule import LabDataModule
 from colorlab.metrics import colorfulness, colorization_metrics
-from colorlab.training.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
-from colorlab.training.runs import RunSettings
+from colorlab.report import write_experiment_report
+from colorlab.training.config import config_args, load_config
+from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
+from colorlab.training.runs import RunFolder, RunSettings, finish_wandb_run
 from colorlab.visualize import save_png
-
-METRICS = ("psnr", "ssim", "delta_e00", "colorfulness")
 
 
 @torch.no_grad()
@@ -67,62 +63,6 @@ def hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
-    """Write report.md, test_metrics.csv and results.json into ``run_dir``; return their paths."""
-    rows = [
-        (f"{results['name']} (best checkpoint)", results["test"]),
-        ("gray baseline (ab = 0)", results["reference"]["gray"]),
-        ("ground truth", results["reference"]["truth"]),
-    ]
-    paths = {"report": run_dir / "report.md", "csv": run_dir / "test_metrics.csv", "json": run_dir / "results.json"}
-    with paths["csv"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", *METRICS])
-        for label, values in rows:
-            writer.writerow([label, *(values.get(m, "") for m in METRICS)])
-    table = ["| model | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | colorfulness |", "|---|---|---|---|---|"]
-    for label, values in rows:
-        cells = [f"{values[m]:.3f}" if m in values else "" for m in METRICS]
-        table.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines = [
-        f"# {results['name']} / {run_dir.name}",
-        "",
-        f"- approach: `{results['model_class']}`; data: `{results['data_class']}`",
-        (
-            f"- trained {results['epochs']} epochs, {results['steps']} steps in {results['fit_seconds']:.0f} s "
-            f"on {results['hardware']}"
-        ),
-        f"- best checkpoint: `{results['best_checkpoint']}`",
-        "",
-        *table,
-        "",
-        *phase_table(results.get("phases", [])),
-        "![input | prediction | truth](test_grid.png)",
-        "",
-    ]
-    paths["report"].write_text("\n".join(lines))
-    paths["json"].write_text(json.dumps(results, indent=2))
-    return paths
-
-
-def phase_table(phases: list[dict[str, Any]]) -> list[str]:
-    """Report lines for a multi-phase run: per phase its training and the test metrics of its checkpoint."""
-    if not phases:
-        return []
-    lines = [
-        "## phases (test metrics of the checkpoint each phase hands on)",
-        "",
-        "| phase | epochs | steps | fit (s) | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | colorfulness | checkpoint |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for phase in phases:
-        test = phase.get("test", {})
-        cells = [f"{test[m]:.3f}" if m in test else "" for m in METRICS]
-        lines.append(f"| {phase['name']} | {phase['epochs']} | {phase['steps']} | {phase['fit_seconds']:.0f} | "
-                     + " | ".join(cells) + f" | `{phase['handover_checkpoint']}` |")  # fmt: skip
-    return [*lines, ""]
-
-
 def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
@@ -135,87 +75,43 @@ def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt
     }
 
 
-def parse_run_section(argv: list[str]) -> Any:
-    """The ``run:`` section as ``fit`` would parse the YAMLs and overrides, without building anything
-    (``version`` stays None unless given)."""
-    from colorlab.training.cli import ColorlabCLI
-
-    class ParseOnly(ColorlabCLI):
-        def before_instantiate_classes(self) -> None:
-            return None
-
-        def instantiate_classes(self) -> None:
-            return None
-
-    return ParseOnly(args=argv, run=False).config["run"]
+def test_checkpoint(cli: Any, checkpoint: str | None) -> dict[str, float]:
+    """Test metrics of ``checkpoint`` (None: the weights in memory, e.g. after fast_dev_run saved nothing)."""
+    test = cli.trainer.test(cli.model, cli.datamodule, ckpt_path=checkpoint, verbose=False)[0]
+    return {k.removeprefix("test/"): float(v) for k, v in test.items()}
 
 
-def finish_wandb_run() -> None:
-    """End the active W&B run, if any, so that the next phase's logger starts its own run."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()
+def open_run(run: Any, phases: list[Phase], resume: bool) -> PhaseRecord:
+    """The run folder (the ``run:`` section's version, the latest resumable run, or a new one) and its record
+    of finished phases."""
+    names = [phase.name for phase in phases]
+    if run.version:
+        folder = RunFolder(Path(run.root) / run.name / run.version)
+    elif resume:
+        folder = RunFolder.latest_resumable(run.root, run.name)
+    else:
+        folder = RunFolder(Path(run.root) / run.name / RunSettings(name=run.name, root=run.root).new_version())
+    return PhaseRecord.open(folder, names, resume)
 
 
 def run_experiment(configs: list[str], overrides: list[str], resume: bool = False) -> dict[str, Any]:
-    """Fit the experiment (every phase of it, when its YAML lists ``run.phases``), test the best checkpoint,
-    and write the report; returns the results."""
+    """Fit every phase of the experiment (one, unless its YAML lists ``run.phases``), test each phase's
+    checkpoint, and write the report and ``test_grid.png`` into the run folder; returns the results (see
+    :func:`results_of`).
+
+    With ``resume``, the latest run continues: finished phases are skipped and the interrupted one goes on
+    from its ``last.ckpt``.
+    """
     from colorlab.training.cli import lightning_main
 
-    config_args = [arg for config in configs for arg in ("--config", config)]
-    run_section = parse_run_section(config_args + overrides)
-    if run_section.phases:
-        return run_phases(config_args, overrides, run_section, resume)
-    argv = config_args + overrides
-    if resume:
-        argv.append("--run.resume=true")
-    cli = lightning_main(argv, run=False)
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    run = cli.config_init["run"]
-    last = run.checkpoint_dir / "last.ckpt"
-    summary = fit(trainer, model, datamodule, ckpt_path=str(last) if resume else None)
-    best = summary["best_checkpoint"]
-    test = trainer.test(model, datamodule, ckpt_path=best, verbose=False)[0]
-    run_dir = Path(trainer.log_dir or run.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    grid = save_png(model.grid_image("test"), run_dir / "test_grid.png")
-    results = {
-        "name": run.name,
-        "version": run.version,
-        "model_class": type(model).__name__,
-        "data_class": type(datamodule).__name__,
-        "epochs": summary["epochs"],
-        "steps": summary["steps"],
-        "fit_seconds": summary["fit_seconds"],
-        "hardware": hardware(),
-        "best_checkpoint": best,
-        "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
-        "reference": reference_metrics(datamodule, model.device),
-    }
-    paths = write_report(run_dir, results)
-    print(f"\nrun folder:  {run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
-          f"image grid:  {grid}\ncheckpoint:  {best}")  # fmt: skip
-    return results
-
-
-def run_phases(config_args: list[str], overrides: list[str], run_section: Any, resume: bool) -> dict[str, Any]:
-    """Run the YAML's phases in order (a resumed run skips finished ones and continues the interrupted one
-    from its ``last.ckpt``), then test every phase's checkpoint and write the report into the run folder."""
-    from colorlab.training.cli import lightning_main
-
-    phases = parse_phases(run_section.phases)
-    experiment_dir = Path(run_section.root) / run_section.name
-    if run_section.version:
-        run_dir = experiment_dir / run_section.version
-    elif resume:
-        run_dir = latest_phased_run(experiment_dir)
-    else:
-        run_dir = experiment_dir / RunSettings(name=run_section.name, root=run_section.root).new_version()
-    record = PhaseRecord.open(run_dir, [phase.name for phase in phases], resume)
+    run = load_config(configs, overrides).run
+    phases = parse_phases(run.phases) if run.phases else [Phase("")]
+    record = open_run(run, phases, resume)
 
     def build(phase: Phase) -> Any:
-        finish_wandb_run()
-        argv = [*config_args, *phase.argv(), *overrides, f"--run.version={run_dir.name}/{phase.name}"]
+        finish_wandb_run()  # each phase's logger starts its own W&B run
+        version = f"{record.run.version}/{phase.name}" if phase.name else record.run.version
+        argv = [*config_args(configs), *phase.argv(), *overrides, f"--run.version={version}"]
         return lightning_main(argv, run=False)
 
     handover: str | dict[str, torch.Tensor] | None = None  # what the next phase starts from
@@ -226,77 +122,53 @@ def run_phases(config_args: list[str], overrides: list[str], run_section: Any, r
             handover = record.handover_checkpoint(phase.name)
             continue
         cli = build(phase)
-        last = cli.config_init["run"].checkpoint_dir / "last.ckpt"
+        folder = record.run.phase_folder(phase.name)
+        last = folder.checkpoint_dir / "last.ckpt"
         ckpt_path = str(last) if resume and last.is_file() else None
         if ckpt_path is None and previous is not None:
             if handover is None:
                 raise FileNotFoundError(f"phase {phase.name!r} starts from phase {previous.name!r}, "
-                                        f"which left no checkpoint in {run_dir / previous.name}")  # fmt: skip
+                                        f"which left no checkpoint in {record.run.phase_folder(previous.name).path}")  # fmt: skip
             load_phase_weights(cli.model, handover, phase.name)
         record.save()  # from now on --resume finds this run
         summary = fit(cli.trainer, cli.model, cli.datamodule, ckpt_path)
-        summary.update(last_checkpoint=str(last) if last.is_file() else None, folder=str(run_dir / phase.name))
+        summary.update(last_checkpoint=str(last) if last.is_file() else None, folder=str(folder.path))
+        checkpoint = summary["best_checkpoint"] or summary["last_checkpoint"]
+        summary["test"] = test_checkpoint(cli, checkpoint)
         record.finish(phase.name, summary)
         handover = record.handover_checkpoint(phase.name) or cli.model.state_dict()
-        print(f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {run_dir / phase.name}")
+        if phase.name:
+            print(f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {folder.path}")
 
-    if cli is None:  # every phase finished earlier: only the evaluation is left
-        if handover is None:
-            raise FileNotFoundError(f"the last phase of {run_dir} left no checkpoint to test")
+    if cli is None:  # every phase finished earlier: only the report is left
         cli = build(phases[-1])
-    return report_phases(cli, phases, record, run_section.name)
+        test_checkpoint(cli, record.handover_checkpoint(phases[-1].name))
+    save_png(cli.model.grid_image("test"), record.run_dir / "test_grid.png")
+    results = results_of(record, phases, cli, run.name)
+    write_experiment_report(record.run_dir, results)
+    return results
 
 
-def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str) -> dict[str, Any]:
-    """Test the last phase's checkpoint (logged like a single-phase run) and, on the same test set, the
-    checkpoint every earlier phase handed on; write the report into the run folder and print the paths."""
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    final_checkpoint = record.handover_checkpoint(phases[-1].name)
-    test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False)[0]
-    grid = save_png(model.grid_image("test"), record.run_dir / "test_grid.png")
-    reference = reference_metrics(datamodule, model.device)
+def results_of(record: PhaseRecord, phases: list[Phase], cli: Any, name: str) -> dict[str, Any]:
+    """The one results schema: the run, its totals, the last phase's checkpoint and test metrics, the
+    references (gray baseline, truth) and per phase its training and test metrics."""
     rows = []
     for phase in phases:
-        summary, checkpoint = record.finished[phase.name], record.handover_checkpoint(phase.name)
-        if phase is phases[-1]:
-            values = {k.removeprefix("test/"): float(v) for k, v in test.items()}
-        elif checkpoint is None:  # e.g. fast_dev_run saves nothing
-            values = {}
-        else:
-            load_phase_weights(model, checkpoint, phase.name)
-            model.eval()
-            values, _ = test_set_metrics(datamodule, model.device, lambda b: model.colorize_rgb(model.model_input(b)))
-        keys = ("epochs", "steps", "fit_seconds", "folder")
-        rows.append({"name": phase.name, **{k: summary[k] for k in keys}, "handover_checkpoint": checkpoint,
-                     "test": values})  # fmt: skip
-    results = {
+        summary = record.finished[phase.name]
+        rows.append({"name": phase.name or name, **{k: summary[k] for k in ("epochs", "steps", "fit_seconds", "folder")},
+                     "handover_checkpoint": record.handover_checkpoint(phase.name), "test": summary["test"]})  # fmt: skip
+    return {
         "name": name,
-        "version": record.run_dir.name,
-        "model_class": type(model).__name__,
-        "data_class": type(datamodule).__name__,
+        "version": record.run.version,
+        "run_dir": str(record.run_dir),
+        "model_class": type(cli.model).__name__,
+        "data_class": type(cli.datamodule).__name__,
         "epochs": sum(row["epochs"] for row in rows),
         "steps": sum(row["steps"] for row in rows),
         "fit_seconds": sum(row["fit_seconds"] for row in rows),
         "hardware": hardware(),
-        "best_checkpoint": final_checkpoint,
+        "best_checkpoint": rows[-1]["handover_checkpoint"],
         "test": rows[-1]["test"],
-        "reference": reference,
+        "reference": reference_metrics(cli.datamodule, cli.model.device),
         "phases": rows,
     }
-    paths = write_report(record.run_dir, results)
-    for row in rows:
-        print(f"\nphase {row['name']}:\n  metrics:     {Path(row['folder']) / 'metrics.csv'}\n"
-              f"  checkpoint:  {row['handover_checkpoint']}")  # fmt: skip
-    print(f"\nrun folder:  {record.run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
-          f"image grid:  {grid}\ncheckpoint:  {final_checkpoint}")  # fmt: skip
-    return results
-
-
-def main(argv: list[str]) -> dict[str, Any]:
-    """CLI: ``python -m colorlab experiment --config X.yaml [--resume] [--trainer.max_epochs=1 ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m colorlab experiment", description=__doc__)
-    parser.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue the latest run from its last.ckpt")
-    args, overrides = parser.parse_known_args(argv)
-    return run_experiment(args.config, overrides, resume=args.resume)
-

@@ -12,6 +12,7 @@ command line's own overrides), e.g. DeOldify's NoGAN::
 
 Phase ``name`` runs in ``{run_dir}/{name}/`` (its own checkpoints, CSV log and config.yaml). The run folder's
 ``phases.json`` records the finished phases, so ``--resume`` skips them and continues the interrupted one.
+A YAML without ``run.phases`` is a run of one phase, named ``""``, whose folder is the run folder itself.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-PHASES_FILE = "phases.json"
+from colorlab.training.config import override_args
+from colorlab.training.runs import RunFolder
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Phase:
 
     def argv(self) -> list[str]:
         """The overrides as command-line arguments (strings as they are, other values JSON-encoded)."""
-        return [f"--{key}={v if isinstance(v, str) else json.dumps(v)}" for key, v in self.overrides.items()]
+        return override_args(self.overrides)
 
 
 def parse_phases(raw: list[dict[str, Any]]) -> list[Phase]:
@@ -61,40 +63,49 @@ def parse_phases(raw: list[dict[str, Any]]) -> list[Phase]:
     return phases
 
 
-def latest_phased_run(experiment_dir: Path) -> Path:
-    """The newest run folder under ``{root}/{name}`` that holds a ``phases.json`` (error if none)."""
-    candidates = sorted(experiment_dir.glob(f"*/{PHASES_FILE}"), key=lambda p: p.parent.name)
-    if not candidates:
-        raise FileNotFoundError(f"nothing to resume: no {experiment_dir}/*/{PHASES_FILE}")
-    return candidates[-1].parent
-
-
 class PhaseRecord:
-    """``phases.json``: the phase names in order and, per finished phase, its checkpoints and counts."""
+    """The phase names in order and, per finished phase, its summary (checkpoints, counts, test metrics).
 
-    def __init__(self, run_dir: Path, names: list[str], finished: dict[str, dict[str, Any]] | None = None) -> None:
-        self.run_dir = run_dir
+    A multi-phase run keeps it in its ``phases.json``; a single-phase run (one phase named ``""``, whose folder
+    is the run folder) keeps it in memory only, so ``phases.json`` marks a multi-phase run.
+    """
+
+    def __init__(self, run: RunFolder, names: list[str], finished: dict[str, dict[str, Any]] | None = None) -> None:
+        self.run = run
         self.names = names
         self.finished = finished or {}
 
     @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
     def path(self) -> Path:
-        return self.run_dir / PHASES_FILE
+        return self.run.path / RunFolder.PHASES
+
+    @property
+    def stored(self) -> bool:
+        """Whether the record lives in ``phases.json`` (a multi-phase run)."""
+        return self.names != [""]
 
     @classmethod
-    def open(cls, run_dir: Path, names: list[str], resume: bool) -> PhaseRecord:
+    def open(cls, run: RunFolder, names: list[str], resume: bool) -> PhaseRecord:
         """A fresh record (saved by the first :meth:`save`), or with ``resume`` the saved one, whose phases
         must match ``names``."""
-        path = run_dir / PHASES_FILE
-        if not resume or not path.is_file():
-            return cls(run_dir, names)
-        saved = json.loads(path.read_text())
+        saved = run.phases if resume else None
+        if saved is None:
+            if resume and names != [""]:
+                raise ValueError(f"{run.path} is a single-phase run, but the config now has phases {names}; "
+                                 "resume with the config the run started with")  # fmt: skip
+            return cls(run, names)
         if saved["phases"] != names:
-            raise ValueError(f"{path} lists phases {saved['phases']}, but the config now has {names}; "
-                             "resume with the config the run started with")  # fmt: skip
-        return cls(run_dir, names, saved["finished"])
+            raise ValueError(f"{run.path / RunFolder.PHASES} lists phases {saved['phases']}, but the config now "
+                             f"has {names or 'a single phase'}; resume with the config the run started with")  # fmt: skip
+        return cls(run, names, saved["finished"])
 
     def save(self) -> None:
+        if not self.stored:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps({"phases": self.names, "finished": self.finished}, indent=2))
 

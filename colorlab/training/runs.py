@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,13 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 log = logging.getLogger(__name__)
 
 WandbMode = Literal["online", "offline", "disabled"]
+
+
+def finish_wandb_run() -> None:
+    """End the active W&B run, if any, so that the next phase's logger starts its own run."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -117,11 +125,12 @@ class RunSettings:
         return version
 
     def latest_resumable(self) -> Path:
-        """``last.ckpt`` of the newest run of this experiment (error if none)."""
-        candidates = sorted((Path(self.root) / self.name).glob("*/checkpoints/last.ckpt"))
-        if not candidates:
-            raise FileNotFoundError(f"nothing to resume: no {self.root}/{self.name}/*/checkpoints/last.ckpt")
-        return max(candidates, key=lambda p: p.parent.parent.name)
+        """``last.ckpt`` of the newest resumable run of this experiment (error if none, or if it is phased)."""
+        run = RunFolder.latest_resumable(self.root, self.name)
+        if run.last_checkpoint is None:
+            raise FileNotFoundError(f"nothing to resume with fit: {run.path} is a multi-phase run; continue it "
+                                    "with python -m colorlab experiment --resume")  # fmt: skip
+        return run.last_checkpoint
 
     def use_wandb(self) -> bool:
         """Whether runs log to W&B: not disabled, and the package is installed (else a warning)."""
@@ -271,6 +280,20 @@ class RunFolder:
     def finished(self) -> bool:
         """Whether the experiment ran to its report."""
         return self.results is not None
+
+    def phase_folder(self, phase: str) -> RunFolder:
+        """The folder of phase ``phase`` of a multi-phase run; ``""`` is the run folder itself."""
+        return RunFolder(self.path / phase) if phase else self
+
+    @classmethod
+    def latest_resumable(cls, root: str | os.PathLike, name: str) -> RunFolder:
+        """The newest run of experiment ``name`` that can continue: one with a ``last.ckpt`` or a
+        ``phases.json`` (error if there is none)."""
+        runs = [run for run in cls.runs_of(root, name) if run.last_checkpoint or run.phases is not None]
+        if not runs:
+            raise FileNotFoundError(f"nothing to resume: no run of {name!r} under {root} has "
+                                    "checkpoints/last.ckpt or phases.json")  # fmt: skip
+        return runs[-1]
 
     @classmethod
     def runs_of(cls, root: str | os.PathLike, name: str) -> list[RunFolder]:
