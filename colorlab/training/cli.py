@@ -40,6 +40,8 @@ class ColorlabCLI(LightningCLI):
     def __init__(self, *args: Any, parse_only: bool = False, **kwargs: Any) -> None:
         self.parse_only = parse_only
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # args IS the command line here (minus colorlab's own command word); Lightning's warning is moot.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         super().__init__(ColorizationModule, LabDataModule, *args, subclass_mode_model=True, subclass_mode_data=True,
                          **kwargs)  # fmt: skip
 
@@ -85,8 +87,6 @@ class ColorlabCLI(LightningCLI):
 def lightning_main(argv: list[str], run: bool = True) -> ColorlabCLI:
     """Run (or with ``run=False`` only build) the Lightning CLI on ``argv``."""
     torch.set_float32_matmul_precision("high")
-    # argv IS the command line here (minus colorlab's own command word); Lightning's warning is moot.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return ColorlabCLI(args=argv, run=run)
 
 
