@@ -7,6 +7,7 @@ import csv
 import html
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,14 @@ figcaption { font-size: 12px; color: #555; text-align: left; }
 """
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file, so a kill mid-write leaves the old file or none."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+    return path
+
+
 def format_cell(value: Cell, digits: int = 3) -> str:
     """Numbers to ``digits`` decimals, None/NaN to an empty cell, anything else as text."""
     if value is None:
@@ -42,7 +51,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Cell]], digits
     return "\n".join(lines)
 
 
-def html_table(header: Sequence[str], rows: Sequence[Sequence[Cell]], digits: int = 3, raw: bool = False) -> str:
+def html_table(
+    header: Sequence[str], rows: Sequence[Sequence[Cell]], digits: int = 3, raw: bool = False
+) -> str:
     """An HTML table; cells are escaped unless ``raw`` (cells that already hold HTML, e.g. images)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
 
@@ -103,9 +114,15 @@ def write_experiment_report(run_dir: Path, results: dict[str, Any]) -> dict[str,
     """
     rows = experiment_rows(results)
     metrics = metric_columns([values for _, values in rows])
-    paths = {"report": run_dir / "report.md", "csv": run_dir / "test_metrics.csv", "json": run_dir / "results.json"}
+    paths = {
+        "report": run_dir / "report.md",
+        "csv": run_dir / "test_metrics.csv",
+        "json": run_dir / "results.json",
+    }
     with paths["csv"].open("w", newline="") as f:
-        csv.writer(f).writerows([["model", *metrics], *([label, *(v.get(m, "") for m in metrics)] for label, v in rows)])
+        csv.writer(f).writerows(
+            [["model", *metrics], *([label, *(v.get(m, "") for m in metrics)] for label, v in rows)]
+        )
     table = markdown_table(["model", *(METRIC_TITLES.get(m, m) for m in metrics)],
                            [[label, *(v.get(m) for m in metrics)] for label, v in rows])  # fmt: skip
     lines = [
@@ -124,11 +141,23 @@ def write_experiment_report(run_dir: Path, results: dict[str, Any]) -> dict[str,
     phases = results.get("phases", [])
     if len(phases) > 1:
         metrics = metric_columns([phase["test"] for phase in phases])
-        header = ["phase", "epochs", "steps", "fit (s)", *(METRIC_TITLES.get(m, m) for m in metrics), "checkpoint"]
+        header = [
+            "phase",
+            "epochs",
+            "steps",
+            "fit (s)",
+            *(METRIC_TITLES.get(m, m) for m in metrics),
+            "checkpoint",
+        ]
         body = [[p["name"], p["epochs"], p["steps"], round(p["fit_seconds"]), *(p["test"].get(m) for m in metrics),
                  f"`{p['handover_checkpoint']}`"] for p in phases]  # fmt: skip
-        lines += ["## phases (test metrics of the checkpoint each phase hands on)", "", markdown_table(header, body), ""]
+        lines += [
+            "## phases (test metrics of the checkpoint each phase hands on)",
+            "",
+            markdown_table(header, body),
+            "",
+        ]
     lines += ["![input | prediction | truth](test_grid.png)", ""]
     paths["report"].write_text("\n".join(lines))
-    paths["json"].write_text(json.dumps(results, indent=2))
+    write_text_atomic(paths["json"], json.dumps(results, indent=2))
     return paths

@@ -69,7 +69,10 @@ def plot_curves(runs: Sequence[Any], out: Path) -> dict[str, Path]:
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    order = {"val": 0, "train": 1}  # then anything else (learning rates); test values are one point: table only
+    order = {
+        "val": 0,
+        "train": 1,
+    }  # then anything else (learning rates); test values are one point: table only
     metrics = {m for run in runs for m in run.series if not m.startswith("test/")}
     metrics = sorted(metrics, key=lambda m: (order.get(m.split("/")[0], 2), m))
     out.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,9 @@ def test_cli_report_with_curves_and_table(tmp_path):
     write_run(tmp_path, "b", delta_e=[15.0, 14.0, 13.0], psnr=[18.0, 19.0, 19.5], test={"delta_e00": 13.2})
     assert [p.name for p in find_runs([tmp_path / "exp"])] == ["a", "b"]
     out = tmp_path / "report"
-    paths = main([str(tmp_path / "exp" / "a"), str(tmp_path / "exp" / "b"), "--names", "unet", "gan", "-o", str(out)])
+    paths = main(
+        [str(tmp_path / "exp" / "a"), str(tmp_path / "exp" / "b"), "--names", "unet", "gan", "-o", str(out)]
+    )
     curves = sorted(p.name for p in (out / "curves").iterdir())
     assert curves == ["train_loss.png", "val_colorfulness.png", "val_delta_e00.png", "val_psnr.png"]
     assert Image.open(out / "curves" / "val_psnr.png").size[0] > 300

@@ -100,7 +100,11 @@ def test_three_phases_chain(tiny_experiment, phase_starts):
     results = run_experiment(configs, overrides)
     phases = {row["name"]: row for row in results["phases"]}
     assert list(phases) == ["generator", "critic", "gan"]
-    assert [(phase, epoch) for phase, epoch, _ in phase_starts] == [("generator", 0), ("critic", 0), ("gan", 0)]
+    assert [(phase, epoch) for phase, epoch, _ in phase_starts] == [
+        ("generator", 0),
+        ("critic", 0),
+        ("gan", 0),
+    ]
     for row in phases.values():
         assert Path(row["handover_checkpoint"]).is_file()
         assert Path(row["folder"], "metrics.csv").is_file()
@@ -141,7 +145,11 @@ def test_resume_continues_the_interrupted_phase(tiny_experiment, phase_starts, m
     # Phase 1 is not rerun; phase 2 continues from its last.ckpt (epoch 1), then phase 3 runs.
     assert [(phase, epoch) for phase, epoch, _ in phase_starts] == [("critic", 1), ("gan", 0)]
     assert results["version"] == run_dir.name
-    assert set(json.loads((run_dir / "phases.json").read_text())["finished"]) == {"generator", "critic", "gan"}
+    assert set(json.loads((run_dir / "phases.json").read_text())["finished"]) == {
+        "generator",
+        "critic",
+        "gan",
+    }
     assert (run_dir / "report.md").is_file()
 
 
@@ -149,7 +157,12 @@ def test_resume_continues_the_interrupted_phase(tiny_experiment, phase_starts, m
 def test_preset_phases_parse(preset):
     config = [REPO / "experiments" / f"{preset}.yaml"]
     phases = parse_phases(load_config(config).run.phases)
-    assert [p.overrides["model.init_args.phase"] for p in phases] == ["generator", "generator", "critic", "gan"]
+    assert [p.overrides["model.init_args.phase"] for p in phases] == [
+        "generator",
+        "generator",
+        "critic",
+        "gan",
+    ]
     for phase in phases:  # every phase's overrides are valid keys and values for the parser
         parsed = load_config(config, phase.argv())
         assert parsed.run.name == preset

@@ -19,7 +19,9 @@ def main(argv: Sequence[str]) -> dict[str, Path]:
     """CLI: ``python -m colorlab compare RUN_DIR [RUN_DIR ...] [-o OUT] [--names ...]``."""
     parser = argparse.ArgumentParser(prog="python -m colorlab compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("runs", nargs="+", help="run folders runs/NAME/VERSION (or runs/NAME for all its runs)")
+    parser.add_argument(
+        "runs", nargs="+", help="run folders runs/NAME/VERSION (or runs/NAME for all its runs)"
+    )
     parser.add_argument("-o", "--out", help="output folder (default runs/compare/TIMESTAMP)")
     parser.add_argument("--names", nargs="+", help="labels, one per run folder found (default NAME/VERSION)")
     args = parser.parse_args(argv)

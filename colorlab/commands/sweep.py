@@ -16,7 +16,9 @@ def main(argv: Sequence[str] | None = None) -> Any:
     parser.add_argument("--config", required=True, help="sweep YAML (see sweeps/)")
     parser.add_argument("--backend", choices=("optuna", "wandb"), default="optuna")
     parser.add_argument("--n-trials", type=int, help="trials this worker runs (default: the YAML's n_trials)")
-    parser.add_argument("--storage", help="Optuna RDB URL, overriding the YAML (e.g. postgresql://user@host/db)")
+    parser.add_argument(
+        "--storage", help="Optuna RDB URL, overriding the YAML (e.g. postgresql://user@host/db)"
+    )
     parser.add_argument("--sweep-id", help="W&B: join this existing sweep instead of creating one")
     args = parser.parse_args(argv)
     spec = sweep.load_spec(args.config)

@@ -13,7 +13,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
-from colorlab.training.runs import RunSettings
+from colorlab.training.runs import RunFolder, RunSettings
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -67,7 +67,7 @@ class ColorlabCLI(LightningCLI):
         run = section["run"]
         if run.resume:
             last = RunSettings(name=run.name, root=run.root).latest_resumable()
-            run.version = last.parent.parent.name
+            run.version = RunFolder.of(last).version
             if "ckpt_path" in section and section.get("ckpt_path") is None:
                 section["ckpt_path"] = str(last)
         elif run.version is None:
@@ -116,4 +116,3 @@ def main(argv: list[str] | None = None) -> Any:
         return getattr(importlib.import_module(module_name), function)(rest)
     print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
     raise SystemExit(2)
-

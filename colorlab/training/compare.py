@@ -51,13 +51,19 @@ def read_run(folder: Path, name: str | None = None) -> RunLog:
         for row in csv.DictReader(f):
             step = int(float(row.get("step") or 0))
             run.steps = max(run.steps, step)
-            values = {k: float(v) for k, v in row.items() if k not in ("epoch", "step") and v not in ("", None)}
-            if row.get("epoch") and any(not k.startswith("test/") for k in values):  # test rows: epoch after fit
+            values = {
+                k: float(v) for k, v in row.items() if k not in ("epoch", "step") and v not in ("", None)
+            }
+            if row.get("epoch") and any(
+                not k.startswith("test/") for k in values
+            ):  # test rows: epoch after fit
                 run.epochs = max(run.epochs, int(float(row["epoch"])) + 1)
             for key, value in values.items():
                 run.series.setdefault(key, []).append((step, value))
     # Test metrics: the experiment runner's results.json (best checkpoint), else the test rows of the log.
-    run.test = {m.removeprefix("test/"): points[-1][1] for m, points in run.series.items() if m.startswith("test/")}
+    run.test = {
+        m.removeprefix("test/"): points[-1][1] for m, points in run.series.items() if m.startswith("test/")
+    }
     results = run_folder.results
     if results is not None:
         run.test.update({k: float(v) for k, v in results.get("test", {}).items()})

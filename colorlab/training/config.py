@@ -51,8 +51,10 @@ class ExperimentConfig:
         return getattr(self.namespace, name)
 
     def as_dict(self) -> dict[str, Any]:
-        """The whole config as plain dicts and lists."""
-        return self.namespace.as_dict()
+        """The whole config as plain dicts and lists (without the ``config`` paths it was read from)."""
+        config = self.namespace.as_dict()
+        config.pop("config", None)
+        return config
 
     def dump(self) -> str:
         """The whole config as YAML that ``--config`` reads back (every value explicit)."""
@@ -72,7 +74,9 @@ def config_args(configs: Sequence[str | os.PathLike]) -> list[str]:
 
 def override_args(values: dict[str, Any]) -> list[str]:
     """``{dotted.key: value}`` -> command-line overrides ``--dotted.key=value`` (non-strings as JSON)."""
-    return [f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
+    return [
+        f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()
+    ]
 
 
 def load_config(configs: Sequence[str | os.PathLike], overrides: Sequence[str] = ()) -> ExperimentConfig:

@@ -31,7 +31,9 @@ from colorlab.visualize import save_png
 
 @torch.no_grad()
 def test_set_metrics(
-    datamodule: LabDataModule, device: torch.device, colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    datamodule: LabDataModule,
+    device: torch.device,
+    colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor],
 ) -> tuple[dict[str, float], float]:
     """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness."""
     datamodule.setup("test")
@@ -63,7 +65,9 @@ def hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None) -> dict[str, Any]:
+def fit(
+    trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None
+) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
     trainer.fit(model, datamodule, ckpt_path=ckpt_path)
@@ -90,7 +94,9 @@ def open_run(run: Any, phases: list[Phase], resume: bool) -> PhaseRecord:
     elif resume:
         folder = RunFolder.latest_resumable(run.root, run.name)
     else:
-        folder = RunFolder(Path(run.root) / run.name / RunSettings(name=run.name, root=run.root).new_version())
+        folder = RunFolder(
+            Path(run.root) / run.name / RunSettings(name=run.name, root=run.root).new_version()
+        )
     return PhaseRecord.open(folder, names, resume)
 
 
@@ -138,7 +144,9 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
         record.finish(phase.name, summary)
         handover = record.handover_checkpoint(phase.name) or cli.model.state_dict()
         if phase.name:
-            print(f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {folder.path}")
+            print(
+                f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {folder.path}"
+            )
 
     if cli is None:  # every phase finished earlier: only the report is left
         cli = build(phases[-1])

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from colorlab.report import write_text_atomic
 from colorlab.training.config import override_args
 from colorlab.training.runs import RunFolder
 
@@ -52,7 +53,9 @@ def parse_phases(raw: list[dict[str, Any]]) -> list[Phase]:
         if unknown:
             raise ValueError(f"run.phases[{i}] ({entry['name']}) has unknown keys {sorted(unknown)}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", entry["name"]):
-            raise ValueError(f"phase name {entry['name']!r} must be a plain folder name (letters, digits, _ . -)")
+            raise ValueError(
+                f"phase name {entry['name']!r} must be a plain folder name (letters, digits, _ . -)"
+            )
         overrides = entry.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise TypeError(f"run.phases[{i}].overrides must map dotted keys to values, got {overrides!r}")
@@ -70,7 +73,9 @@ class PhaseRecord:
     is the run folder) keeps it in memory only, so ``phases.json`` marks a multi-phase run.
     """
 
-    def __init__(self, run: RunFolder, names: list[str], finished: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, run: RunFolder, names: list[str], finished: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.run = run
         self.names = names
         self.finished = finished or {}
@@ -107,7 +112,7 @@ class PhaseRecord:
         if not self.stored:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"phases": self.names, "finished": self.finished}, indent=2))
+        write_text_atomic(self.path, json.dumps({"phases": self.names, "finished": self.finished}, indent=2))
 
     def finish(self, name: str, summary: dict[str, Any]) -> None:
         """Mark phase ``name`` finished with its summary (checkpoints, epochs, steps, seconds) and save."""

@@ -267,14 +267,12 @@ class RunFolder:
     @property
     def results(self) -> dict[str, Any] | None:
         """``results.json`` written when the experiment finished (None while running or interrupted)."""
-        path = self.path / self.RESULTS
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.path / self.RESULTS)
 
     @property
     def phases(self) -> dict[str, Any] | None:
         """``phases.json`` of a multi-phase run (None for a single-phase run)."""
-        path = self.path / self.PHASES
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.path / self.PHASES)
 
     @property
     def finished(self) -> bool:
@@ -305,3 +303,14 @@ class RunFolder:
             else []
         )
         return [cls(p) for p in dirs]
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path`` (None when there is no file; a clear error when it is damaged)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); was the run killed while writing it? "
+                         "Delete the file to treat the run as unfinished.") from exc  # fmt: skip
