@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 from pathlib import Path
@@ -121,6 +122,15 @@ def test_three_phases_chain(tiny_experiment, phase_starts):
     report = (run_dir / "report.md").read_text()
     assert "| critic |" in report and "gray baseline" in report
     assert all(row["test"]["delta_e00"] > 0 for row in phases.values())
+    # Every phase's checkpoint is tested the same way: by its own trainer, logged in its own CSV.
+    for row in phases.values():
+        rows = csv.DictReader(Path(row["folder"], "metrics.csv").read_text().splitlines())
+        logged = [r for r in rows if r.get("test/delta_e00")]
+        assert [float(r["test/delta_e00"]) for r in logged] == [pytest.approx(row["test"]["delta_e00"])]
+    assert (
+        results["test"] == phases["gan"]["test"]
+        and results["best_checkpoint"] == phases["gan"]["handover_checkpoint"]
+    )
     finished = json.loads((run_dir / "phases.json").read_text())["finished"]
     assert set(finished) == set(phases)
     assert all(Path(summary["last_checkpoint"]).name == "last.ckpt" for summary in finished.values())
