@@ -68,7 +68,8 @@ SPACES = {
 
 
 @pytest.mark.parametrize("space", SPACES)
-def test_colorspace_files_only_override_the_lab_base(space):
+def test_colorspace_files_only_override_the_lab_base(space, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the base is found next to the file, from any working directory
     base = load_config([EXPERIMENTS / "colorspace_lab.yaml"]).as_dict()
     config = load_config([EXPERIMENTS / f"colorspace_{space}.yaml"]).as_dict()
     changed = SPACES[space]
