@@ -152,7 +152,11 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
         cli = build(phases[-1])
         test_checkpoint(cli, record.handover_checkpoint(phases[-1].name))
     if not cli.trainer.is_global_zero:  # under DDP rank 0 alone writes the report; test metrics are synced
-        return {"name": run.name, "version": record.run.version, "test": record.finished[phases[-1].name]["test"]}
+        return {
+            "name": run.name,
+            "version": record.run.version,
+            "test": record.finished[phases[-1].name]["test"],
+        }
     save_png(cli.model.grid_image("test"), record.run_dir / "test_grid.png")
     results = results_of(record, phases, cli, run.name)
     write_experiment_report(record.run_dir, results)
