@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from colorlab.baselines import BASELINE_NAMES, verdict_line
+from colorlab.metrics import FRECHET_KEY, HIGHER_IS_BETTER
+
 Cell = str | float | int | None
 
 _STYLE = """
@@ -78,12 +81,13 @@ def html_page(title: str, body: str) -> str:
 
 # Column titles of the shared metrics, in table order; other metrics follow under their own names.
 METRIC_TITLES = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "delta_e00": "ΔE00 ↓", "lpips": "LPIPS ↓",
-                 "colorfulness": "colorfulness"}  # fmt: skip
+                 "colorfulness": "colorfulness", "colorfulness_gap": "colorfulness gap ↓",
+                 FRECHET_KEY: "Fréchet EffNet ↓"}  # fmt: skip
 # Metric name endings and whether a larger value is better; others (colorfulness, lr, adversarial losses
 # such as loss_critic) have no "best". Only the total loss the optimizer minimises ("loss") has one.
-_DIRECTIONS = {"psnr": True, "ssim": True, "agree": True, "delta_e00": False, "lpips": False, "/loss": False}
-# Labels of the reference rows an experiment reports next to its model.
-REFERENCE_LABELS = {"gray": "gray baseline (ab = 0)", "truth": "ground truth"}
+_DIRECTIONS = {**HIGHER_IS_BETTER, "agree": True, "/loss": False}
+# Labels of the reference rows an experiment reports next to its model, in report order.
+REFERENCE_LABELS = {**BASELINE_NAMES, "truth": "ground truth"}
 
 
 def higher_is_better(metric: str) -> bool | None:
@@ -102,9 +106,31 @@ def metric_columns(rows: Sequence[dict[str, float]]) -> list[str]:
 
 def experiment_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
     """``(label, test metrics)``: the tested model, then every reference (baselines, the truth)."""
-    rows = [(f"{results['name']} (best checkpoint)", results["test"])]
-    rows += [(REFERENCE_LABELS.get(key, key), values) for key, values in results.get("reference", {}).items()]
-    return rows
+    reference = results.get("reference", {})
+    keys = [k for k in REFERENCE_LABELS if k in reference] + [
+        k for k in reference if k not in REFERENCE_LABELS
+    ]
+    return [(f"{results['name']} (best checkpoint)", results["test"])] + [
+        (REFERENCE_LABELS.get(key, key), reference[key]) for key in keys
+    ]
+
+
+def judgement_lines(results: dict[str, Any]) -> list[str]:
+    """Report lines: the three splits with sizes and roles, the selection metric, and learning yes/no."""
+    lines = ["## splits", ""]
+    for name, split in results.get("splits", {}).items():
+        lines.append(f"- **{name}** ({split['size']} images): {split['role']}; {split['source']}")
+    selection = results.get("selection")
+    if selection:
+        lines.append(f"- checkpoint selected on `{selection['monitor']}` ({selection['mode']})")
+    fit = results.get("baselines")
+    if fit:
+        lines.append(
+            f"- trivial baselines fitted on {fit['source']} ({fit['pixels']} pixels; `{fit['file']}`)"
+        )
+    lines += ["", "## verdict", ""]
+    lines += [f"- {verdict_line(v)}" for v in results.get("learning", {}).values()]
+    return [*lines, ""]
 
 
 def write_experiment_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
@@ -123,7 +149,7 @@ def write_experiment_report(run_dir: Path, results: dict[str, Any]) -> dict[str,
         csv.writer(f).writerows(
             [["model", *metrics], *([label, *(v.get(m, "") for m in metrics)] for label, v in rows)]
         )
-    table = markdown_table(["model", *(METRIC_TITLES.get(m, m) for m in metrics)],
+    table = markdown_table(["model (test split)", *(METRIC_TITLES.get(m, m) for m in metrics)],
                            [[label, *(v.get(m) for m in metrics)] for label, v in rows])  # fmt: skip
     lines = [
         f"# {results['name']} / {results['version']}",
@@ -137,6 +163,7 @@ def write_experiment_report(run_dir: Path, results: dict[str, Any]) -> dict[str,
         "",
         table,
         "",
+        *judgement_lines(results),
     ]
     phases = results.get("phases", [])
     if len(phases) > 1:

@@ -5,7 +5,10 @@ DeOldify's NoGAN) runs them in order, each in ``runs/NAME/VERSION/PHASE/`` and s
 phase's checkpoint (see :mod:`colorlab.training.phases`). Either way, every phase's checkpoint is tested by
 its own trainer right after its fit (the test rows land in that phase's CSV log), and the run folder
 ``runs/NAME/VERSION`` ends up with ``report.md``, ``test_metrics.csv``, ``results.json`` (one schema, written by
-:func:`colorlab.report.write_experiment_report`) and ``test_grid.png`` (input gray | prediction | truth).
+:func:`colorlab.report.write_experiment_report`), ``test_grid.png`` (input gray | prediction | truth) and
+``baselines.json`` (the trivial baselines fitted on the training split, see :mod:`colorlab.baselines`).
+The report states the three splits (train fits, val selects, test only reports), scores the model and every
+baseline on the test split, and says whether the model beats the best baseline ("learning: yes/no").
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ from typing import Any
 import torch
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import lab_normalized_to_rgb
+from colorlab.baselines import BASELINE_NAMES, BASELINES_FILE, Baselines, fit_on_datamodule, learning_verdict
 from colorlab.data.datamodule import LabDataModule
-from colorlab.metrics import colorfulness, colorization_metrics
+from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
 from colorlab.report import write_experiment_report
 from colorlab.training.config import config_args, load_config
 from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
 from colorlab.training.runs import RunFolder, RunSettings, finish_wandb_run
 from colorlab.visualize import save_png
+
+# The headline metric (README table, issue targets): every report's learning verdict is on it.
+HEADLINE = "delta_e00"
 
 
 @torch.no_grad()
@@ -34,28 +40,85 @@ def test_set_metrics(
     datamodule: LabDataModule,
     device: torch.device,
     colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    frechet: FrechetEffNetDistance | None = None,
 ) -> tuple[dict[str, float], float]:
-    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness."""
+    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness.
+
+    ``frechet``, when given, adds the Fréchet distance; its truth statistics are kept after the first call, so
+    one instance scores several colorizers on the same (fixed) test split for the price of one truth pass.
+    """
     datamodule.setup("test")
     metrics = colorization_metrics("test/").to(device)
     truth_colorfulness, count = 0.0, 0
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
-        metrics.update(colorize(batch), batch["rgb"])
+        pred = colorize(batch)
+        metrics.update(pred, batch["rgb"])
+        if frechet is not None:
+            frechet.update(pred, batch["rgb"])
         truth_colorfulness += colorfulness(batch["rgb"]).sum().item()
         count += batch["rgb"].shape[0]
     values = {k.removeprefix("test/"): v.item() for k, v in metrics.compute().items()}
+    if frechet is not None:
+        values[FRECHET_KEY] = frechet.compute().item()
+        frechet.freeze_target()
+        frechet.reset()
     return values, truth_colorfulness / max(count, 1)
 
 
-def reference_metrics(datamodule: LabDataModule, device: torch.device) -> dict[str, dict[str, float]]:
-    """Test-set metrics of the gray baseline (ab = 0) and the ground truth's own colorfulness."""
+def reference_metrics(
+    datamodule: LabDataModule,
+    device: torch.device,
+    baselines: Baselines,
+    frechet: FrechetEffNetDistance | None,
+) -> dict[str, dict[str, float]]:
+    """Test-set metrics of every trivial baseline (keyed ``gray``, ``mean_ab``, ``lookup``) and the ground
+    truth's own colorfulness (``truth``)."""
+    reference: dict[str, dict[str, float]] = {}
+    truth_colorfulness = 0.0
+    for key, baseline in baselines.colorizers().items():
 
-    def gray(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return lab_normalized_to_rgb(batch.get("L_input", batch["L"]), torch.zeros_like(batch["ab"]))
+        def colorize(batch: dict[str, torch.Tensor], baseline=baseline) -> torch.Tensor:
+            return baseline.colorize_rgb(batch.get("L_input", batch["L"]))
 
-    gray_values, truth_colorfulness = test_set_metrics(datamodule, device, gray)
-    return {"gray": gray_values, "truth": {"colorfulness": truth_colorfulness}}
+        reference[key], truth_colorfulness = test_set_metrics(datamodule, device, colorize, frechet)
+    reference["truth"] = {"colorfulness": truth_colorfulness}
+    return reference
+
+
+def fit_and_save_baselines(datamodule: LabDataModule, run_dir: Path) -> Baselines:
+    """Fit the trivial baselines on the training split and save them as ``run_dir/baselines.json`` (which
+    ``evaluate`` reads for the run's checkpoints)."""
+    baselines = fit_on_datamodule(datamodule, seed=datamodule.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    baselines.save(run_dir / BASELINES_FILE)
+    return baselines
+
+
+def baseline_frechet(run: Any, device: torch.device) -> FrechetEffNetDistance | None:
+    """The Fréchet distance for scoring baselines on the test split, when the run logs it (``run.frechet_effnet``)."""
+    return FrechetEffNetDistance().to(device) if getattr(run, "frechet_effnet", False) else None
+
+
+def evaluation_summary(datamodule: LabDataModule, run: Any, baselines: Baselines) -> dict[str, Any]:
+    """results.json entries that say how the run was judged: splits, selection metric, baselines' fit."""
+    fit = {k: v for k, v in baselines.to_json().items() if k not in ("lookup", "mean_ab")}
+    return {
+        "splits": datamodule.splits(),
+        "selection": {"monitor": run.monitor, "mode": run.monitor_mode},
+        "baselines": {**fit, "file": BASELINES_FILE},
+    }
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, Any]:
+    """Learning verdicts of the tested model against the best baseline: on the headline metric and, when the
+    run selects its checkpoint on another metric, on that one too."""
+    baselines = {k: v for k, v in results["reference"].items() if k in BASELINE_NAMES}
+    out = {HEADLINE: learning_verdict(results["test"], baselines, HEADLINE)}
+    selected = results.get("selection", {}).get("monitor", "").removeprefix("val/")
+    if selected and selected != HEADLINE:
+        out[selected] = learning_verdict(results["test"], baselines, selected)
+    return out
 
 
 def hardware() -> str:
@@ -165,13 +228,16 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
 
 def results_of(record: PhaseRecord, phases: list[Phase], cli: Any, name: str) -> dict[str, Any]:
     """The one results schema: the run, its totals, the last phase's checkpoint and test metrics, the
-    references (gray baseline, truth) and per phase its training and test metrics."""
+    references (trivial baselines fitted on the training split, the truth), per phase its training and test
+    metrics, how the run was judged (splits, selection) and the learning verdicts."""
+    run, datamodule, device = cli.config_init["run"], cli.datamodule, cli.model.device
+    baselines = fit_and_save_baselines(datamodule, record.run_dir)
     rows = []
     for phase in phases:
         summary = record.finished[phase.name]
         rows.append({"name": phase.name or name, **{k: summary[k] for k in ("epochs", "steps", "fit_seconds", "folder")},
                      "handover_checkpoint": record.handover_checkpoint(phase.name), "test": summary["test"]})  # fmt: skip
-    return {
+    results = {
         "name": name,
         "version": record.run.version,
         "run_dir": str(record.run_dir),
@@ -183,6 +249,9 @@ def results_of(record: PhaseRecord, phases: list[Phase], cli: Any, name: str) ->
         "hardware": hardware(),
         "best_checkpoint": rows[-1]["handover_checkpoint"],
         "test": rows[-1]["test"],
-        "reference": reference_metrics(cli.datamodule, cli.model.device),
+        "reference": reference_metrics(datamodule, device, baselines, baseline_frechet(run, device)),
         "phases": rows,
+        **evaluation_summary(datamodule, run, baselines),
     }
+    results["learning"] = verdicts(results)
+    return results
