@@ -103,6 +103,14 @@ def metric_columns(rows: Sequence[dict[str, float]]) -> list[str]:
 
 # ---- the experiment report ----------------------------------------------------------------------------
 
+# The files an experiment's report consists of, in its run folder (RunFolder reads them back).
+REPORT_FILES = {
+    "report": "report.md",
+    "csv": "test_metrics.csv",
+    "json": "results.json",
+    "grid": "test_grid.png",
+}
+
 
 def experiment_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
     """``(label, test metrics)``: the tested model, then every reference (baselines, the truth)."""
@@ -140,11 +148,7 @@ def write_experiment_report(run_dir: Path, results: dict[str, Any]) -> dict[str,
     """
     rows = experiment_rows(results)
     metrics = metric_columns([values for _, values in rows])
-    paths = {
-        "report": run_dir / "report.md",
-        "csv": run_dir / "test_metrics.csv",
-        "json": run_dir / "results.json",
-    }
+    paths = {key: run_dir / REPORT_FILES[key] for key in ("report", "csv", "json")}
     with paths["csv"].open("w", newline="") as f:
         csv.writer(f).writerows(
             [["model", *metrics], *([label, *(v.get(m, "") for m in metrics)] for label, v in rows)]
@@ -184,7 +188,7 @@ def write_experiment_report(run_dir: Path, results: dict[str, Any]) -> dict[str,
             markdown_table(header, body),
             "",
         ]
-    lines += ["![input | prediction | truth](test_grid.png)", ""]
+    lines += [f"![input | prediction | truth]({REPORT_FILES['grid']})", ""]
     paths["report"].write_text("\n".join(lines))
     write_text_atomic(paths["json"], json.dumps(results, indent=2))
     return paths

@@ -24,7 +24,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     for phase in results["phases"] if len(results["phases"]) > 1 else []:
         print(f"\nphase {phase['name']}:\n  metrics:     {RunFolder(phase['folder']).metrics_csv}\n"
               f"  checkpoint:  {phase['handover_checkpoint']}")  # fmt: skip
-    print(f"\nrun folder:  {run.path}\nreport:      {run.path / 'report.md'}\n"
-          f"metrics:     {run.path / 'test_metrics.csv'}\nimage grid:  {run.path / 'test_grid.png'}\n"
+    print(f"\nrun folder:  {run.path}\nreport:      {run.report_file('report')}\n"
+          f"metrics:     {run.report_file('csv')}\nimage grid:  {run.report_file('grid')}\n"
           f"checkpoint:  {results['best_checkpoint']}")  # fmt: skip
     return results

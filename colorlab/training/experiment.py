@@ -220,7 +220,7 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
             "version": record.run.version,
             "test": record.finished[phases[-1].name]["test"],
         }
-    save_png(cli.model.grid_image("test"), record.run_dir / "test_grid.png")
+    save_png(cli.model.grid_image("test"), record.run.report_file("grid"))
     results = results_of(record, phases, cli, run.name)
     write_experiment_report(record.run_dir, results)
     return results

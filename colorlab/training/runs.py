@@ -16,6 +16,8 @@ import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from colorlab.report import REPORT_FILES
+
 log = logging.getLogger(__name__)
 
 WandbMode = Literal["online", "offline", "disabled"]
@@ -213,7 +215,7 @@ class RunFolder:
     instead of re-deriving the layout.
     """
 
-    CONFIG, METRICS, RESULTS, PHASES = "config.yaml", "metrics.csv", "results.json", "phases.json"
+    CONFIG, METRICS, RESULTS, PHASES = "config.yaml", "metrics.csv", REPORT_FILES["json"], "phases.json"
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -274,6 +276,10 @@ class RunFolder:
     @property
     def metrics_csv(self) -> Path:
         return self.path / self.METRICS
+
+    def report_file(self, key: str) -> Path:
+        """A file of the experiment report: ``report``, ``csv``, ``json`` or ``grid`` (see REPORT_FILES)."""
+        return self.path / REPORT_FILES[key]
 
     @property
     def results(self) -> dict[str, Any] | None:
