@@ -24,11 +24,12 @@ import torch
 from colorlab.approaches.base import ColorizationModule
 from colorlab.baselines import BASELINE_NAMES, BASELINES_FILE, Baselines, fit_on_datamodule, learning_verdict
 from colorlab.data.datamodule import LabDataModule
+from colorlab.inference.checkpoints import allowed_globals
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
 from colorlab.report import write_experiment_report
 from colorlab.training.config import config_args, load_config
 from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
-from colorlab.training.runs import RunFolder, RunSettings, finish_wandb_run
+from colorlab.training.runs import NothingToResume, RunFolder, RunSettings, finish_wandb_run
 from colorlab.visualize import save_png
 
 # The headline metric (README table, issue targets): every report's learning verdict is on it.
@@ -133,7 +134,8 @@ def fit(
 ) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
-    trainer.fit(model, datamodule, ckpt_path=ckpt_path)
+    with allowed_globals():  # a resumed fit reads its checkpoint as data only
+        trainer.fit(model, datamodule, ckpt_path=ckpt_path, weights_only=True)
     return {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
@@ -144,18 +146,27 @@ def fit(
 
 def test_checkpoint(cli: Any, checkpoint: str | None) -> dict[str, float]:
     """Test metrics of ``checkpoint`` (None: the weights in memory, e.g. after fast_dev_run saved nothing)."""
-    test = cli.trainer.test(cli.model, cli.datamodule, ckpt_path=checkpoint, verbose=False)[0]
+    with allowed_globals():
+        test = cli.trainer.test(
+            cli.model, cli.datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True
+        )[0]
     return {k.removeprefix("test/"): float(v) for k, v in test.items()}
 
 
 def open_run(run: Any, phases: list[Phase], resume: bool) -> PhaseRecord:
-    """The run folder (the ``run:`` section's version, the latest resumable run, or a new one) and its record
-    of finished phases."""
+    """The run folder (the ``run:`` section's version, the newest interrupted run, or a new one) and its record
+    of finished phases. Resuming never picks a finished run (:class:`NothingToResume` says why there is none)."""
     names = [phase.name for phase in phases]
     if run.version:
         folder = RunFolder(Path(run.root) / run.name / run.version)
     elif resume:
-        folder = RunFolder.latest_resumable(run.root, run.name)
+        folder = RunFolder.interrupted(run.root, run.name)
+        if names == [""] and folder.phases is None and folder.resume_checkpoint() is None:
+            raise NothingToResume(f"nothing to resume: the newest unfinished run of {run.name!r}, {folder.path}, "
+                                  "was interrupted before it saved a readable checkpoint; start a new run")  # fmt: skip
+        if names != [""] and folder.phases is None and not folder.checkpoints:
+            raise NothingToResume(f"nothing to resume: the newest unfinished run {folder.path} was interrupted "
+                                  f"before it wrote {RunFolder.PHASES}; start a new run")  # fmt: skip
     else:
         folder = RunFolder(
             Path(run.root) / run.name / RunSettings(name=run.name, root=run.root).new_version()
@@ -193,7 +204,8 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
         cli = build(phase)
         folder = record.run.phase_folder(phase.name)
         last = folder.checkpoint_dir / "last.ckpt"
-        ckpt_path = str(last) if resume and last.is_file() else None
+        resume_from = folder.resume_checkpoint() if resume else None
+        ckpt_path = str(resume_from) if resume_from else None
         if ckpt_path is None and previous is not None:
             if handover is None:
                 raise FileNotFoundError(f"phase {phase.name!r} starts from phase {previous.name!r}, "

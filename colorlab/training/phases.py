@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from colorlab.inference.checkpoints import load_checkpoint
 from colorlab.report import write_text_atomic
 from colorlab.training.config import override_args
 from colorlab.training.runs import RunFolder
@@ -132,7 +133,7 @@ def load_phase_weights(model: nn.Module, source: str | dict[str, torch.Tensor], 
     """Start ``model`` from a checkpoint file (or a state dict) of the previous phase; same architecture."""
     state = source
     if isinstance(source, str):
-        state = torch.load(source, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_checkpoint(source)["state_dict"]
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
