@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from colorlab.training.runs import RunFolder, RunSettings
+from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
 
 
 def make_run(root: Path, version: str, *checkpoints: str, phases: list[str] | None = None) -> Path:
@@ -86,16 +86,18 @@ def test_runs_of_lists_versions_in_time_order(tmp_path):
     assert RunFolder.runs_of(tmp_path, "missing") == []
 
 
-def test_latest_resumable_skips_runs_that_cannot_continue(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        RunFolder.latest_resumable(tmp_path, "exp")
+def test_resume_picks_the_newest_interrupted_run_never_a_finished_one(tmp_path):
+    with pytest.raises(NothingToResume, match="nothing to resume: no runs"):
+        RunFolder.interrupted(tmp_path, "exp")
     make_run(tmp_path, "20260101-000000", "last.ckpt")
-    make_run(tmp_path, "20260102-000000", phases=["a", "b"])  # phased, crashed before any checkpoint
-    make_run(tmp_path, "20260103-000000")  # crashed before anything was saved: nothing to continue
-    assert RunFolder.latest_resumable(tmp_path, "exp").version == "20260102-000000"
+    finished = make_run(tmp_path, "20260102-000000", "last.ckpt")
+    (finished / "results.json").write_text("{}")
+    assert RunFolder.interrupted(tmp_path, "exp").version == "20260101-000000"
+    make_run(tmp_path, "20260103-000000", phases=["a", "b"])  # phased, interrupted in its first phase
+    assert RunFolder.interrupted(tmp_path, "exp").version == "20260103-000000"
     # fit --run.resume continues a single-phase run from its last.ckpt, and explains a phased one
-    with pytest.raises(FileNotFoundError, match="multi-phase run"):
+    with pytest.raises(NothingToResume, match="multi-phase run"):
         RunSettings(name="exp", root=str(tmp_path)).latest_resumable()
-    make_run(tmp_path, "20260104-000000", "last.ckpt")
-    last = RunSettings(name="exp", root=str(tmp_path)).latest_resumable()
-    assert last == tmp_path / "exp" / "20260104-000000" / "checkpoints" / "last.ckpt"
+    make_run(tmp_path, "20260104-000000")  # crashed before it saved anything: said, not skipped
+    with pytest.raises(NothingToResume, match="before it saved a readable checkpoint"):
+        RunSettings(name="exp", root=str(tmp_path)).latest_resumable()

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from colorlab.training.experiment import run_experiment
-from colorlab.training.runs import RunFolder
+from colorlab.training.runs import NothingToResume, RunFolder
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -19,7 +19,10 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the latest run from its last.ckpt")
     args, overrides = parser.parse_known_args(argv)
-    results = run_experiment(args.config, overrides, resume=args.resume)
+    try:
+        results = run_experiment(args.config, overrides, resume=args.resume)
+    except NothingToResume as exc:
+        raise SystemExit(f"error: {exc}") from None
     run = RunFolder(results["run_dir"])
     for phase in results["phases"] if len(results["phases"]) > 1 else []:
         print(f"\nphase {phase['name']}:\n  metrics:     {RunFolder(phase['folder']).metrics_csv}\n"
