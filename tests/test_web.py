@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorlab.commands.colorize import load_colorizers
-from colorlab.commands.serve import create_app
+from colorlab.inference.pipeline import Colorizer
+from colorlab.inference.server import create_app
 from tests.test_colorize import small_photo, train_tiny_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,7 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, obje
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_MODE", "disabled")
         ckpts = [train_tiny_checkpoint(root, "alpha", 0), train_tiny_checkpoint(root, "beta", 1)]
-    app = create_app(load_colorizers(ckpts), keep_seconds=600, max_files=3, max_megabytes=1)
+    colorizers = [Colorizer.load(ckpt, name=name) for ckpt, name in zip(ckpts, ["alpha", "beta"])]
+    app = create_app(colorizers, keep_seconds=600, max_files=3, max_megabytes=1, max_megapixels=40)
     port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -147,8 +148,9 @@ def test_server_checks_requests_itself(server):
         many[0],
     ]
     results = httpx.post(url, files=big, data={"model": "all"}, timeout=60).json()["results"]
-    assert "over the 1 MB limit" in results[0]["error"]
-    assert "45 megapixels is over the 40 megapixel limit" in results[1]["error"]
+    size_mb = len(buffer.getvalue()) / 2**20
+    assert results[0]["error"] == f"big.png: {size_mb:.1f} MB is over the 1 MB limit", "the real size, not the cap"
+    assert results[1]["error"] == "huge.png: 9000 x 5000 = 45.0 megapixels is over the 40 megapixel limit"
     assert "error" not in results[2] and len(results[2]["outputs"]) == 2
 
 

@@ -9,6 +9,7 @@ name already taken, by an unrelated file or another input's result, is never rep
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,7 @@ def colorize_files(
     fmt: str | None = None,
     max_megapixels: float = MAX_MEGAPIXELS,
     progress: bool = True,
-    log: Callable[[str], None] = lambda message: tqdm.write(message),
+    log: Callable[[str], None] = lambda message: tqdm.write(message, file=sys.stderr),
 ) -> ColorizeReport:
     """Colorize every input with every model into ``out_dir``.
 

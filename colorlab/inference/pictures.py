@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +99,12 @@ def read_picture(
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        # PIL refuses outright above 2x its own MAX_IMAGE_PIXELS; below that, our cap (checked next) decides.
-        with Image.open(source) as img:
+        # PIL refuses outright above 2x its own MAX_IMAGE_PIXELS; below that, our cap (checked next) decides,
+        # so PIL's warning is noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
             check_pixels(img.width, img.height, max_megapixels)
             frames = getattr(img, "n_frames", 1)
             img.seek(0)
