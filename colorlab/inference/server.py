@@ -190,7 +190,7 @@ def create_app(
 
     app = FastAPI(title="colorlab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
-    app.state.max_jobs = max_jobs
+    app.state.colorizers = list(colorizers)
 
     def process(chosen: list[Colorizer], data: bytes, stem: str, folder: Path, url: str) -> dict[str, Any]:
         picture = read_picture(data, max_megapixels)
