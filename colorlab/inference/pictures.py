@@ -38,6 +38,7 @@ FORMATS = {
 }
 _FORMAT_OF_PIL = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_ORIENTATION = 0x0112  # the EXIF tag
 WHITE = 255
 
 
@@ -50,7 +51,8 @@ class Picture:
     """A decoded input.
 
     Attributes:
-        rgb: upright RGB ``(H, W, 3)`` uint8; under transparent pixels, the file's own colours.
+        rgb: upright RGB ``(H, W, 3)`` uint8 (may be read-only); under transparent pixels, the file's own
+            colours.
         alpha: its alpha ``(H, W)`` uint8, or None for an opaque picture.
         format: the file's format as a :data:`FORMATS` key (``png`` for formats colorlab does not write).
         note: something the person should know (e.g. only the first frame of an animation was used).
@@ -70,8 +72,12 @@ class Picture:
         """The picture as a viewer shows it on a white page: uint8 RGB ``(H, W, 3)`` (itself when opaque)."""
         if self.alpha is None:
             return self.rgb
-        alpha = self.alpha[..., None].astype(np.float32) / 255.0
-        return np.rint(self.rgb * alpha + WHITE * (1.0 - alpha)).astype(np.uint8)
+        out = np.empty_like(self.rgb)
+        for start in range(0, self.rgb.shape[0], 256):  # strips: no full-size 16-bit copies
+            rgb = self.rgb[start : start + 256].astype(np.uint16)
+            alpha = self.alpha[start : start + 256, :, None].astype(np.uint16)
+            out[start : start + 256] = (rgb * alpha + WHITE * (255 - alpha) + 127) // 255
+        return out
 
 
 def _clean(exc: BaseException) -> str:
@@ -123,14 +129,16 @@ def read_picture(
 
 
 def _to_picture(img: Image.Image, frames: int) -> Picture:
+    """Decoded PIL image -> Picture, making as few full-size copies as possible (a 24 MP photo is 72 MB each)."""
     fmt = _FORMAT_OF_PIL.get(img.format or "", "png")
     note = f"animated ({frames} frames): only the first frame was colorized" if frames > 1 else None
-    img = ImageOps.exif_transpose(img)
+    if img.getexif().get(_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode not in _ALPHA_MODES:
-        return Picture(np.array(to_rgb(img)), None, fmt, note)
-    rgba = np.array(img.convert("RGBA"))
+        return Picture(np.asarray(img if img.mode == "RGB" else to_rgb(img)), None, fmt, note)
+    rgba = np.asarray(img.convert("RGBA"))
     return Picture(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]), fmt, note)
 
 

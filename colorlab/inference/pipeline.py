@@ -34,7 +34,7 @@ from colorlab.training.runs import RunFolder
 
 DEFAULT_SIDE = 256
 MAX_ASPECT = 4
-STRIP_PIXELS = 1 << 20
+STRIP_PIXELS = 1 << 18
 
 
 def size_multiple(module: nn.Module) -> int:
@@ -107,9 +107,17 @@ def input_l(image: torch.Tensor) -> torch.Tensor:
     return rgb_to_gray_l(rgb.expand(-1, 3, -1, -1))
 
 
-def picture_l(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 RGB ``(H, W, 3)`` -> normalised L ``(1, 1, H, W)`` float32."""
-    return input_l(torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None])
+def picture_l(rgb: np.ndarray, device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS) -> torch.Tensor:
+    """uint8 RGB ``(H, W, 3)`` -> normalised L ``(1, 1, H, W)`` float32, converted strip by strip (the float
+    RGB copies of a whole 24 MP photo would take over 1 GB)."""
+    height, width = rgb.shape[:2]
+    L = torch.empty(1, 1, height, width, device=device)
+    rows_per_strip = max(1, strip_pixels // max(1, width))
+    for start in range(0, height, rows_per_strip):
+        rows = slice(start, min(height, start + rows_per_strip))
+        # torch.tensor copies the strip: pictures decoded by PIL are read-only arrays.
+        L[..., rows, :] = input_l(torch.tensor(rgb[rows], device=device).permute(2, 0, 1)[None])
+    return L
 
 
 def upsample_rows(ab: torch.Tensor, height: int, rows: slice) -> torch.Tensor:
@@ -249,7 +257,7 @@ class Colorizer:
         Pictures whose model sizes match share one forward pass. Alpha is not applied: pair each result with
         its picture's alpha when writing it.
         """
-        inputs = [self.model_input(picture_l(p.on_white(), self.device)) for p in pictures]
+        inputs = [self.model_input(picture_l(p.on_white(), self.device, self.strip_pixels)) for p in pictures]
         groups: dict[tuple[int, int], list[int]] = {}
         for index, L_small in enumerate(inputs):
             groups.setdefault(tuple(L_small.shape[-2:]), []).append(index)
