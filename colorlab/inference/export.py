@@ -132,9 +132,14 @@ def run_exported(path: Path, fmt: ExportFormat, L: torch.Tensor) -> np.ndarray:
 
 
 def max_difference(colorizer: ColorizationModule, path: Path, fmt: ExportFormat, L: torch.Tensor) -> float:
-    """Largest |ab_exported - ab_pytorch| on ``L`` (normalised ab units)."""
+    """Largest |ab_exported - ab_pytorch| on ``L`` (normalised ab units).
+
+    PyTorch runs the same padded ``predict_lab`` as the graph (:class:`ExportableColorizer`, eager): at a size
+    that is not a multiple, padding before ``predict_lab`` is not the same as the nets padding inside it for
+    approaches that pool over the whole picture (ChromaGAN's global features, Zhang's area-mean logits).
+    """
     with torch.no_grad():
-        reference = colorizer.predict_lab(L)[1].numpy()
+        reference = ExportableColorizer(colorizer)(L)[1].numpy()
     return float(np.abs(run_exported(path, fmt, L) - reference).max())
 
 
