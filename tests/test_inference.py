@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import float_to_uint8, normalize_ab, rgb_to_lab, rgb_to_lab_normalized
-from colorlab.color import lab_normalized_to_rgb, upsample_ab
+from colorlab.color import (
+    float_to_uint8,
+    lab_normalized_to_rgb,
+    normalize_ab,
+    rgb_to_lab,
+    rgb_to_lab_normalized,
+    upsample_ab,
+)
 from colorlab.inference.pictures import Picture
 from colorlab.inference.pipeline import (
     MAX_ASPECT,

@@ -2,7 +2,9 @@
 
 Each model sees a gray copy of every photo at the size ``colorize`` and ``serve`` use (its run's training
 scale), its ab is upsampled and merged with the photo's own L (:class:`colorlab.inference.pipeline.Colorizer`),
-and the result is scored against the photo. The baselines (gray: ab = 0) are always rows. Writes into the
+and the result is scored against the photo. The trivial baselines are rows too: gray (ab = 0) always, and the
+training split's mean ab and L->ab lookup of the first checkpoint's run (its ``baselines.json``, else fitted
+from its config); the summary says whether each model beats the best of them ("learning: yes/no" on ΔE00). Writes into the
 output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray |
 models | truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
 """
@@ -22,12 +24,14 @@ from colorlab.inference.evaluation import (
     INCEPTION_FILE,
     SEMANTIC_NOTE,
     evaluate,
+    load_baselines,
     load_inception,
     load_lpips,
     write_reports,
 )
 from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, model_names
+from colorlab.training.runs import RunFolder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lpips-backbone", help="local torchvision vgg16-397923af.pth for LPIPS")
     parser.add_argument("--fid-weights", help=f"local {INCEPTION_FILE} for FID")
+    parser.add_argument("--baselines-from", help="run folder whose training split fits the mean-ab and lookup "
+                        "baselines (default: the first checkpoint's run)")  # fmt: skip
+    parser.add_argument("--no-frechet", action="store_true", help="skip the Fréchet EfficientNet distance")
     return parser
 
 
@@ -65,10 +72,11 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     lpips, lpips_note = load_lpips(args.lpips_backbone)
     inception, fid_note = load_inception(args.fid_weights)
+    baselines, baselines_note = load_baselines(args.baselines_from or RunFolder.of(args.ckpt[0]).path)
     start = time.perf_counter()
     try:
         result = evaluate(colorizers, files, out, args.device, lpips=lpips, fid_extractor=inception,
-                          max_megapixels=args.max_megapixels)  # fmt: skip
+                          baselines=baselines, frechet=not args.no_frechet, max_megapixels=args.max_megapixels)  # fmt: skip
     except (PictureError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     notes = [
@@ -76,6 +84,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         + (f"; {len(result['skipped'])} unreadable files skipped" if result["skipped"] else "") + ")",
         *(f"{c.name}: `{c.path}`, runs at {c.describe()}" for c in colorizers),
         SEMANTIC_NOTE,
+        baselines_note,
         *(note for note in (lpips_note, fid_note) if note),
         f"{time.perf_counter() - start:.0f} s on {args.device}",
     ]  # fmt: skip

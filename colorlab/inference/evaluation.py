@@ -1,10 +1,11 @@
-"""Evaluation at full resolution: every colorizer and baseline on the same photos, scored against them.
+"""Evaluation at full resolution: every colorizer and trivial baseline on the same photos, scored against them.
 
-Each photo is read like :mod:`colorlab.commands.colorize` reads it (same pixel cap, same alpha rule: scored as a
-viewer sees it on white) and colorized by :class:`colorlab.inference.pipeline.Colorizer` (same size rule), so
-the numbers here describe exactly the pictures ``colorize`` and ``serve`` return. A *method* is anything that
-turns pictures into full-resolution RGB: the colorizers, and baselines such as the gray picture (ab = 0);
-adding a baseline is adding an entry to :data:`BASELINES` (or the ``baselines`` argument).
+Each photo is read like ``colorize`` reads it (same pixel cap, same alpha rule: scored as a viewer sees it on
+white) and colorized by :class:`colorlab.inference.pipeline.Colorizer` (same size rule), so the numbers here
+describe exactly the pictures ``colorize`` and ``serve`` return. A *method* is anything that turns pictures
+into full-resolution RGB: the colorizers and the trivial baselines (gray always; the training split's mean ab
+and L->ab lookup when a run provides them, :mod:`colorlab.baselines`). The summary says whether each model
+beats the best baseline ("learning: yes/no" on ΔE00).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,21 @@ from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
+from colorlab.baselines import (
+    BASELINE_NAMES,
+    TrivialColorizer,
+    baselines_for_run,
+    learning_verdict,
+    verdict_line,
+)
 from colorlab.color import float_to_uint8, rgb_to_lab
 from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, read_picture
-from colorlab.inference.pipeline import Colorizer, gray_picture
-from colorlab.metrics import colorfulness, delta_e_ciede2000
+from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l
+from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, delta_e_ciede2000
 from colorlab.report import html_page, html_table, markdown_table
 from colorlab.visualize import comparison_grid, save_png
 
-GRAY = "gray (ab = 0)"
+GRAY = BASELINE_NAMES["gray"]
 TRUTH = "ground truth"
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 SEMANTIC_NOTE = (
@@ -48,6 +57,7 @@ METRICS = {
     "top1_agree": "top-1 agree ↑",
     "top5_agree": "top-5 agree ↑",
     "lpips": "LPIPS ↓",
+    FRECHET_KEY: "Fréchet EffNet ↓",
     "fid": "FID ↓",
 }
 # A method: pictures -> full-resolution float RGB (H, W, 3) in [0, 1] each, alpha not applied.
@@ -119,7 +129,23 @@ def gray_baseline(pictures: Sequence[Picture]) -> list[np.ndarray]:
     return [gray_picture(p, torch.float32) for p in pictures]
 
 
-BASELINES: dict[str, Method] = {GRAY: gray_baseline}
+def trivial_method(baseline: TrivialColorizer) -> Method:
+    """A :class:`colorlab.baselines.TrivialColorizer` as a method (it reads the picture's full-resolution L)."""
+
+    def method(pictures: Sequence[Picture]) -> list[np.ndarray]:
+        return [baseline.colorize_rgb(picture_l(p.rgb))[0].permute(1, 2, 0).numpy() for p in pictures]
+
+    return method
+
+
+def load_baselines(run_dir: str | os.PathLike) -> tuple[list[TrivialColorizer], str]:
+    """The trivial baselines of a run (mean ab, lookup; gray is always a row), and a note saying where from."""
+    try:
+        fitted = baselines_for_run(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        return [], f"mean-ab and lookup baselines skipped (only gray): {reason}"
+    return list(fitted.colorizers().values()), f"baselines fitted on {fitted.source} of run `{run_dir}`"
 
 
 def as_batch(rgb: np.ndarray, alpha: np.ndarray | None) -> torch.Tensor:
@@ -165,21 +191,25 @@ def evaluate(
     fid_extractor: nn.Module | None = None,
     thumb: int = 160,
     grid_images: int = 6,
-    baselines: Mapping[str, Method] = BASELINES,
+    baselines: Sequence[TrivialColorizer] = (),
+    frechet: bool = True,
     max_megapixels: float = MAX_MEGAPIXELS,
 ) -> dict[str, Any]:
-    """Score the baselines and every colorizer on ``files``; write views into ``out/images``.
+    """Score the gray baseline, the other trivial ``baselines`` and every colorizer on ``files``; write views
+    into ``out/images``. ``frechet`` adds the Fréchet EfficientNet-Lite0 distance per row.
 
     A file that cannot be read (damaged, over ``max_megapixels``) is skipped and listed under ``skipped``.
 
     Returns ``{"rows": per-image dicts, "means": {method: {metric: value}}, "views": ..., "models": names,
-    "skipped": {file: reason}}``; raises ValueError when no file could be read.
+    "learning": {model: verdict}, "skipped": {file: reason}}``; raises ValueError when no file could be read.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    from colorlab.models.features import ImageNetClassifier
+    from colorlab.models.features import ImageNetClassifier, PooledImageNetFeatures
 
-    methods: dict[str, Method] = {**baselines}
+    methods: dict[str, Method] = {GRAY: gray_baseline}
+    methods.update((b.name, trivial_method(b)) for b in baselines if b.name != GRAY)
+    baseline_names = list(methods)
     for c in colorizers:
         if c.name in methods:
             raise ValueError(f"{c.name!r} is taken (by a baseline or another model); give another name")
@@ -187,6 +217,8 @@ def evaluate(
     classifier = ImageNetClassifier().to(device)
     lpips = lpips.to(device) if lpips is not None else None
     names = list(methods)
+    features = PooledImageNetFeatures().to(device) if frechet else None  # one net serves every row
+    frechet_rows = {n: FrechetEffNetDistance(features).to(device) for n in names} if frechet else {}
     # The extractor (e.g. torch-fidelity's Inception) reads uint8 pictures of any size; one copy serves all.
     fid = {n: FrechetInceptionDistance(fid_extractor).to(device) for n in names} if fid_extractor else {}
     rows: list[dict[str, Any]] = []
@@ -215,6 +247,8 @@ def evaluate(
             if name in fid:
                 fid[name].update(float_to_uint8(truth), real=True)
                 fid[name].update(float_to_uint8(pred), real=False)
+            if name in frechet_rows:
+                frechet_rows[name].update(pred, truth)
         views.append({"image": path.name, "cells": cells})
         if len(views) <= grid_images:
             for name, image in [*outputs.items(), (TRUTH, truth)]:
@@ -230,12 +264,16 @@ def evaluate(
     }
     for name, metric in fid.items():
         means[name]["fid"] = float(metric.compute())
+    for name, metric in frechet_rows.items():
+        means[name][FRECHET_KEY] = float(metric.compute())
     grid_png = None
     if grid_images:
         columns = [torch.cat(grid[name]) for name in [*names, TRUTH]]
         grid_png = save_png(comparison_grid(columns, labels=[n[:20] for n in [*names, TRUTH]]), out / "grid.png")
+    baseline_means = {name: means[name] for name in baseline_names}
+    learning = {c.name: learning_verdict(means[c.name], baseline_means, "delta_e00") for c in colorizers}
     return {"rows": rows, "means": means, "views": views, "models": names, "grid": grid_png,
-            "skipped": skipped}
+            "learning": learning, "skipped": skipped}
 
 
 # ---- reports ------------------------------------------------------------------------------------------
@@ -263,12 +301,14 @@ def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> di
         writer.writeheader()
         writer.writerows(result["rows"])
         writer.writerows({"image": "mean", "model": name, **means[name]} for name in [*result["models"], TRUTH])
+    notes = [*notes, *(f"{name}: {verdict_line(v)}" for name, v in result.get("learning", {}).items())]
     bullets = "\n".join(f"- {n}" for n in notes)
     paths["markdown"].write_text(
         f"# Evaluation\n\n{bullets}\n\n{markdown_table(['model', *headers], table_rows)}\n\n"
         "![gray | models | truth (center crops)](grid.png)\n"
     )
-    paths["json"].write_text(json.dumps({"notes": list(notes), "means": means}, indent=2))
+    summary = {"notes": list(notes), "means": means, "learning": result.get("learning", {})}
+    paths["json"].write_text(json.dumps(summary, indent=2))
     head = ["image", *result["models"], TRUTH]
     grid_rows = []
     for view in result["views"]:

@@ -28,7 +28,7 @@ from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l, uint8_to_float
-from colorlab.inference.checkpoints import load_colorizer
+from colorlab.inference.checkpoints import CheckpointError, load_colorizer
 from colorlab.inference.pictures import Picture
 from colorlab.training.runs import RunFolder
 
@@ -210,7 +210,7 @@ class Colorizer:
         """
         try:
             module = load_colorizer(ckpt, map_location=device)
-        except FileNotFoundError:
+        except (FileNotFoundError, CheckpointError):  # their messages already say what is wrong
             raise
         except Exception as exc:  # stale or foreign checkpoints fail in many ways (state dict, pickle...)
             raise ValueError(f"cannot load {ckpt}: {type(exc).__name__}: {exc}") from exc
