@@ -217,8 +217,12 @@ def test_never_writes_onto_an_input(ckpts, photo, tmp_path, capsys):
     assert sorted(folder.iterdir()) == [folder / "p-1.jpg", folder / "p.jpg"]
     (tmp_path / "other").mkdir()
     Image.fromarray(photo[::-1]).save(tmp_path / "other" / "p.jpg")
-    assert run(folder / "p.jpg", tmp_path / "other" / "p.jpg", "--ckpt", ckpts[0], "-o", tmp_path / "out") == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p-1.jpg", "p.jpg"], "two inputs, two files"
+    assert (
+        run(folder / "p.jpg", tmp_path / "other" / "p.jpg", "--ckpt", ckpts[0], "-o", tmp_path / "out") == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p-1.jpg", "p.jpg"], (
+        "two inputs, two files"
+    )
 
 
 def test_an_unrelated_file_with_the_output_name_is_not_replaced(ckpts, photo, tmp_path, capsys):
@@ -257,4 +261,4 @@ def test_clear_errors_for_missing_model(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     assert run(tmp_path, "--ckpt", tmp_path / "notes.ckpt", "-o", tmp_path / "out") == 2
-    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert "notes.ckpt" in capsys.readouterr().err  # the loader's own message (tests/test_reliability.py)

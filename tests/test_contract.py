@@ -199,7 +199,9 @@ def test_export_with_dynamic_size(contract, name, capsys):
             raise
         # A net that pads itself to a multiple it does not declare branches on the size, which the tracer
         # freezes at the example's size; the models helper makes every net declare its multiple.
-        pytest.xfail(f"{name}'s nets declare no size multiple, so the graph cannot pad for them: {str(exc).splitlines()[0]}")
+        pytest.xfail(
+            f"{name}'s nets declare no size multiple, so the graph cannot pad for them: {str(exc).splitlines()[0]}"
+        )
 
 
 def check_dynamic_export(

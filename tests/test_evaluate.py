@@ -84,7 +84,10 @@ def test_model_runs_at_its_training_scale(tiny_run, tmp_path):
 
 
 def test_checkpoint_names_are_run_names_made_unique():
-    assert model_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/gan/v1/checkpoints/last.ckpt"]) == ["unet", "gan"]
+    assert model_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/gan/v1/checkpoints/last.ckpt"]) == [
+        "unet",
+        "gan",
+    ]
     assert model_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/unet/v2/checkpoints/best.ckpt"]) == [
         "unet/v1/best", "unet/v2/best"]  # fmt: skip
     assert model_names(["runs/u/v1/checkpoints/a.ckpt", "runs/u/v1/checkpoints/b.ckpt"]) == ["u/a", "u/b"]

@@ -85,7 +85,9 @@ def test_restore_uses_the_models_l() -> None:
     assert torch.allclose(rgb_to_lab(rgb)[:, 0], torch.full((1, 40, 60), 50.0), atol=0.5)
 
 
-@pytest.mark.parametrize("to_picture", [lambda rgb: rgb, lambda rgb: float_to_uint8(rgb)], ids=["float", "uint8"])
+@pytest.mark.parametrize(
+    "to_picture", [lambda rgb: rgb, lambda rgb: float_to_uint8(rgb)], ids=["float", "uint8"]
+)
 def test_rgb_input_gives_the_same_picture_as_its_l(to_picture) -> None:
     rgb = torch.rand(2, 3, 24, 40)
     picture = to_picture(rgb)
@@ -124,7 +126,9 @@ def test_strip_merge_equals_the_whole_picture_merge() -> None:
 def test_pictures_of_one_model_size_share_a_forward_pass() -> None:
     model = _ConstantColour()
     colorizer = Colorizer(model, side=16)
-    pictures = [Picture(np.full((h, w, 3), 90, np.uint8), None, "png") for h, w in [(40, 60), (20, 30), (30, 30)]]
+    pictures = [
+        Picture(np.full((h, w, 3), 90, np.uint8), None, "png") for h, w in [(40, 60), (20, 30), (30, 30)]
+    ]
     outputs = colorizer(pictures)
     assert sorted(model.seen) == [(16, 16), (16, 24)], "two sizes, two forward passes for three pictures"
     assert [o.shape for o in outputs] == [(40, 60, 3), (20, 30, 3), (30, 30, 3)]

@@ -35,7 +35,9 @@ def test_huge_declared_size_is_refused_from_the_header(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_header_only(12000, 12000))  # 144 MP declared in a few hundred bytes
     assert path.stat().st_size < 2000
-    with pytest.raises(PictureError, match=r"12000 x 12000 = 144\.0 megapixels is over the 50 megapixel limit"):
+    with pytest.raises(
+        PictureError, match=r"12000 x 12000 = 144\.0 megapixels is over the 50 megapixel limit"
+    ):
         read_picture(path)
     with pytest.raises(PictureError, match="over the 50 megapixel limit"):
         read_picture(png_header_only(20000, 20000))  # PIL's own bomb check fires first: same kind of message

@@ -150,7 +150,9 @@ def test_server_checks_requests_itself(server):
     ]
     results = httpx.post(url, files=big, data={"model": "all"}, timeout=60).json()["results"]
     size_mb = len(buffer.getvalue()) / 2**20
-    assert results[0]["error"] == f"big.png: {size_mb:.1f} MB is over the 1 MB limit", "the real size, not the cap"
+    assert results[0]["error"] == f"big.png: {size_mb:.1f} MB is over the 1 MB limit", (
+        "the real size, not the cap"
+    )
     assert results[1]["error"] == "huge.png: 9000 x 5000 = 45.0 megapixels is over the 40 megapixel limit"
     assert "error" not in results[2] and len(results[2]["outputs"]) == 2
 
@@ -206,8 +208,10 @@ def test_serve_skips_a_checkpoint_that_will_not_load(server, tmp_path, capsys):
     models = load_models(build_parser().parse_args(["--ckpt-dir", str(folder)]))
     assert [m.path.name for m in models] == ["good.ckpt"]
     assert f"warning: skipping {folder / 'broken.ckpt'}" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="cannot load .*broken.ckpt"):  # named on its own: an error
-        load_models(build_parser().parse_args(["--ckpt-dir", str(folder), "--ckpt", str(folder / "broken.ckpt")]))
+    with pytest.raises(ValueError, match=r"broken\.ckpt is empty"):  # named on its own: an error
+        load_models(
+            build_parser().parse_args(["--ckpt-dir", str(folder), "--ckpt", str(folder / "broken.ckpt")])
+        )
     (folder / "good.ckpt").unlink()
     with pytest.raises(ValueError, match="none of the 1 checkpoints"):
         load_models(build_parser().parse_args(["--ckpt-dir", str(folder)]))

@@ -26,17 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``colorize`` command's options."""
     parser = argparse.ArgumentParser(prog="python -m colorlab colorize", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument("--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)")
+    parser.add_argument(
+        "--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)"
+    )
     parser.add_argument("--ckpt-dir", type=Path, help="folder of checkpoints (every *.ckpt, recursive)")
     parser.add_argument("--all-models", action="store_true", help="use every checkpoint under --ckpt-dir")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (never an input folder)")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
+    )
     parser.add_argument("--size", type=int, help="shorter side the model runs at (default: its run's training "
                         f"scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
     parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
                         help="refuse larger pictures, checked before decoding (default %(default)g)")  # fmt: skip
     parser.add_argument("--restore", action="store_true", help="keep the L a restoration model returns")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -62,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         colorizers = [Colorizer.load(path, args.size, args.device, name, args.restore)
                       for path, name in zip(ckpts, model_names(ckpts))]  # fmt: skip
         for c in colorizers:
-            print(f"model {c.name}: {c.path} ({type(c.module).__name__}, runs at {c.describe()})", file=sys.stderr)
+            print(
+                f"model {c.name}: {c.path} ({type(c.module).__name__}, runs at {c.describe()})",
+                file=sys.stderr,
+            )
         report = colorize_files(args.inputs, colorizers, args.output, args.format, args.max_megapixels,
                                 progress=not args.no_progress)  # fmt: skip
     except (FileNotFoundError, ValueError) as exc:

@@ -2,10 +2,10 @@
 
 Each model sees a gray copy of every photo at the size ``colorize`` and ``serve`` use (its run's training
 scale), its ab is upsampled and merged with the photo's own L (:class:`colorlab.inference.pipeline.Colorizer`),
-and the result is scored against the photo. The trivial baselines are rows too: gray (ab = 0) always, and the
-training split's mean ab and L->ab lookup of the first checkpoint's run (its ``baselines.json``, else fitted
-from its config); the summary says whether each model beats the best of them ("learning: yes/no" on ΔE00). Writes into the
-output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray |
+and the result is scored against the photo. The trivial baselines are rows too: gray (ab = 0) always, and
+the training split's mean ab and L->ab lookup of the first checkpoint's run (its ``baselines.json``, else
+fitted from its config); the summary says whether each model beats the best of them ("learning: yes/no" on
+ΔE00). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray |
 models | truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
 """
 
@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m colorlab evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--ckpt", nargs="+", required=True, help="checkpoints of any approach")
-    parser.add_argument("--data", required=True, help="folder of colour photos (recursive), at any resolution")
+    parser.add_argument(
+        "--data", required=True, help="folder of colour photos (recursive), at any resolution"
+    )
     parser.add_argument("-o", "--out", help="output folder (default runs/evaluate/DATA-TIMESTAMP)")
     parser.add_argument("--names", nargs="+", help="row names, one per checkpoint (default: run names)")
     parser.add_argument("--size", type=int, help="shorter side the models run at (default: each run's "
@@ -67,7 +69,9 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         colorizers = [Colorizer.load(p, args.size, args.device, n) for p, n in zip(args.ckpt, names)]
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
-    default_out = Path("runs") / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    default_out = (
+        Path("runs") / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     out = Path(args.out or default_out)
     out.mkdir(parents=True, exist_ok=True)
     lpips, lpips_note = load_lpips(args.lpips_backbone)
@@ -75,8 +79,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     baselines, baselines_note = load_baselines(args.baselines_from or RunFolder.of(args.ckpt[0]).path)
     start = time.perf_counter()
     try:
-        result = evaluate(colorizers, files, out, args.device, lpips=lpips, fid_extractor=inception,
-                          baselines=baselines, frechet=not args.no_frechet, max_megapixels=args.max_megapixels)  # fmt: skip
+        result = evaluate(
+            colorizers, files, out, args.device, lpips=lpips, fid_extractor=inception, baselines=baselines,
+            frechet=not args.no_frechet, max_megapixels=args.max_megapixels,
+        )  # fmt: skip
     except (PictureError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     notes = [

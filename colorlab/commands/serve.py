@@ -22,7 +22,9 @@ from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoint
 def build_parser() -> argparse.ArgumentParser:
     """The ``serve`` command's options."""
     parser = argparse.ArgumentParser(prog="python -m colorlab serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)")
+    parser.add_argument(
+        "--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)"
+    )
     parser.add_argument("--ckpt-dir", type=Path, help="folder of checkpoints (every *.ckpt, recursive)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
@@ -36,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help=f"shorter side the models run at (default: their training "
                         f"scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--restore", action="store_true", help="keep the L a restoration model returns")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
+    )
     return parser
 
 
@@ -80,5 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"removed {folder}, left behind by a server that did not shut down")
     for c in colorizers:
         print(f"model {c.name}: {c.path} (runs at {c.describe()})")
-    print(f"colorlab: {len(colorizers)} model(s) at http://{args.host}:{args.port}, {args.max_jobs} job(s) at once")
+    print(
+        f"colorlab: {len(colorizers)} model(s) at http://{args.host}:{args.port}, {args.max_jobs} job(s) at once"
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -102,7 +102,10 @@ def load_lpips(backbone_path: str | None) -> tuple[nn.Module | None, str]:
         return build_lpips("vgg", backbone_path), ""
     except (FileNotFoundError, ImportError) as exc:
         reason = str(exc).splitlines()[0]
-        return None, f"LPIPS skipped (never computed with random weights): {reason} Pass --lpips-backbone PATH."
+        return (
+            None,
+            f"LPIPS skipped (never computed with random weights): {reason} Pass --lpips-backbone PATH.",
+        )
 
 
 def load_inception(weights_path: str | None) -> tuple[nn.Module | None, str]:
@@ -113,12 +116,17 @@ def load_inception(weights_path: str | None) -> tuple[nn.Module | None, str]:
         path = resolve_weights(INCEPTION_FILE, weights_path)
         from torchmetrics.image.fid import NoTrainInceptionV3
 
-        return NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)), ""
+        return NoTrainInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+        ), ""
     except FileNotFoundError as exc:
         reason = str(exc).splitlines()[0]
         return None, f"FID skipped (never computed with random weights): {reason} Pass --fid-weights PATH."
     except (ImportError, ModuleNotFoundError) as exc:
-        return None, f"FID skipped: its Inception network needs torch-fidelity ({exc}); pip install torch-fidelity"
+        return (
+            None,
+            f"FID skipped: its Inception network needs torch-fidelity ({exc}); pip install torch-fidelity",
+        )
 
 
 # ---- methods ------------------------------------------------------------------------------------------
@@ -232,7 +240,9 @@ def evaluate(
             skipped[path] = str(exc)
             continue
         truth = as_batch(picture.rgb, picture.alpha).to(device)
-        outputs = {name: as_batch(method([picture])[0], picture.alpha).to(device) for name, method in methods.items()}
+        outputs = {
+            name: as_batch(method([picture])[0], picture.alpha).to(device) for name, method in methods.items()
+        }
         truth_logits = classifier(truth)
         stem = f"{index:04d}_{path.stem}"
         cells = {TRUTH: (*_save_views(truth, out, "truth", stem, thumb), "truth")}
@@ -269,11 +279,20 @@ def evaluate(
     grid_png = None
     if grid_images:
         columns = [torch.cat(grid[name]) for name in [*names, TRUTH]]
-        grid_png = save_png(comparison_grid(columns, labels=[n[:20] for n in [*names, TRUTH]]), out / "grid.png")
+        grid_png = save_png(
+            comparison_grid(columns, labels=[n[:20] for n in [*names, TRUTH]]), out / "grid.png"
+        )
     baseline_means = {name: means[name] for name in baseline_names}
     learning = {c.name: learning_verdict(means[c.name], baseline_means, "delta_e00") for c in colorizers}
-    return {"rows": rows, "means": means, "views": views, "models": names, "grid": grid_png,
-            "learning": learning, "skipped": skipped}
+    return {
+        "rows": rows,
+        "means": means,
+        "views": views,
+        "models": names,
+        "grid": grid_png,
+        "learning": learning,
+        "skipped": skipped,
+    }
 
 
 # ---- reports ------------------------------------------------------------------------------------------
@@ -300,7 +319,9 @@ def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> di
         writer = csv.DictWriter(f, fieldnames=["image", "model", *columns])
         writer.writeheader()
         writer.writerows(result["rows"])
-        writer.writerows({"image": "mean", "model": name, **means[name]} for name in [*result["models"], TRUTH])
+        writer.writerows(
+            {"image": "mean", "model": name, **means[name]} for name in [*result["models"], TRUTH]
+        )
     notes = [*notes, *(f"{name}: {verdict_line(v)}" for name, v in result.get("learning", {}).items())]
     bullets = "\n".join(f"- {n}" for n in notes)
     paths["markdown"].write_text(
@@ -326,5 +347,3 @@ def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> di
     )  # fmt: skip
     paths["html"].write_text(html_page("Colorization evaluation", body))
     return paths
-
-

@@ -68,7 +68,9 @@ def comparison_strip(panels: Sequence[tuple[str, np.ndarray]], max_height: int =
     return np.asarray(strip)
 
 
-def planned_outputs(rel: Path, source: Path, fmt: str, out_dir: Path, names: Sequence[str]) -> dict[str, Path]:
+def planned_outputs(
+    rel: Path, source: Path, fmt: str, out_dir: Path, names: Sequence[str]
+) -> dict[str, Path]:
     """Where each model's result (and, for several models, the strip) of one input is meant to go."""
     name = rel.with_suffix(output_suffix(source, fmt))
     if len(names) == 1:
@@ -77,7 +79,10 @@ def planned_outputs(rel: Path, source: Path, fmt: str, out_dir: Path, names: Seq
 
 
 def _batches(
-    jobs: Sequence[tuple[Path, Path]], max_megapixels: float, report: ColorizeReport, log: Callable[[str], None]
+    jobs: Sequence[tuple[Path, Path]],
+    max_megapixels: float,
+    report: ColorizeReport,
+    log: Callable[[str], None],
 ) -> Iterator[list[tuple[Path, Path, Picture]]]:
     """Decoded pictures in groups of at most :data:`BATCH_PIXELS` pixels (unreadable files go to ``report``)."""
     batch: list[tuple[Path, Path, Picture]] = []
@@ -155,7 +160,9 @@ def _write(
     images = [(targets[name], to_image(rgb, picture.alpha, keep_alpha)) for name, rgb in outputs]
     if len(outputs) > 1:
         thumb = Image.fromarray(picture.rgb).reduce(max(1, picture.size[0] // STRIP_HEIGHT))
-        alpha = None if picture.alpha is None else np.asarray(Image.fromarray(picture.alpha).resize(thumb.size))
+        alpha = (
+            None if picture.alpha is None else np.asarray(Image.fromarray(picture.alpha).resize(thumb.size))
+        )
         small = Picture(np.asarray(thumb), alpha, fmt)
         panels = [("gray", gray_picture(small))]
         panels += [(name, np.asarray(Image.fromarray(rgb).resize(thumb.size))) for name, rgb in outputs]

@@ -207,4 +207,6 @@ def check_output_dir(out_dir: Path, inputs: Iterable[str | os.PathLike]) -> None
     out = out_dir.resolve()
     for item in map(Path, inputs):
         if item.is_dir() and (out == item.resolve() or item.resolve() in out.parents):
-            raise PictureError(f"output folder {out_dir} is inside the input folder {item}; choose another -o")
+            raise PictureError(
+                f"output folder {out_dir} is inside the input folder {item}; choose another -o"
+            )

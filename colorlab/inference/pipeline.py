@@ -78,7 +78,10 @@ def _name_candidates(path: Path) -> list[str]:
     if path.parent.name == "checkpoints" and len(path.parents) > 3:
         version, run = path.parents[1].name, path.parents[2].name
         return [run, f"{run}/{path.stem}", f"{run}/{version}/{path.stem}"]
-    return ["/".join([*[p.name for p in path.parents[:depth]][::-1], path.stem]) for depth in range(len(path.parents))]
+    return [
+        "/".join([*[p.name for p in path.parents[:depth]][::-1], path.stem])
+        for depth in range(len(path.parents))
+    ]
 
 
 def model_names(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -107,7 +110,9 @@ def input_l(image: torch.Tensor) -> torch.Tensor:
     return rgb_to_gray_l(rgb.expand(-1, 3, -1, -1))
 
 
-def picture_l(rgb: np.ndarray, device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS) -> torch.Tensor:
+def picture_l(
+    rgb: np.ndarray, device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS
+) -> torch.Tensor:
     """uint8 RGB ``(H, W, 3)`` -> normalised L ``(1, 1, H, W)`` float32, converted strip by strip (the float
     RGB copies of a whole 24 MP photo would take over 1 GB)."""
     height, width = rgb.shape[:2]
@@ -216,7 +221,9 @@ class Colorizer:
             raise ValueError(f"cannot load {ckpt}: {type(exc).__name__}: {exc}") from exc
         trained = training_side(ckpt)
         source = "given" if side else ("its training scale" if trained else "default")
-        return cls(module, side or trained or DEFAULT_SIDE, name or Path(ckpt).stem, Path(ckpt), source, restore)
+        return cls(
+            module, side or trained or DEFAULT_SIDE, name or Path(ckpt).stem, Path(ckpt), source, restore
+        )
 
     @property
     def multiple(self) -> int:

@@ -130,11 +130,15 @@ def size_error(size: int, max_bytes: int) -> str | None:
     return f"{size / MB:.1f} MB is over the {max_bytes / MB:g} MB limit"
 
 
-def colorize_upload(colorizers: Sequence[Colorizer], picture: Picture, stem: str, folder: Path) -> dict[str, Any]:
+def colorize_upload(
+    colorizers: Sequence[Colorizer], picture: Picture, stem: str, folder: Path
+) -> dict[str, Any]:
     """Write the gray input and one result per model into ``folder``; returns their names and the size."""
     fmt = picture.format if picture.format in WEB_FORMATS else "png"
     keep_alpha = fmt != "jpg"
-    gray = write_picture(to_image(gray_picture(picture), picture.alpha, keep_alpha), folder / f"{stem}_gray.{fmt}", fmt)
+    gray = write_picture(
+        to_image(gray_picture(picture), picture.alpha, keep_alpha), folder / f"{stem}_gray.{fmt}", fmt
+    )
     outputs = []
     for colorizer in colorizers:
         rgb = colorizer([picture])[0]
@@ -196,7 +200,12 @@ def create_app(
         picture = read_picture(data, max_megapixels)
         done = colorize_upload(chosen, picture, stem, folder)
         outputs = [{"model": o["model"], "url": url + o["file"], "file": o["file"]} for o in done["outputs"]]
-        result = {"width": done["width"], "height": done["height"], "gray": url + done["gray"], "outputs": outputs}
+        result = {
+            "width": done["width"],
+            "height": done["height"],
+            "gray": url + done["gray"],
+            "outputs": outputs,
+        }
         return {**result, "note": picture.note} if picture.note else result
 
     @app.get("/api/config")
@@ -215,7 +224,9 @@ def create_app(
         files: Annotated[list[UploadFile], File()], model: Annotated[str, Form()] = ALL_MODELS
     ) -> JSONResponse:
         if model != ALL_MODELS and model not in by_name:
-            raise HTTPException(422, f"unknown model {model!r}; choose one of {sorted(by_name)} or {ALL_MODELS!r}")
+            raise HTTPException(
+                422, f"unknown model {model!r}; choose one of {sorted(by_name)} or {ALL_MODELS!r}"
+            )
         if len(files) > max_files:
             raise HTTPException(413, f"{len(files)} files: at most {max_files} at a time")
         chosen = list(colorizers) if model == ALL_MODELS else [by_name[model]]
