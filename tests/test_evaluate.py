@@ -129,3 +129,23 @@ def test_fid_and_lpips_are_computed_with_given_networks(tiny_run, tmp_path):
     assert "fid" not in result["means"][TRUTH]
     assert all(0 < result["means"][name]["lpips"] < 1 for name in (GRAY, "tiny"))
     assert len([r for r in result["rows"] if "lpips" in r]) == 2 * len(files)
+
+
+def test_transparent_photos_are_scored_on_white_and_unreadable_files_skipped(tiny_run, tmp_path):
+    _, ckpt, photos = tiny_run
+    data = tmp_path / "data"
+    data.mkdir()
+    clear = Image.open(next((photos / "val").iterdir())).convert("RGBA")
+    clear.putalpha(0)  # a viewer shows a white page: so does every method, whatever its colours
+    clear.save(data / "clear.png")
+    (data / "notes.png").write_text("not an image")
+    files = sorted(data.iterdir())
+    result = evaluate(
+        [Colorizer.load(ckpt, SIZE, name="tiny")], files, tmp_path / "out", grid_images=0, frechet=False
+    )
+    assert list(result["skipped"]) == [data / "notes.png"]
+    assert "not a readable image" in result["skipped"][data / "notes.png"]
+    assert {r["model"] for r in result["rows"]} == {GRAY, "tiny", TRUTH}
+    assert all(r["delta_e00"] < 1e-3 for r in result["rows"] if r["model"] != TRUTH)
+    with pytest.raises(ValueError, match="none of the 1 files could be read"):
+        evaluate([], [data / "notes.png"], tmp_path / "out2", grid_images=0, frechet=False)
