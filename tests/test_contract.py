@@ -28,6 +28,7 @@ from colorlab.inference.evaluation import image_scores
 from colorlab.inference.export import TOLERANCE, ExportableColorizer, run_exported
 from colorlab.inference.pipeline import Colorizer, picture_l, size_multiple
 from colorlab.training.cli import lightning_main
+from colorlab.training.config import load_config
 from tests.helpers import FixedBatchDataModule, fixed_rgb_batch
 from tests.test_colorize import lightness, small_photo
 
@@ -57,7 +58,7 @@ def shrink(node: Any) -> Any:
 
 def build_tiny(experiment: Path, root: Path, rgb: torch.Tensor) -> tuple[Path, L.LightningModule]:
     """The experiment's model, shrunk, built by the CLI, trained 1 step on ``rgb`` and saved in a run folder."""
-    config = yaml.safe_load(experiment.read_text())
+    config = yaml.safe_load(load_config([str(experiment)]).dump())  # composed YAMLs (config: base.yaml) resolved
     config["model"] = shrink(config["model"])
     args = config["model"]["init_args"]
     if args.get("prior_path"):
