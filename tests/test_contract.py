@@ -58,7 +58,8 @@ def shrink(node: Any) -> Any:
 
 def build_tiny(experiment: Path, root: Path, rgb: torch.Tensor) -> tuple[Path, L.LightningModule]:
     """The experiment's model, shrunk, built by the CLI, trained 1 step on ``rgb`` and saved in a run folder."""
-    config = yaml.safe_load(load_config([str(experiment)]).dump())  # composed YAMLs (config: base.yaml) resolved
+    # Through load_config: a YAML that starts from another (config: base.yaml) comes out whole.
+    config = yaml.safe_load(load_config([str(experiment)]).dump())
     config["model"] = shrink(config["model"])
     args = config["model"]["init_args"]
     if args.get("prior_path"):
