@@ -22,7 +22,7 @@ COMMANDS = {
     "experiment": "colorlab.commands.experiment:main",
     "colorize": "colorlab.commands.colorize:main",
     "restore-colorize-upscale": "colorlab.commands.restore_colorize_upscale:main",
-    "export": "colorlab.inference.export:main",
+    "export": "colorlab.commands.export:main",
     "serve": "colorlab.commands.serve:main",
     "evaluate": "colorlab.commands.evaluate:main",
     "compare": "colorlab.commands.compare:main",
