@@ -124,14 +124,17 @@ class Colorfulness(_BatchMean):
         return colorfulness(preds)
 
 
-def colorization_metrics(prefix: str) -> MetricCollection:
-    """The shared metric set, keyed ``{prefix}psnr``, ``ssim``, ``delta_e00`` and ``colorfulness``."""
+def colorization_metrics(prefix: str, sync: bool = True) -> MetricCollection:
+    """The shared metric set, keyed ``{prefix}psnr``, ``ssim``, ``delta_e00`` and ``colorfulness``.
+
+    ``sync=False`` computes on this process's updates alone, even under DDP (an evaluation on rank 0 only).
+    """
     return MetricCollection(
         {
-            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-            "delta_e00": DeltaE2000(),
-            "colorfulness": Colorfulness(),
+            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3), sync_on_compute=sync),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0, sync_on_compute=sync),
+            "delta_e00": DeltaE2000(sync_on_compute=sync),
+            "colorfulness": Colorfulness(sync_on_compute=sync),
         },
         prefix=prefix,
     )

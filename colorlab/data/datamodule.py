@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
 from colorlab.data.datasets import (
@@ -44,6 +45,15 @@ def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], lis
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = max(1, round(n * val_fraction))
     return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def exact_shard_sampler(dataset: Dataset) -> Sampler | None:
+    """Under DDP, this rank's share of ``dataset`` (every ``world_size``-th item), not padded with repeats as
+    Lightning's default DistributedSampler is; None in a single process."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    return UnrepeatedDistributedSamplerWrapper(SequentialSampler(dataset), shuffle=False)
 
 
 class LabDataModule(L.LightningDataModule):
@@ -96,11 +106,12 @@ class LabDataModule(L.LightningDataModule):
         if self.train_set is None:
             self.train_set, self.val_set, self.test_set = self.build_datasets()
 
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, train: bool, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -114,7 +125,9 @@ class LabDataModule(L.LightningDataModule):
         return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
+        # Under DDP each rank tests a disjoint share and the metrics sync their sums, so the test metrics
+        # cover exactly the test set (Lightning keeps a sampler that is already distributed).
+        return self._loader(self.test_set, train=False, sampler=exact_shard_sampler(self.test_set))
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)
@@ -186,7 +199,9 @@ class FolderDataModule(LabDataModule):
         good, bad = split_decodable(list_images(folder, IMAGE_EXTENSIONS))
         if bad:
             listing = "\n".join(f"  {path}: {reason}" for path, reason in bad.items())
-            warnings.warn(f"skipping {len(bad)} file(s) under {folder} that are not readable images:\n{listing}")
+            warnings.warn(
+                f"skipping {len(bad)} file(s) under {folder} that are not readable images:\n{listing}"
+            )
         return good
 
     def file_lists(self) -> tuple[list[Path], list[Path]]:

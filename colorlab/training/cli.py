@@ -54,7 +54,7 @@ class ColorlabCLI(LightningCLI):
             if "ckpt_path" in section and section.get("ckpt_path") is None:
                 section["ckpt_path"] = str(last)
         elif run.version is None:
-            run.version = RunSettings(name=run.name, root=run.root).new_version()
+            run.version = RunSettings(name=run.name, root=run.root).shared_version()
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         run: RunSettings = self._get(self.config_init, "run")
@@ -101,4 +101,3 @@ def main(argv: list[str] | None = None) -> Any:
         return getattr(importlib.import_module(module_name), function)(rest)
     print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
     raise SystemExit(2)
-

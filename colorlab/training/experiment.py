@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.color import lab_normalized_to_rgb
@@ -31,15 +32,21 @@ from colorlab.training.runs import RunSettings
 from colorlab.visualize import save_png
 
 METRICS = ("psnr", "ssim", "delta_e00", "colorfulness")
+rank_zero_print = rank_zero_only(print)
 
 
 @torch.no_grad()
 def test_set_metrics(
-    datamodule: LabDataModule, device: torch.device, colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    datamodule: LabDataModule,
+    device: torch.device,
+    colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor],
 ) -> tuple[dict[str, float], float]:
-    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness."""
+    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness.
+
+    Runs in this process alone (under DDP: on rank 0, over the whole test set, with no collective calls).
+    """
     datamodule.setup("test")
-    metrics = colorization_metrics("test/").to(device)
+    metrics = colorization_metrics("test/", sync=False).to(device)
     truth_colorfulness, count = 0.0, 0
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
@@ -74,7 +81,11 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
         ("gray baseline (ab = 0)", results["reference"]["gray"]),
         ("ground truth", results["reference"]["truth"]),
     ]
-    paths = {"report": run_dir / "report.md", "csv": run_dir / "test_metrics.csv", "json": run_dir / "results.json"}
+    paths = {
+        "report": run_dir / "report.md",
+        "csv": run_dir / "test_metrics.csv",
+        "json": run_dir / "results.json",
+    }
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", *METRICS])
@@ -123,7 +134,9 @@ def phase_table(phases: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None) -> dict[str, Any]:
+def fit(
+    trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None
+) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
     trainer.fit(model, datamodule, ckpt_path=ckpt_path)
@@ -176,7 +189,13 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
     summary = fit(trainer, model, datamodule, ckpt_path=str(last) if resume else None)
     best = summary["best_checkpoint"]
     test = trainer.test(model, datamodule, ckpt_path=best, verbose=False)[0]
-    run_dir = Path(trainer.log_dir or run.run_dir)
+    if not trainer.is_global_zero:  # rank 0 alone writes the report and prints; the test metrics are synced
+        return {
+            "name": run.name,
+            "version": run.version,
+            "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
+        }
+    run_dir = run.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     grid = save_png(model.grid_image("test"), run_dir / "test_grid.png")
     results = {
@@ -198,7 +217,9 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
     return results
 
 
-def run_phases(config_args: list[str], overrides: list[str], run_section: Any, resume: bool) -> dict[str, Any]:
+def run_phases(
+    config_args: list[str], overrides: list[str], run_section: Any, resume: bool
+) -> dict[str, Any]:
     """Run the YAML's phases in order (a resumed run skips finished ones and continues the interrupted one
     from its ``last.ckpt``), then test every phase's checkpoint and write the report into the run folder."""
     from colorlab.training.cli import lightning_main
@@ -210,7 +231,7 @@ def run_phases(config_args: list[str], overrides: list[str], run_section: Any, r
     elif resume:
         run_dir = latest_phased_run(experiment_dir)
     else:
-        run_dir = experiment_dir / RunSettings(name=run_section.name, root=run_section.root).new_version()
+        run_dir = experiment_dir / RunSettings(name=run_section.name, root=run_section.root).shared_version()
     record = PhaseRecord.open(run_dir, [phase.name for phase in phases], resume)
 
     def build(phase: Phase) -> Any:
@@ -222,7 +243,7 @@ def run_phases(config_args: list[str], overrides: list[str], run_section: Any, r
     cli = None
     for previous, phase in zip([None, *phases], phases):
         if phase.name in record.finished:
-            print(f"phase {phase.name}: finished in an earlier run, skipped")
+            rank_zero_print(f"phase {phase.name}: finished in an earlier run, skipped")
             handover = record.handover_checkpoint(phase.name)
             continue
         cli = build(phase)
@@ -235,10 +256,14 @@ def run_phases(config_args: list[str], overrides: list[str], run_section: Any, r
             load_phase_weights(cli.model, handover, phase.name)
         record.save()  # from now on --resume finds this run
         summary = fit(cli.trainer, cli.model, cli.datamodule, ckpt_path)
-        summary.update(last_checkpoint=str(last) if last.is_file() else None, folder=str(run_dir / phase.name))
+        summary.update(
+            last_checkpoint=str(last) if last.is_file() else None, folder=str(run_dir / phase.name)
+        )
         record.finish(phase.name, summary)
         handover = record.handover_checkpoint(phase.name) or cli.model.state_dict()
-        print(f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {run_dir / phase.name}")
+        rank_zero_print(
+            f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {run_dir / phase.name}"
+        )
 
     if cli is None:  # every phase finished earlier: only the evaluation is left
         if handover is None:
@@ -253,6 +278,12 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     final_checkpoint = record.handover_checkpoint(phases[-1].name)
     test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False)[0]
+    if not trainer.is_global_zero:  # rank 0 alone tests the earlier phases, writes the report and prints
+        return {
+            "name": name,
+            "version": record.run_dir.name,
+            "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
+        }
     grid = save_png(model.grid_image("test"), record.run_dir / "test_grid.png")
     reference = reference_metrics(datamodule, model.device)
     rows = []
@@ -265,7 +296,9 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
         else:
             load_phase_weights(model, checkpoint, phase.name)
             model.eval()
-            values, _ = test_set_metrics(datamodule, model.device, lambda b: model.colorize_rgb(model.model_input(b)))
+            values, _ = test_set_metrics(
+                datamodule, model.device, lambda b: model.colorize_rgb(model.model_input(b))
+            )
         keys = ("epochs", "steps", "fit_seconds", "folder")
         rows.append({"name": phase.name, **{k: summary[k] for k in keys}, "handover_checkpoint": checkpoint,
                      "test": values})  # fmt: skip
@@ -299,4 +332,3 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--resume", action="store_true", help="continue the latest run from its last.ckpt")
     args, overrides = parser.parse_known_args(argv)
     return run_experiment(args.config, overrides, resume=args.resume)
-

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from colorlab.training.runs import is_rank_zero
+
 PHASES_FILE = "phases.json"
 
 
@@ -50,7 +52,9 @@ def parse_phases(raw: list[dict[str, Any]]) -> list[Phase]:
         if unknown:
             raise ValueError(f"run.phases[{i}] ({entry['name']}) has unknown keys {sorted(unknown)}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", entry["name"]):
-            raise ValueError(f"phase name {entry['name']!r} must be a plain folder name (letters, digits, _ . -)")
+            raise ValueError(
+                f"phase name {entry['name']!r} must be a plain folder name (letters, digits, _ . -)"
+            )
         overrides = entry.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise TypeError(f"run.phases[{i}].overrides must map dotted keys to values, got {overrides!r}")
@@ -72,7 +76,9 @@ def latest_phased_run(experiment_dir: Path) -> Path:
 class PhaseRecord:
     """``phases.json``: the phase names in order and, per finished phase, its checkpoints and counts."""
 
-    def __init__(self, run_dir: Path, names: list[str], finished: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, names: list[str], finished: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.names = names
         self.finished = finished or {}
@@ -95,6 +101,8 @@ class PhaseRecord:
         return cls(run_dir, names, saved["finished"])
 
     def save(self) -> None:
+        if not is_rank_zero():  # under DDP every rank keeps the record in memory; rank 0 writes it
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps({"phases": self.names, "finished": self.finished}, indent=2))
 

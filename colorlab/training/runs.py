@@ -14,8 +14,20 @@ from typing import Any, Literal
 import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
+
+# The run version rank 0 chose, handed to the processes Lightning's DDP launcher starts (they inherit the
+# environment); under torchrun or srun, export it to every rank or pass --run.version.
+VERSION_ENV = "COLORLAB_RUN_VERSION"
+_exported_version: str | None = None  # what this process put in VERSION_ENV (a later run picks a new one)
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0; known from the launcher's environment before DDP starts."""
+    return rank_zero_only.rank == 0
+
 
 WandbMode = Literal["online", "offline", "disabled"]
 
@@ -29,8 +41,8 @@ class ResumableCSVLogger(CSVLogger):
 
     @property
     def experiment(self) -> Any:
-        if self._experiment is not None:
-            return self._experiment
+        if self._experiment is not None or not is_rank_zero():  # only rank 0 writes the log
+            return super().experiment
         path = Path(self.log_dir) / "metrics.csv"
         previous = path.read_text() if path.is_file() else ""
         writer = super().experiment
@@ -116,6 +128,19 @@ class RunSettings:
             version, i = f"{base}-{i}", i + 1
         return version
 
+    def shared_version(self) -> str:
+        """The version every rank of this launch agrees on: ``$COLORLAB_RUN_VERSION`` when the user or rank 0
+        set it, else (on rank 0) a new one, exported for the processes Lightning's DDP launcher starts."""
+        global _exported_version
+        inherited = os.environ.get(VERSION_ENV)
+        if inherited and inherited != _exported_version:
+            return inherited
+        if not is_rank_zero():
+            raise RuntimeError(f"rank {rank_zero_only.rank} does not know the run version: under torchrun or "
+                               f"srun pass --run.version=NAME (or export {VERSION_ENV}) to every rank")  # fmt: skip
+        _exported_version = os.environ[VERSION_ENV] = self.new_version()
+        return _exported_version
+
     def latest_resumable(self) -> Path:
         """``last.ckpt`` of the newest run of this experiment (error if none)."""
         candidates = sorted((Path(self.root) / self.name).glob("*/checkpoints/last.ckpt"))
@@ -139,7 +164,8 @@ class RunSettings:
             return loggers
         from lightning.pytorch.loggers import WandbLogger
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if is_rank_zero():  # W&B writes only on rank 0; other ranks must not create folders
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         loggers.append(
             WandbLogger(
                 project=self.wandb_project,
