@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
@@ -131,6 +132,15 @@ class RunSettings:
     def shared_version(self) -> str:
         """The version every rank of this launch agrees on: ``$COLORLAB_RUN_VERSION`` when the user or rank 0
         set it, else (on rank 0) a new one, exported for the processes Lightning's DDP launcher starts."""
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # A later run in processes DDP already joined (e.g. a script running several): rank 0 decides.
+            box = [self._rank_zero_version() if dist.get_rank() == 0 else None]
+            dist.broadcast_object_list(box, src=0)
+            return box[0]
+        return self._rank_zero_version()
+
+    def _rank_zero_version(self) -> str:
         global _exported_version
         inherited = os.environ.get(VERSION_ENV)
         if inherited and inherited != _exported_version:
