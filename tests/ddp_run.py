@@ -54,7 +54,7 @@ def tiny_overrides(config: Path, out: Path) -> list[str]:
 
 
 def main(out: Path, configs: list[Path]) -> None:
-    rank = int(os.environ.get("LOCAL_RANK", 0))
+    rank = int(os.environ.get("LOCAL_RANK", "0"))
     for config in configs:
         argv = tiny_overrides(config, out) + DDP
         if "BigColor" in config.read_text():

@@ -112,11 +112,15 @@ class LabDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
-            drop_last=train and len(dataset) > self.batch_size,
+            # Under DDP each rank sees 1/world_size of the set: drop a ragged last batch when a full one exists.
+            drop_last=train and len(dataset) // self._world_size() >= self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
         )
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
