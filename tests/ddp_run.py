@@ -34,14 +34,15 @@ class DumpEMA(Callback):
 
 
 def tiny_overrides(config: Path, out: Path) -> list[str]:
-    """A couple of optimizer steps at 32 px, batches of 2, no loader workers, W&B offline."""
+    """A couple of optimizer steps at 32 px (64 for DeOldify's critic), batches of 2, no loader workers, W&B offline."""
     spec = yaml.safe_load(config.read_text())
     data = spec["data"]["class_path"]
+    size = 64 if "DeOldifyCritic" in config.read_text() else SIZE  # DeOldify's critic needs 64 px
     overrides = [
         f"--run.root={out / 'runs'}", "--run.wandb=offline", "--trainer.max_steps=2", "--trainer.max_epochs=2",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
         "--trainer.num_sanity_val_steps=0", "--trainer.log_every_n_steps=1",
-        "--data.init_args.batch_size=2", f"--data.init_args.image_size={SIZE}", "--data.init_args.resize=null",
+        "--data.init_args.batch_size=2", f"--data.init_args.image_size={size}", "--data.init_args.resize=null",
         "--data.init_args.num_workers=0", "--data.init_args.persistent_workers=false",
     ]  # fmt: skip
     if data.endswith("SamplesDataModule"):
