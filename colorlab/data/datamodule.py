@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Literal
@@ -11,6 +10,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
@@ -24,7 +24,7 @@ from colorlab.data.datasets import (
     load_samples,
     open_cifar,
 )
-from colorlab.data.images import IMAGE_EXTENSIONS, list_images, split_decodable
+from colorlab.data.screening import screen_folder
 
 DATA_ENV = "COLORLAB_DATA"
 
@@ -172,7 +172,9 @@ class FolderDataModule(LabDataModule):
 
     If ``root`` has ``train_subdir`` (and optionally ``val_subdir``) folders they are used; otherwise all
     images under ``root`` are split by ``val_fraction`` with ``seed``. Files that do not decode (corrupt,
-    truncated, not an image) are skipped with one warning listing them.
+    truncated, not an image) are skipped with one warning listing them. The folder is screened once, in
+    parallel, by ``prepare_data`` (one process per machine under DDP) and the verdicts are cached (see
+    :mod:`colorlab.data.screening`), so the other ranks and later runs only list the files.
 
     Args:
         root: data folder; defaults to ``$COLORLAB_DATA``.
@@ -200,13 +202,17 @@ class FolderDataModule(LabDataModule):
         self.max_images = max_images
 
     def _decodable(self, folder: Path) -> list[Path]:
-        good, bad = split_decodable(list_images(folder, IMAGE_EXTENSIONS))
+        good, bad = screen_folder(folder)
         if bad:
             listing = "\n".join(f"  {path}: {reason}" for path, reason in bad.items())
-            warnings.warn(
+            rank_zero_warn(
                 f"skipping {len(bad)} file(s) under {folder} that are not readable images:\n{listing}"
             )
         return good
+
+    def prepare_data(self) -> None:
+        """Screen the folders once per machine (Lightning runs this before any rank's ``setup``)."""
+        self.file_lists()
 
     def file_lists(self) -> tuple[list[Path], list[Path]]:
         """The (train, val) image files after screening out undecodable ones."""
