@@ -27,6 +27,7 @@ COMMANDS = {
     "compare": "colorlab.commands.compare:main",
     "prior": "colorlab.training.prior:main",
     "sweep": "colorlab.training.sweep:main",
+    "data": "colorlab.commands.data:main",
 }
 
 
