@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from colorlab.data.streaming import ShardImages
 def main(shards: str, out: Path) -> None:
     dist.init_process_group("gloo")
     dataset = ShardImages(shards, transform=lambda image: image, shuffle=True, seed=1)
-    fingerprints = [hash(item["rgb"].numpy().tobytes()) for item in dataset]
+    fingerprints = [hashlib.sha1(item["rgb"].numpy().tobytes()).hexdigest() for item in dataset]
     (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(fingerprints))
     dist.barrier()
     dist.destroy_process_group()

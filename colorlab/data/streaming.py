@@ -132,6 +132,8 @@ class ShardItems(Dataset):
         return self._length
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} packed photos")
         return {"rgb": self.transform(decode_sample(self.shards[index]))}
 
 
