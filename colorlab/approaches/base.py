@@ -89,7 +89,7 @@ class ColorizationModule(L.LightningModule):
 
     # ---- evaluation ---------------------------------------------------------------------------------
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
+    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> torch.Tensor:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         model_in = self.model_input(batch)
         pred = self.colorize_rgb(model_in)
@@ -98,12 +98,15 @@ class ColorizationModule(L.LightningModule):
         if batch_idx == 0:
             n = self.grid_images
             self._grid[stage] = [l_to_gray_rgb(model_in[:n]), pred[:n], batch["rgb"][:n]]
+        return pred
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Scores the batch; returns the sRGB prediction (callbacks such as the Fréchet distance reuse it)."""
+        return self._evaluate(batch, batch_idx, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Scores the batch; returns the sRGB prediction."""
+        return self._evaluate(batch, batch_idx, "test")
 
     def grid_image(self, stage: str = "val") -> Any:
         """The last ``gray | prediction | truth`` grid of ``stage`` as an ``(H, W, 3)`` uint8 array."""

@@ -61,8 +61,11 @@ class RunSettings:
         root: folder that holds all runs.
         version: run folder name; a new timestamp when unset.
         resume: continue the latest run of ``name`` from its ``last.ckpt`` (same folder, same loggers).
-        monitor: validation metric that picks the best checkpoint.
+        monitor: validation metric that picks the best checkpoint (the val split; the test split never selects).
         monitor_mode: ``min`` or ``max`` for ``monitor``.
+        frechet_effnet: also log ``val/frechet_effnet`` and ``test/frechet_effnet``, the Fréchet distance on
+            offline EfficientNet-Lite0 features (:mod:`colorlab.training.frechet`); costs a small CNN pass
+            per validation image, so it is off unless the YAML asks.
         save_top_k: how many best checkpoints to keep.
         checkpoint_every_n_steps: also refresh ``last.ckpt`` every N optimizer steps (mid-epoch resume).
         wandb: ``offline`` (default: no account, ``wandb sync`` later), ``online`` or ``disabled``;
@@ -84,6 +87,7 @@ class RunSettings:
         resume: bool = False,
         monitor: str = "val/delta_e00",
         monitor_mode: Literal["min", "max"] = "min",
+        frechet_effnet: bool = False,
         save_top_k: int = 1,
         checkpoint_every_n_steps: int | None = None,
         wandb: WandbMode = "offline",
@@ -99,6 +103,9 @@ class RunSettings:
         self.resume = resume
         self.monitor = monitor
         self.monitor_mode = monitor_mode
+        self.frechet_effnet = frechet_effnet
+        if monitor.endswith("/frechet_effnet") and not frechet_effnet:
+            raise ValueError(f"run.monitor is {monitor} but run.frechet_effnet is false: set it to true")
         self.save_top_k = save_top_k
         self.checkpoint_every_n_steps = checkpoint_every_n_steps
         # The environment switches every run offline (CI) or online, but a run configured without W&B stays so.
@@ -212,6 +219,10 @@ class RunSettings:
             ),
             LearningRateMonitor(logging_interval="epoch"),
         ]
+        if self.frechet_effnet:
+            from colorlab.training.frechet import FrechetEffNetCallback
+
+            callbacks.append(FrechetEffNetCallback())
         if self.wandb != "disabled":  # both do nothing when no WandbLogger is attached
             from colorlab.training.callbacks import WandbRunInfo, WandbValidationTable
 
