@@ -21,10 +21,11 @@ import torch
 from colorlab.data.datamodule import FolderDataModule
 from colorlab.inference.checkpoints import load_colorizer
 from colorlab.training.runs import RunFolder
+from tests.ddp_run import DDP, tiny_overrides
 from tests.tiny_experiment import SIZE, tiny_config, write_photos
 
 REPO = Path(__file__).resolve().parents[1]
-DDP = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+
 # One YAML per family (regression runs through the README command in its own test).
 FAMILIES = [
     "zhang_cic",
@@ -103,3 +104,32 @@ def test_every_family_trains_validates_and_tests_under_ddp(tmp_path: Path, photo
     assert ema[0].keys() == ema[1].keys()
     for key in ema[0]:
         assert torch.equal(ema[0][key], ema[1][key]), f"EMA {key} differs between ranks"
+
+
+OTHERS = sorted(p for p in (REPO / "experiments").glob("*.yaml") if p.stem not in FAMILIES)
+
+
+@pytest.mark.slow
+def test_every_other_experiment_yaml_runs_under_ddp(tmp_path: Path, photos: Path):
+    launch([str(REPO / "tests" / "ddp_run.py"), str(tmp_path), *map(str, OTHERS)], REPO, photos)
+    for config in OTHERS:
+        ranks = [json.loads((tmp_path / f"{config.stem}.rank{r}.json").read_text()) for r in (0, 1)]
+        assert ranks[0]["test"] == ranks[1]["test"], config.stem
+        runs = RunFolder.runs_of(tmp_path / "runs", ranks[0]["name"])
+        assert len(runs) == 1 and runs[0].finished, (config.stem, [r.path for r in runs])
+
+
+@pytest.mark.slow
+def test_nogan_phases_resume_under_ddp_after_a_crash(tmp_path: Path, photos: Path):
+    config = REPO / "experiments" / "nogan_stable.yaml"
+    tiny = tiny_overrides(config, tmp_path) + [*DDP, "--trainer.max_epochs=2", "--trainer.max_steps=-1"]
+    crash = [{"class_path": "tests.helpers.CrashAtEpoch", "init_args": {"epoch": 1}}]
+    command = ["-m", "colorlab", "experiment", "--config", str(config), *tiny]
+    with pytest.raises(AssertionError, match="simulated crash"):
+        launch([*command, f"--trainer.callbacks={json.dumps(crash)}"], REPO, photos)
+    run = RunFolder.runs_of(tmp_path / "runs", "nogan_stable")[0]
+    assert run.phases["finished"] == {}  # the first phase crashed after its first epoch
+    launch([*command, "--resume"], REPO, photos)
+    assert [r.path for r in RunFolder.runs_of(tmp_path / "runs", "nogan_stable")] == [run.path]
+    assert list(run.phases["finished"]) == ["generator_64", "generator_128", "critic", "gan"]
+    assert run.finished
