@@ -36,9 +36,10 @@ from colorlab.baselines import (
     verdict_line,
 )
 from colorlab.data.datamodule import LabDataModule
+from colorlab.inference.checkpoints import allowed_globals
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
 from colorlab.training.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
-from colorlab.training.runs import RunSettings
+from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
 from colorlab.visualize import save_png
 
 METRICS = ("psnr", "ssim", "delta_e00", "colorfulness", "colorfulness_gap", FRECHET_KEY)
@@ -238,7 +239,8 @@ def fit(
 ) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
-    trainer.fit(model, datamodule, ckpt_path=ckpt_path)
+    with allowed_globals():  # a resumed fit reads its checkpoint as data only
+        trainer.fit(model, datamodule, ckpt_path=ckpt_path, weights_only=True)
     return {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
@@ -284,10 +286,11 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
     cli = lightning_main(argv, run=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run = cli.config_init["run"]
-    last = run.checkpoint_dir / "last.ckpt"
-    summary = fit(trainer, model, datamodule, ckpt_path=str(last) if resume else None)
+    resume_from = RunFolder(run.run_dir).resume_checkpoint() if resume else None
+    summary = fit(trainer, model, datamodule, ckpt_path=str(resume_from) if resume_from else None)
     best = summary["best_checkpoint"]
-    test = trainer.test(model, datamodule, ckpt_path=best, verbose=False)[0]
+    with allowed_globals():
+        test = trainer.test(model, datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
     if not trainer.is_global_zero:  # rank 0 alone writes the report and prints; the test metrics are synced
         return {
             "name": run.name,
@@ -350,7 +353,8 @@ def run_phases(
             continue
         cli = build(phase)
         last = cli.config_init["run"].checkpoint_dir / "last.ckpt"
-        ckpt_path = str(last) if resume and last.is_file() else None
+        resume_from = RunFolder(run_dir / phase.name).resume_checkpoint() if resume else None
+        ckpt_path = str(resume_from) if resume_from else None
         if ckpt_path is None and previous is not None:
             if handover is None:
                 raise FileNotFoundError(f"phase {phase.name!r} starts from phase {previous.name!r}, "
@@ -379,7 +383,8 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
     checkpoint every earlier phase handed on; write the report into the run folder and print the paths."""
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     final_checkpoint = record.handover_checkpoint(phases[-1].name)
-    test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False)[0]
+    with allowed_globals():
+        test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False, weights_only=True)[0]
     if not trainer.is_global_zero:  # rank 0 alone tests the earlier phases, writes the report and prints
         return {
             "name": name,
@@ -436,4 +441,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the latest run from its last.ckpt")
     args, overrides = parser.parse_known_args(argv)
-    return run_experiment(args.config, overrides, resume=args.resume)
+    try:
+        return run_experiment(args.config, overrides, resume=args.resume)
+    except NothingToResume as exc:
+        raise SystemExit(f"error: {exc}") from None
