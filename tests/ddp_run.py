@@ -36,7 +36,7 @@ class DumpEMA(Callback):
 def tiny_overrides(config: Path, out: Path) -> list[str]:
     """A couple of optimizer steps at 32 px (64 for DeOldify's critic), batches of 2, no loader workers, W&B offline."""
     spec = yaml.safe_load(config.read_text())
-    data = spec["data"]["class_path"]
+    data = (spec.get("data") or {}).get("class_path", "")  # composed YAMLs (config: base.yaml) may lack it
     size = 64 if "DeOldifyCritic" in config.read_text() else SIZE  # DeOldify's critic needs 64 px
     overrides = [
         f"--run.root={out / 'runs'}", "--run.wandb=offline", "--trainer.max_steps=2", "--trainer.max_epochs=2",

@@ -65,27 +65,28 @@ def single_process_test(checkpoint: Path, photos: Path) -> dict[str, float]:
     return {k.removeprefix("test/"): float(v) for k, v in trainer.test(model, data, verbose=False)[0].items()}
 
 
-def test_readme_ddp_command_one_run_exact_test_and_resume(tmp_path: Path, photos: Path):
-    config = tiny_config(tmp_path, photos, name="tiny", max_steps=3, log_every_n_steps=1)
-    tiny = [*DDP, "--data.init_args.batch_size=2"]
-    first = launch(["-m", "colorlab", "experiment", "--config", str(config), *tiny], REPO, photos)
-
+def test_readme_ddp_command_one_run_resumes_after_a_crash_and_tests_exactly(tmp_path: Path, photos: Path):
+    config = tiny_config(tmp_path, photos, name="tiny", max_epochs=2, max_steps=-1, log_every_n_steps=1)
+    command = ["-m", "colorlab", "experiment", "--config", str(config), *DDP, "--data.init_args.batch_size=2"]
+    crash = [{"class_path": "tests.helpers.CrashAtEpoch", "init_args": {"epoch": 1}}]
+    with pytest.raises(AssertionError, match="simulated crash"):
+        launch([*command, f"--trainer.callbacks={json.dumps(crash)}"], REPO, photos)
     runs = RunFolder.runs_of(tmp_path / "runs", "tiny")
     assert len(runs) == 1, [r.path for r in runs]  # both ranks agreed on the version: one folder
     run = runs[0]
-    assert first.stdout.count("run folder:") == 1  # printed by rank 0 only
-    assert (run.path / "report.md").is_file() and run.metrics_csv.is_file() and run.last_checkpoint
+    assert run.last_checkpoint and not run.finished
+
+    resumed = launch([*command, "--resume"], REPO, photos)
+    assert [r.path for r in RunFolder.runs_of(tmp_path / "runs", "tiny")] == [run.path]
+    assert resumed.stdout.count("run folder:") == 1  # printed by rank 0 only
+    assert "Traceback" not in resumed.stderr  # rank 1 ended cleanly too
+    assert (run.path / "report.md").is_file() and run.metrics_csv.is_file()
     results = run.results
-    assert results["steps"] == 3
+    assert results["epochs"] == 2
     # 5 test photos on 2 ranks: a padded sampler would count one twice; these metrics are the exact set's.
     alone = single_process_test(Path(results["best_checkpoint"]), photos)
     for metric, value in alone.items():
         assert math.isclose(results["test"][metric], value, rel_tol=1e-5), (metric, results["test"], alone)
-
-    launch(["-m", "colorlab", "experiment", "--config", str(config), "--resume", "--trainer.max_steps=5", *tiny],
-           REPO, photos)  # fmt: skip
-    assert [r.path for r in RunFolder.runs_of(tmp_path / "runs", "tiny")] == [run.path]
-    assert run.results["steps"] == 5
 
 
 def test_every_family_trains_validates_and_tests_under_ddp(tmp_path: Path, photos: Path):
