@@ -21,7 +21,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {
     "experiment": "colorlab.commands.experiment:main",
     "colorize": "colorlab.commands.colorize:main",
-    "export": "colorlab.inference.export:main",
+    "export": "colorlab.commands.export:main",
     "serve": "colorlab.commands.serve:main",
     "evaluate": "colorlab.commands.evaluate:main",
     "compare": "colorlab.commands.compare:main",
