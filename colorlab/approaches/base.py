@@ -85,9 +85,10 @@ class ColorizationModule(L.LightningModule):
 
     # ---- what evaluation compares ------------------------------------------------------------------
 
-    def new_metrics(self, prefix: str) -> MetricCollection:
-        """The metrics this approach is scored with (the shared colorization set)."""
-        return colorization_metrics(prefix)
+    def new_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
+        """The metrics this approach is scored with (the shared colorization set); ``sync=False`` for an
+        evaluation that runs on one process alone."""
+        return colorization_metrics(prefix, sync=sync)
 
     def evaluation_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The sRGB picture ``(B, 3, H, W)`` in [0, 1] a prediction is scored against: the clean truth."""
