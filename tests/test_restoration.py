@@ -10,6 +10,7 @@ from colorlab.approaches.restoration import RestoreColorizer, RestoreThenColoriz
 from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
 from colorlab.data.degrade import Degrade, GaussianBlur, GaussianNoise
 from colorlab.metrics import colorization_metrics
+from colorlab.models.blocks import output_head
 from colorlab.models.unet import UNet
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 
@@ -86,7 +87,7 @@ def test_stage_wise_training_continues_from_a_checkpoint(tmp_path, rgb_uint8, de
     path = tmp_path / "stage1.ckpt"
     torch.save({"state_dict": stage1.state_dict()}, path)
     stage2 = _two_stage(train_stages=["colorize"], init_from=str(path), optimizer=_adam())
-    assert not torch.equal(stage2.restorer.stem[0].weight, stage1.restorer.stem[0].weight)
+    assert not torch.equal(stage2.restorer.head.conv.weight, stage1.restorer.head.conv.weight)
     fit_fixed_batch(stage2, rgb_uint8, steps=3, extra={"input_rgb": degraded})
     restored_weights = stage1.restorer.state_dict()
     assert all(torch.equal(v, restored_weights[k]) for k, v in stage2.restorer.state_dict().items())
@@ -109,13 +110,17 @@ def test_validation_scores_the_restored_picture(rgb_uint8, degraded):
         assert logged[0][name] == pytest.approx(value.item(), rel=1e-4), name
 
 
-def test_predict_lab_returns_restored_l_in_range(degraded):
+def test_predict_lab_starts_neutral_and_returns_restored_l_in_range(degraded):
     module = RestoreColorizer(UNet(out_channels=3, base_channels=4, depth=1)).eval()
     L_in = rgb_to_gray_l(uint8_to_float(degraded))
     L_out, ab = module.predict_lab(L_in)
+    assert torch.equal(L_out, L_in) and not ab.any()  # untrained: zero residual, ab 0 (the neutral answer)
+    torch.nn.init.normal_(output_head(module.net).conv.weight, std=3.0)  # a net that overshoots
+    L_out, ab = module.predict_lab(L_in)
     assert L_out.shape == L_in.shape and ab.shape == (4, 2, 32, 32)
     assert L_out.abs().max() <= 1 and not torch.equal(L_out, L_in)
-    assert torch.equal(module.colorize(L_in), ab)
+    with pytest.raises(NotImplementedError, match="predict_lab"):  # the contract runs one way
+        module.colorize(L_in)
 
 
 def test_bad_configurations_are_explained():
@@ -124,4 +129,4 @@ def test_bad_configurations_are_explained():
     with pytest.raises(ValueError, match="train_stages"):
         _two_stage(train_stages=[])
     with pytest.raises(ValueError, match="3 channels"):
-        RestoreColorizer(UNet(out_channels=2, base_channels=4, depth=1)).colorize(torch.zeros(1, 1, 8, 8))
+        RestoreColorizer(UNet(out_channels=2, base_channels=4, depth=1)).predict_lab(torch.zeros(1, 1, 8, 8))
