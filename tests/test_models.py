@@ -34,8 +34,10 @@ from colorlab.models.vae_unet import VAEUNet
 from colorlab.models.vgg import VGG16Colorizer
 from tests.helpers import FixedBatchDataModule
 
-TINY_CHROMA = dict(trunk_channels=(4, 4, 4, 4), mid_channels=(4, 4), global_channels=4, fusion_hidden=(4,),
-                   fusion_channels=4, class_hidden=(4,), num_classes=5, decoder_channels=(4, 4, 4, 4))  # fmt: skip
+TINY_CHROMA = {
+    "trunk_channels": (4, 4, 4, 4), "mid_channels": (4, 4), "global_channels": 4, "fusion_hidden": (4,),
+    "fusion_channels": 4, "class_hidden": (4,), "num_classes": 5, "decoder_channels": (4, 4, 4, 4),
+}  # fmt: skip
 NETS = {
     "simple_cnn": lambda: SimpleCNN(widths=(8, 8, 8)),
     "unet": lambda: UNet(base_channels=4, depth=2),
@@ -204,7 +206,9 @@ def _steps(optimizer: torch.optim.Optimizer, w: torch.nn.Parameter, n: int, sche
 def test_warmup_is_linear_per_group_and_composes_with_a_scheduler():
     module = _Scalar(warmup_steps=4)
     config = module.build_optimizer(
-        lambda p: torch.optim.SGD(p, lr=1.0), module, lambda o: torch.optim.lr_scheduler.StepLR(o, 1, gamma=0.5)
+        lambda p: torch.optim.SGD(p, lr=1.0),
+        module,
+        lambda o: torch.optim.lr_scheduler.StepLR(o, 1, gamma=0.5),
     )
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     updates = _steps(optimizer, module.w, 6, scheduler)

@@ -9,6 +9,7 @@ prediction is under 2 Lab units, and its CIEDE2000 to the truth is within 0.5 of
 from __future__ import annotations
 
 from pathlib import Path
+
 import pytest
 import torch
 import yaml

@@ -54,10 +54,15 @@ class ColorizationModule(L.LightningModule):
         warmup_steps: int = 0,
     ) -> None:
         super().__init__()
-        if type(self).colorize is ColorizationModule.colorize and type(self).predict_lab is ColorizationModule.predict_lab:
+        if (
+            type(self).colorize is ColorizationModule.colorize
+            and type(self).predict_lab is ColorizationModule.predict_lab
+        ):
             raise TypeError(f"{type(self).__name__} must define colorize(L) -> ab or override predict_lab(L)")
         if encoder_lr_mult < 0 or warmup_steps < 0:
-            raise ValueError(f"need encoder_lr_mult >= 0 and warmup_steps >= 0, got {encoder_lr_mult}, {warmup_steps}")
+            raise ValueError(
+                f"need encoder_lr_mult >= 0 and warmup_steps >= 0, got {encoder_lr_mult}, {warmup_steps}"
+            )
         # Collects the init args of the whole subclass chain; under LightningCLI these are the YAML's
         # class_path/init_args, so `load_colorizer` can rebuild any approach from its checkpoint alone.
         with warnings.catch_warnings():
@@ -123,7 +128,11 @@ class ColorizationModule(L.LightningModule):
             {"params": [p for p in trainable if id(p) in encoder], "name": "pretrained_encoder",
              "lr_mult": self.encoder_lr_mult},
         ]  # fmt: skip
-        return [{**group, "warmup_steps": self.warmup_steps, "warmup_done": 0} for group in groups if group["params"]]
+        return [
+            {**group, "warmup_steps": self.warmup_steps, "warmup_done": 0}
+            for group in groups
+            if group["params"]
+        ]
 
     def build_optimizer(
         self, factory: OptimizerCallable, module: nn.Module, scheduler: LRSchedulerCallable | None = None

@@ -51,7 +51,9 @@ def neutral_logits(
         return bump.float()
     scale = temperature if decode == "annealed_mean" else 1.0
     u = torch.zeros(2, dtype=torch.float64)
-    for _ in range(50):  # the decoded mean is the gradient of a convex log-partition in u: Newton converges fast
+    for _ in range(
+        50
+    ):  # the decoded mean is the gradient of a convex log-partition in u: Newton converges fast
         p = torch.softmax(bump / scale + c @ u, dim=0)
         mean = p @ c
         if mean.abs().max() < 1e-9:

@@ -105,7 +105,9 @@ class NoGANColorizer(AdversarialColorizer):
         finally:
             self.generator.train(training)
 
-    def generator_loss(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generator_loss(
+        self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """L1 on ab + feature loss on the sRGB picture, + the adversarial term in the ``gan`` phase."""
         losses = {"l1": (fake_ab - batch["ab"]).abs().mean()}
         total = self.pixel_weight * losses["l1"]

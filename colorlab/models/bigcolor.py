@@ -88,7 +88,9 @@ class BigColorGenerator(UNetSkeleton):
         cond_dim = z_dim + (class_dim if num_classes > 0 else 0)
         super().__init__(
             encoder=ConvEncoder(in_channels, widths),
-            decoder=[GeneratorBlock(widths[i + 1], widths[i], widths[i], cond_dim) for i in reversed(range(depth))],
+            decoder=[
+                GeneratorBlock(widths[i + 1], widths[i], widths[i], cond_dim) for i in reversed(range(depth))
+            ],
             head=nn.Sequential(
                 nn.BatchNorm2d(widths[0]), nn.ReLU(), OutputHead(widths[0], out_channels, 3, final_activation)
             ),

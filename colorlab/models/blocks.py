@@ -44,10 +44,17 @@ def activation(name: str | None) -> nn.Module:
 
 
 def conv_norm_act(
-    in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, norm: bool = True, act: str | None = "relu"
+    in_channels: int,
+    out_channels: int,
+    kernel: int = 3,
+    stride: int = 1,
+    norm: bool = True,
+    act: str | None = "relu",
 ) -> nn.Sequential:
     """Convolution (same padding, optionally strided), BatchNorm (``norm``), activation: the one conv unit."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=not norm)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=not norm)
+    ]
     if norm:
         layers.append(nn.BatchNorm2d(out_channels))
     return nn.Sequential(*layers, activation(act))
@@ -68,7 +75,9 @@ class OutputHead(nn.Sequential):
     ``activation(0)`` everywhere (ab 0 under ``tanh``), the neutral answer (issue 9: a default-initialised
     head gave a mean |ab| of 10-18 Lab units and a CIEDE2000 up to 13 worse than gray at step 0)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, final_activation: str | None = "tanh"):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int = 1, final_activation: str | None = "tanh"
+    ):
         conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
         nn.init.zeros_(conv.weight)
         nn.init.zeros_(conv.bias)
@@ -84,7 +93,9 @@ def output_head(net: nn.Module) -> OutputHead:
     """The one :class:`OutputHead` of ``net`` (error if it has none or several)."""
     heads = [m for m in net.modules() if isinstance(m, OutputHead)]
     if len(heads) != 1:
-        raise ValueError(f"{type(net).__name__} has {len(heads)} OutputHead layers; the approach needs exactly one")
+        raise ValueError(
+            f"{type(net).__name__} has {len(heads)} OutputHead layers; the approach needs exactly one"
+        )
     return heads[0]
 
 
@@ -182,7 +193,9 @@ class ConvEncoder(nn.Module):
         act: activation of every conv unit (``relu`` or ``leaky_relu``).
     """
 
-    def __init__(self, in_channels: int, widths: Sequence[int], downsample: str = "pool", act: str = "relu") -> None:
+    def __init__(
+        self, in_channels: int, widths: Sequence[int], downsample: str = "pool", act: str = "relu"
+    ) -> None:
         super().__init__()
         if downsample not in ("pool", "stride"):
             raise ValueError(f"downsample must be 'pool' or 'stride', got {downsample!r}")
@@ -240,7 +253,11 @@ class UNetSkeleton(nn.Module):
     """
 
     def __init__(
-        self, encoder: nn.Module, decoder: Sequence[nn.Module], head: nn.Module, bottleneck: nn.Module | None = None
+        self,
+        encoder: nn.Module,
+        decoder: Sequence[nn.Module],
+        head: nn.Module,
+        bottleneck: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder

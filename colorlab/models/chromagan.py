@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorlab.models.blocks import ConvEncoder, OutputHead, TimmEncoder, conv_norm_act, crop_padding, pad_to_multiple
+from colorlab.models.blocks import (
+    ConvEncoder,
+    OutputHead,
+    TimmEncoder,
+    conv_norm_act,
+    crop_padding,
+    pad_to_multiple,
+)
 
 TRUNK_STRIDE = 8
 

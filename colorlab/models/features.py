@@ -84,7 +84,9 @@ class ImageNetClassifier(_ImageNetInput):
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         """sRGB ``(B, 3, H, W)`` (resized to ``input_size``) -> logits ``(B, 1000)``."""
         if rgb.shape[-2:] != (self.input_size, self.input_size):
-            rgb = nn.functional.interpolate(rgb, size=(self.input_size,) * 2, mode="bilinear", align_corners=False)
+            rgb = nn.functional.interpolate(
+                rgb, size=(self.input_size,) * 2, mode="bilinear", align_corners=False
+            )
         return self.net(self.normalize(rgb))
 
 
@@ -105,7 +107,9 @@ def build_lpips(net: str = "vgg", backbone_path: str | os.PathLike | None = None
     import lpips
 
     if net not in _LPIPS_BACKBONES:
-        raise ValueError(f"LPIPS backbone {net!r} not supported offline; choose one of {sorted(_LPIPS_BACKBONES)}")
+        raise ValueError(
+            f"LPIPS backbone {net!r} not supported offline; choose one of {sorted(_LPIPS_BACKBONES)}"
+        )
     filename, slices = _LPIPS_BACKBONES[net]
     source = torch.load(resolve_weights(filename, backbone_path), map_location="cpu", weights_only=True)
     model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)

@@ -81,11 +81,16 @@ class VAEUNet(UNetSkeleton):
         super().__init__(
             encoder=ConvEncoder(in_channels, widths, downsample="stride", act="leaky_relu"),
             bottleneck=LatentInjection(widths[-1], latent_dim),
-            decoder=[TransposedUpBlock(widths[i + 1], widths[i], widths[i], latent_dim) for i in reversed(range(depth))],
+            decoder=[
+                TransposedUpBlock(widths[i + 1], widths[i], widths[i], latent_dim)
+                for i in reversed(range(depth))
+            ],
             head=OutputHead(widths[0], out_channels, 1, final_activation),
         )
         self.latent_dim = latent_dim
-        self.recognition = ConvEncoder(in_channels + out_channels, widths, downsample="stride", act="leaky_relu")
+        self.recognition = ConvEncoder(
+            in_channels + out_channels, widths, downsample="stride", act="leaky_relu"
+        )
         self.posterior_head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(widths[-1], 2 * latent_dim, 1))
 
     def posterior(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
