@@ -156,7 +156,7 @@ class ColorizationModule(L.LightningModule):
         mid-run) as new groups: their rate follows the first group's current (scheduled) rate times their
         ``lr_mult``, and they warm up from their own first step. Returns the number of parameters added."""
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        reference = optimizer.param_groups[0]
+        reference = next(g for g in optimizer.param_groups if g.setdefault("lr_mult", 1.0) > 0)
         added = 0
         for group in self.parameter_groups(module, exclude=held):
             group["lr"] = reference["lr"] / reference["lr_mult"] * group["lr_mult"]

@@ -167,10 +167,16 @@ class NoGANColorizer(AdversarialColorizer):
         return epoch >= self.unfreeze_at_epoch
 
     def setup(self, stage: str) -> None:
-        # Before the optimizer is built: a fit starts with the encoder as epoch 0 wants it, so a frozen encoder
-        # never enters the optimizer (a resumed fit then restores its saved state in on_load_checkpoint).
-        if stage == "fit" and self.unfreeze_at_epoch is not None:
-            self.generator.set_encoder_trainable(self.encoder_trainable_at(0))
+        # The encoder state the optimizer is built for: epoch 0's (a resumed fit's saved state replaces it in
+        # on_load_checkpoint, which runs after this and before configure_optimizers).
+        self._encoder_trainable_at_start = self.unfreeze_at_epoch is not None and self.encoder_trainable_at(0)
+
+    def configure_optimizers(self) -> Any:
+        # Freeze here, not in setup: under DDP the net is wrapped before this hook, so the encoder is
+        # registered for gradient sync and its gradients are averaged once it unfreezes.
+        if self.unfreeze_at_epoch is not None:
+            self.generator.set_encoder_trainable(self._encoder_trainable_at_start)
+        return super().configure_optimizers()
 
     def on_train_epoch_start(self) -> None:
         if self.unfreeze_at_epoch is None:
@@ -190,7 +196,7 @@ class NoGANColorizer(AdversarialColorizer):
         self.critic_turn = state.get("critic_turn", True)
         self.switches = state.get("switches", 0)
         if "encoder_trainable" in state and self.unfreeze_at_epoch is not None:
-            self.generator.set_encoder_trainable(state["encoder_trainable"])
+            self._encoder_trainable_at_start = state["encoder_trainable"]
 
     # ---- evaluation -------------------------------------------------------------------------------
 
