@@ -1,4 +1,5 @@
-"""Colorization metrics on tensors: PSNR and SSIM from torchmetrics, CIEDE2000 and colorfulness here.
+"""Colorization metrics on tensors: PSNR and SSIM from torchmetrics, CIEDE2000, colorfulness (and its gap to
+the truth's) here, and a Fréchet distance on offline EfficientNet-Lite0 features.
 
 Every metric reads sRGB images in [0, 1], shape ``(B, 3, H, W)``: the colorized picture a person sees
 (L from the input, predicted ab, clipped to the sRGB gamut) against the ground truth.
@@ -7,11 +8,14 @@ Every metric reads sRGB images in [0, 1], shape ``(B, 3, H, W)``: the colorized 
 from __future__ import annotations
 
 import math
+import warnings
 from abc import abstractmethod
 
 import torch
+from torch import nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torchmetrics.image.fid import FrechetInceptionDistance
 
 from colorlab.color import rgb_to_lab
 
@@ -124,14 +128,77 @@ class Colorfulness(_BatchMean):
         return colorfulness(preds)
 
 
+class ColorfulnessGap(_BatchMean):
+    """Mean per-image ``|colorfulness(pred) - colorfulness(truth)|`` (lower is better): a desaturated (sepia)
+    or an over-saturated result both score badly, a plausible one well, whatever hue it picks."""
+
+    higher_is_better = False
+
+    def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (colorfulness(preds) - colorfulness(target)).abs()
+
+
+FRECHET_KEY = "frechet_effnet"
+# Whether a larger value is better, per metric name (colorfulness has no direction: compare it with the truth's).
+HIGHER_IS_BETTER = {
+    "psnr": True, "ssim": True, "top1_agree": True, "top5_agree": True,
+    "delta_e00": False, "colorfulness_gap": False, FRECHET_KEY: False, "lpips": False, "fid": False,
+}  # fmt: skip
+
+
+class FrechetEffNetDistance(FrechetInceptionDistance):
+    """Fréchet distance between Gaussians fitted to the pooled EfficientNet-Lite0 features of the predicted and
+    the true images (lower is better). FID's formula on an offline ImageNet net, so NOT comparable with FID.
+
+    torchmetrics supplies the feature statistics and the distance; this class only swaps in the network and
+    takes ``update(preds, target)`` like every other colorlab metric.
+
+    Args:
+        features: ``(B, 3, H, W)`` sRGB in [0, 1] -> ``(B, D)``, with a ``num_features`` attribute; default
+            :class:`colorlab.models.features.PooledImageNetFeatures` (ImageNet weights, local files only).
+        input_size: side the images are resized to for the default feature net.
+    """
+
+    higher_is_better = False
+
+    def __init__(self, features: nn.Module | None = None, input_size: int = 128, **kwargs) -> None:
+        if features is None:
+            from colorlab.models.features import PooledImageNetFeatures
+
+            features = PooledImageNetFeatures(input_size=input_size)
+        super().__init__(feature=features, normalize=True, reset_real_features=True, **kwargs)
+        self.target_frozen = False
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of predictions and their true images (the truth is skipped once frozen)."""
+        if not self.target_frozen:
+            super().update(target.float(), real=True)
+        super().update(preds.float(), real=False)
+
+    def compute(self) -> torch.Tensor:
+        """The distance; NaN (with a warning) when either side has fewer than 2 images (no covariance)."""
+        if min(int(self.real_features_num_samples), int(self.fake_features_num_samples)) < 2:
+            warnings.warn("frechet_effnet needs at least 2 images per set; reporting NaN", stacklevel=2)
+            return torch.tensor(float("nan"), device=self.device)
+        return super().compute()
+
+    def freeze_target(self) -> None:
+        """Keep the true images' statistics from now on: for a fixed evaluation set (same images every epoch)
+        the truth's features need computing once, which halves the cost of later epochs."""
+        self.target_frozen = True
+        self.reset_real_features = False
+
+
 def colorization_metrics(prefix: str) -> MetricCollection:
-    """The shared metric set, keyed ``{prefix}psnr``, ``ssim``, ``delta_e00`` and ``colorfulness``."""
+    """The shared metric set, keyed ``{prefix}psnr``, ``ssim``, ``delta_e00``, ``colorfulness`` and
+    ``colorfulness_gap`` (the Fréchet distance needs a feature net, so it is added where enabled)."""
     return MetricCollection(
         {
             "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
             "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
             "delta_e00": DeltaE2000(),
             "colorfulness": Colorfulness(),
+            "colorfulness_gap": ColorfulnessGap(),
         },
         prefix=prefix,
     )

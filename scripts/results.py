@@ -6,8 +6,10 @@ write ``docs/results.md`` from the runs' ``results.json``.
     python scripts/results.py --table-only    # rebuild the table from the runs this script made
 
 Protocol: ``experiments/results/photos_4min.yaml`` (or ``photos_4min_degraded.yaml`` for restoration):
-train on ``$COLORLAB_DATA/train`` for 4 minutes of wall time, test the best checkpoint on the 33 photos of
-``$COLORLAB_DATA/val`` (shorter side 96, 96x96 center crops). NoGAN's phases get 75 s each.
+train on ``$COLORLAB_DATA/train`` minus a seeded 10 % validation split (which picks the checkpoint) for 4
+minutes of wall time, test the best checkpoint on the 33 photos of ``$COLORLAB_DATA/val`` (shorter side 96,
+96x96 center crops). NoGAN's phases get 75 s each. Every row is judged against the trivial baselines (gray,
+training mean ab, L->ab lookup) on the same test split: "learning" says whether it beats the best of them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from colorlab.baselines import BASELINE_NAMES, verdict_line
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = "experiments/results/photos_4min.yaml"
@@ -71,35 +75,70 @@ def protocol_results(name: str) -> dict | None:
     return json.loads(path.read_text()) if path and path.is_file() else None
 
 
+def _cell(values: dict, key: str, digits: int) -> str:
+    value = values.get(key)
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _learning(results: dict) -> str:
+    """``yes (+0.42)`` / ``no (-0.10)`` on ΔE00 against the best baseline of the same run and test split."""
+    verdict = (results.get("learning") or {}).get("delta_e00")
+    if not verdict:
+        return ""
+    best = BASELINE_NAMES.get(verdict["best_baseline"], verdict["best_baseline"])
+    return f"{'yes' if verdict['learning'] else 'no'} ({verdict['margin']:+.2f} vs {best})"
+
+
 def table(names: list[str]) -> str:
-    """The Markdown results table (test metrics vs the gray baseline of the same data)."""
+    """The Markdown results table: test metrics of every run, whether it beats the best trivial baseline of the
+    same test split, then the baselines' and the truth's own rows and the splits they were measured on."""
     lines = [
         (
-            "| experiment | approach | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | gray ΔE00 (same data) | colorfulness "
-            "| epochs / steps | train time | hardware |"
+            "| experiment | approach | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | learning (ΔE00 vs best baseline) | "
+            "colorfulness | colorfulness gap ↓ | Fréchet EffNet ↓ | selected on | epochs / steps | train time | "
+            "hardware |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---" * 13 + "|",
     ]
-    baseline = None
+    reference, splits = None, {}
     for name in names:
         results = protocol_results(name)
         if results is None:
             continue
         test = results["test"]
-        baseline = baseline or results["reference"]
+        reference = reference or results["reference"]
+        splits = splits or results.get("splits", {})
+        monitor = results.get("selection", {}).get("monitor", "val/delta_e00")
         lines.append(
-            f"| `{name}` | {results['model_class']} | {test['psnr']:.2f} | {test['ssim']:.3f} | "
-            f"{test['delta_e00']:.2f} | {results['reference']['gray']['delta_e00']:.2f} | "
-            f"{test['colorfulness']:.1f} | {results['epochs']} / {results['steps']} | "
-            f"{results['fit_seconds'] / 60:.1f} min | {results['hardware']} |"
+            f"| `{name}` | {results['model_class']} | {_cell(test, 'psnr', 2)} | {_cell(test, 'ssim', 3)} | "
+            f"{_cell(test, 'delta_e00', 2)} | {_learning(results)} | {_cell(test, 'colorfulness', 1)} | "
+            f"{_cell(test, 'colorfulness_gap', 1)} | {_cell(test, 'frechet_effnet', 3)} | `{monitor}` | "
+            f"{results['epochs']} / {results['steps']} | {results['fit_seconds'] / 60:.1f} min | "
+            f"{results['hardware']} |"
         )
-    if baseline:
-        gray, truth = baseline["gray"], baseline["truth"]
-        lines.append(
-            f"| gray baseline (ab = 0), clean val | - | {gray['psnr']:.2f} | {gray['ssim']:.3f} | "
-            f"{gray['delta_e00']:.2f} | | {gray['colorfulness']:.1f} | - | - | - |"
-        )
-        lines.append(f"| ground truth | - | | | | | {truth['colorfulness']:.1f} | - | - | - |")
+    if reference:
+        for key, label in BASELINE_NAMES.items():
+            values = reference.get(key)
+            if values:
+                lines.append(
+                    f"| {label} | baseline | {_cell(values, 'psnr', 2)} | {_cell(values, 'ssim', 3)} | "
+                    f"{_cell(values, 'delta_e00', 2)} | | {_cell(values, 'colorfulness', 1)} | "
+                    f"{_cell(values, 'colorfulness_gap', 1)} | {_cell(values, 'frechet_effnet', 3)} | | - | - | - |"
+                )
+        truth = reference["truth"]["colorfulness"]
+        lines.append(f"| ground truth | - | | | | | {truth:.1f} | | | | - | - | - |")
+    lines += ["", *(f"- {name}: {split['size']} images, {split['role']}" for name, split in splits.items())]
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(names: list[str]) -> str:
+    """One learning line per run (the report sentence), for the README text under the table."""
+    lines = []
+    for name in names:
+        results = protocol_results(name)
+        verdict = (results or {}).get("learning", {}).get("delta_e00")
+        if results is not None:
+            lines.append(f"- `{name}`: {verdict_line(verdict)}")
     return "\n".join(lines) + "\n"
 
 
@@ -118,7 +157,7 @@ def main() -> None:
             list(pool.map(run, args.names))
     out = REPO / "docs" / "results.md"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(table(list(EXPERIMENTS)))
+    out.write_text(table(list(EXPERIMENTS)) + "\n" + verdicts(list(EXPERIMENTS)))
     print(f"table: {out}")
 
 

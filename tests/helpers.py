@@ -12,12 +12,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from colorlab.data.datamodule import LabDataModule
-from colorlab.data.datasets import SAMPLE_TRAIN, SAMPLE_VAL, build_transform, load_samples
+from colorlab.data.datasets import SAMPLE_TEST, SAMPLE_TRAIN, SAMPLE_VAL, build_transform, load_samples
 
 
 def fixed_rgb_batch(n: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
     """``n`` seeded random crops (``size`` px, from the photos resized to ``3 * size``) of the bundled samples."""
-    images = load_samples((SAMPLE_TRAIN + SAMPLE_VAL)[:n])
+    images = load_samples((SAMPLE_TRAIN + SAMPLE_VAL + SAMPLE_TEST)[:n])
     transform = build_transform(size, train=True, resize=size * 3, hflip=False)
     torch.manual_seed(seed)
     return torch.stack([transform(img) for img in images])

@@ -55,10 +55,12 @@ def test_experiment_writes_report_grid_and_metrics(tmp_path: Path, capsys):
     printed = capsys.readouterr().out
     assert str(run_dir / "report.md") in printed and str(run_dir / "test_grid.png") in printed
     rows = {row["model"]: row for row in csv.DictReader((run_dir / "test_metrics.csv").open())}
-    assert set(rows) == {"quickstart (best checkpoint)", "gray baseline (ab = 0)", "ground truth"}
-    assert float(rows["gray baseline (ab = 0)"]["colorfulness"]) < 1
+    baselines = {"gray (ab = 0)", "mean ab (train)", "L->ab lookup (train)"}
+    assert set(rows) == {"quickstart (best checkpoint)", *baselines, "ground truth"}
+    assert float(rows["gray (ab = 0)"]["colorfulness"]) < 1
     saved = json.loads((run_dir / "results.json").read_text())
-    assert saved["epochs"] == 3 and set(saved["test"]) == {"psnr", "ssim", "delta_e00", "colorfulness"}
+    assert saved["epochs"] == 3
+    assert set(saved["test"]) == {"psnr", "ssim", "delta_e00", "colorfulness", "colorfulness_gap"}
     from PIL import Image
 
     grid = Image.open(run_dir / "test_grid.png")
@@ -80,7 +82,7 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path: Path):
 
 
 def test_resume_without_a_previous_run_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(SystemExit, match="nothing to resume"):
         main(["experiment", "--resume", *tiny(tmp_path)])
 
 

@@ -8,7 +8,7 @@ import torch
 from skimage import color as skcolor
 
 from colorlab import color
-from colorlab.data.datasets import SAMPLE_TRAIN, SAMPLE_VAL, load_samples
+from colorlab.data.datasets import SAMPLE_TEST, SAMPLE_TRAIN, SAMPLE_VAL, load_samples
 
 # Max abs error of kornia's float32 conversion vs scikit-image's float64 one, in Lab units.
 LAB_TOL = 0.02
@@ -18,7 +18,7 @@ RGB_TOL = 1e-4
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
     """Real photos (H, W, 3) in [0, 1], downscaled 4x to keep the test fast."""
-    return [img.permute(1, 2, 0).numpy()[::4, ::4] / 255.0 for img in load_samples(SAMPLE_TRAIN + SAMPLE_VAL)]
+    return [img.permute(1, 2, 0).numpy()[::4, ::4] / 255.0 for img in load_samples(SAMPLE_TRAIN + SAMPLE_VAL + SAMPLE_TEST)]
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -88,8 +88,8 @@ def test_folder_datamodule_skips_bad_files_with_one_warning(messy_folder: Path):
     for name in ("truncated.jpg", "corrupt.png", "notes.jpg"):
         assert name in message
     assert "readme.txt" not in message  # not an image extension: never considered
-    assert len(dm.train_set) + len(dm.val_set) == 8
-    batches = list(dm.train_dataloader()) + list(dm.val_dataloader())
+    assert len(dm.train_set) + len(dm.val_set) + len(dm.test_set) == 8
+    batches = list(dm.train_dataloader()) + list(dm.val_dataloader()) + list(dm.test_dataloader())
     for batch in batches:
         assert batch["rgb"].dtype == torch.uint8 and batch["rgb"].shape[1:] == (3, 32, 32)
     lab = dm.on_after_batch_transfer(batches[0], 0)
@@ -110,13 +110,14 @@ def test_file_that_breaks_mid_epoch_is_replaced(tmp_path: Path, photo: np.ndarra
 
 
 def test_train_val_subfolders_are_used(tmp_path: Path, photo: np.ndarray):
-    for split, n in (("train", 5), ("val", 2)):
+    for split, n in (("train", 10), ("val", 2)):
         (tmp_path / split).mkdir()
         for i in range(n):
             Image.fromarray(photo).save(tmp_path / split / f"{i}.png")
-    dm = FolderDataModule(root=str(tmp_path), image_size=32)
+    dm = FolderDataModule(root=str(tmp_path), image_size=32, val_fraction=0.2)
     dm.setup("fit")
-    assert (len(dm.train_set), len(dm.val_set)) == (5, 2)
+    # val/ is the test set; validation is carved out of train/
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (8, 2, 2)
 
 
 def test_root_from_environment(tmp_path: Path, photo: np.ndarray, monkeypatch):
@@ -125,7 +126,7 @@ def test_root_from_environment(tmp_path: Path, photo: np.ndarray, monkeypatch):
     monkeypatch.setenv("COLORLAB_DATA", str(tmp_path))
     dm = FolderDataModule(image_size=32, val_fraction=0.34)
     dm.setup("fit")
-    assert len(dm.train_set) == 2
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (1, 1, 1)
 
 
 def test_missing_root_is_a_clear_error(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from pathlib import Path
@@ -54,19 +55,23 @@ def test_cli_writes_tables_and_a_page_whose_links_resolve(tiny_run, tmp_path, mo
     out = tmp_path / "report"
     result = main(["--ckpt", str(ckpt), str(ckpt), "--names", "a", "b", "--data", str(photos / "val"),
                    "--size", str(SIZE), "-o", str(out)])  # fmt: skip
-    assert result["models"] == [GRAY, "a", "b"]
+    baselines = [GRAY, "mean ab (train)", "L->ab lookup (train)"]  # fitted on the run's training split
+    assert result["models"] == [*baselines, "a", "b"]
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert len(rows) == 4 * 4 + 4  # (gray, a, b, truth) per image, then one mean row each
+    assert len(rows) == 4 * 6 + 6  # (3 baselines, a, b, truth) per image, then one mean row each
     means = {r["model"]: r for r in rows if r["image"] == "mean"}
     assert means["a"] == {**means["b"], "model": "a"}  # the same checkpoint twice scores the same
     assert float(means[GRAY]["colorfulness"]) < 0.5 < float(means[TRUTH]["colorfulness"])
     summary = (out / "summary.md").read_text()
-    assert f"| {GRAY} |" in summary and "| a |" in summary
+    assert f"| {GRAY} |" in summary and "| a |" in summary and "| L->ab lookup (train) |" in summary
+    assert "a: learning: " in summary and "baselines fitted on" in summary
+    assert {"a", "b"} == set(json.loads((out / "results.json").read_text())["learning"])
+    assert "Fréchet EffNet" in summary and float(means["a"]["frechet_effnet"]) >= 0
     assert ("LPIPS skipped" in summary) != ("lpips" in rows[0])  # computed only from local weights
     assert "FID skipped" in summary or "fid" in rows[0]
     page = (out / "index.html").read_text()
     links = re.findall(r"(?:href|src)='([^']+)'", page)
-    assert len(links) == 2 * 4 * 4 and all((out / link).is_file() for link in links)
+    assert len(links) == 2 * 4 * 6 and all((out / link).is_file() for link in links)
     assert Image.open(out / "images" / "model1" / "full" / "0000_crop0.jpg").size == (SIZE, SIZE)
     assert (out / "grid.png").is_file()
 

@@ -58,7 +58,7 @@ def test_metric_collection_names_and_values(rgb_uint8):
     metrics.update(noisy[:2], rgb[:2])
     metrics.update(noisy[2:], rgb[2:])
     values = metrics.compute()
-    assert set(values) == {"val/psnr", "val/ssim", "val/delta_e00", "val/colorfulness"}
+    assert set(values) == {"val/psnr", "val/ssim", "val/delta_e00", "val/colorfulness", "val/colorfulness_gap"}
     per_image_psnr = [10 * math.log10(1 / torch.mean((noisy[i] - rgb[i]) ** 2).item()) for i in range(4)]
     assert math.isclose(values["val/psnr"].item(), sum(per_image_psnr) / 4, rel_tol=1e-4)
     expected_de = delta_e_ciede2000(rgb_to_lab(noisy), rgb_to_lab(rgb)).flatten(1).mean(1).mean()

@@ -113,7 +113,7 @@ def test_three_phases_chain(tiny_experiment, phase_starts):
     assert len(list(Path(phases["gan"]["folder"], "checkpoints").glob("best-*.ckpt"))) == 2
     run_dir = Path(phases["gan"]["folder"]).parent
     report = (run_dir / "report.md").read_text()
-    assert "| critic |" in report and "gray baseline" in report
+    assert "| critic |" in report and "gray (ab = 0)" in report and "learning: " in report
     assert all(row["test"]["delta_e00"] > 0 for row in phases.values())
     finished = json.loads((run_dir / "phases.json").read_text())["finished"]
     assert set(finished) == set(phases)

@@ -69,6 +69,11 @@ class ColorizationModule(L.LightningModule):
             # Nets passed as objects (outside the CLI) are saved in the state dict anyway; no need to warn.
             warnings.filterwarnings("ignore", message="Attribute '.*' is an instance of `nn.Module`")
             self.save_hyperparameters()
+        # Nets passed as objects are in the state dict already; pickled whole in the hyper-parameters they
+        # would turn the checkpoint into code, which the weights-only loader refuses.
+        for name in [key for key, value in self.hparams.items() if isinstance(value, torch.nn.Module)]:
+            del self.hparams[name]
+            self._hparams_initial.pop(name, None)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.grid_images = grid_images
@@ -171,7 +176,7 @@ class ColorizationModule(L.LightningModule):
 
     # ---- evaluation ---------------------------------------------------------------------------------
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
+    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> torch.Tensor:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         model_in = self.model_input(batch)
         pred = self.colorize_rgb(model_in)
@@ -180,12 +185,15 @@ class ColorizationModule(L.LightningModule):
         if batch_idx == 0:
             n = self.grid_images
             self._grid[stage] = [l_to_gray_rgb(model_in[:n]), pred[:n], batch["rgb"][:n]]
+        return pred
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Scores the batch; returns the sRGB prediction (callbacks such as the Fréchet distance reuse it)."""
+        return self._evaluate(batch, batch_idx, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Scores the batch; returns the sRGB prediction."""
+        return self._evaluate(batch, batch_idx, "test")
 
     def grid_image(self, stage: str = "val") -> Any:
         """The last ``gray | prediction | truth`` grid of ``stage`` as an ``(H, W, 3)`` uint8 array."""

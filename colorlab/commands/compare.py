@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from colorlab.metrics import FRECHET_KEY, HIGHER_IS_BETTER
 from colorlab.report import html_page, html_table, markdown_table
 
 # Metric name endings and whether a larger value is better; others (colorfulness, lr, adversarial losses
 # such as loss_critic) have no "best". Only the total loss the optimizer minimises ("loss") has one.
-_DIRECTIONS = {"psnr": True, "ssim": True, "agree": True, "delta_e00": False, "lpips": False, "/loss": False}
-TABLE_METRICS = ("psnr", "ssim", "delta_e00", "lpips", "colorfulness")
+_DIRECTIONS = {**HIGHER_IS_BETTER, "agree": True, "/loss": False}
+TABLE_METRICS = ("psnr", "ssim", "delta_e00", "lpips", "colorfulness", "colorfulness_gap", FRECHET_KEY)
 
 
 def higher_is_better(metric: str) -> bool | None:

@@ -2,7 +2,9 @@
 
 Each model sees a small gray copy of every photo (at the size it trained at), its ab is upsampled and merged
 with the photo's own L (:func:`colorlab.inference.pipeline.colorize_full_resolution`), and the result is scored
-against the photo. The gray baseline (ab = 0) is always a row. Writes into the output folder:
+against the photo. The trivial baselines are rows too: gray (ab = 0) always, and the training split's mean ab
+and L->ab lookup of the first checkpoint's run (its ``baselines.json``, else fitted from its config); the
+summary says whether each model beats the best of them ("learning: yes/no" on ΔE00). Writes into the output folder:
 ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray | models |
 truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
 """
@@ -29,12 +31,14 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from tqdm import tqdm
 
 from colorlab.approaches.base import ColorizationModule
+from colorlab.baselines import TrivialColorizer, baselines_for_run, learning_verdict, verdict_line
 from colorlab.color import float_to_uint8, lab_batch, lab_normalized_to_rgb, rgb_to_lab
 from colorlab.data.datasets import to_chw
 from colorlab.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, split_decodable
 from colorlab.inference.pipeline import colorize_full_resolution
-from colorlab.metrics import colorfulness, delta_e_ciede2000
+from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, delta_e_ciede2000
 from colorlab.report import html_page, html_table, markdown_table
+from colorlab.training.runs import RunFolder
 from colorlab.visualize import comparison_grid, save_png
 
 DEFAULT_SIZE = 256
@@ -55,6 +59,7 @@ METRICS = {
     "top1_agree": "top-1 agree ↑",
     "top5_agree": "top-5 agree ↑",
     "lpips": "LPIPS ↓",
+    FRECHET_KEY: "Fréchet EffNet ↓",
 }
 
 
@@ -113,6 +118,16 @@ def load_inception(weights_path: str | None) -> tuple[nn.Module | None, str]:
         return None, f"FID skipped (never computed with random weights): {reason} Pass --fid-weights PATH."
     except (ImportError, ModuleNotFoundError) as exc:
         return None, f"FID skipped: its Inception network needs torch-fidelity ({exc}); pip install torch-fidelity"
+
+
+def load_baselines(run_dir: str | os.PathLike) -> tuple[list[TrivialColorizer], str]:
+    """The trivial baselines of a run (mean ab, lookup; gray is always a row), and a note saying where from."""
+    try:
+        fitted = baselines_for_run(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        return [], f"mean-ab and lookup baselines skipped (only gray): {reason}"
+    return list(fitted.colorizers().values()), f"baselines fitted on {fitted.source} of run `{run_dir}`"
 
 
 # ---- models -------------------------------------------------------------------------------------------
@@ -225,18 +240,24 @@ def evaluate(
     fid_extractor: nn.Module | None = None,
     thumb: int = 160,
     grid_images: int = 6,
+    baselines: Sequence[TrivialColorizer] = (),
+    frechet: bool = True,
 ) -> dict[str, Any]:
-    """Score the gray baseline and every candidate on ``files``; write views into ``out/images``.
+    """Score the gray baseline, the other trivial ``baselines`` and every candidate on ``files``; write views
+    into ``out/images``. ``frechet`` adds the Fréchet EfficientNet-Lite0 distance per row.
 
     Returns ``{"rows": per-image dicts, "means": {model: {metric: value}}, "views": ..., "fid": ...}``.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    from colorlab.models.features import ImageNetClassifier
+    from colorlab.models.features import ImageNetClassifier, PooledImageNetFeatures
 
     classifier = ImageNetClassifier().to(device)
     lpips = lpips.to(device) if lpips is not None else None
-    names = [GRAY, *(c.name for c in candidates)]
+    extra = [b for b in baselines if b.name != GRAY]
+    names = [GRAY, *(b.name for b in extra), *(c.name for c in candidates)]
+    features = PooledImageNetFeatures().to(device) if frechet else None  # one net serves every row
+    frechet_rows = {n: FrechetEffNetDistance(features).to(device) for n in names} if frechet else {}
     # The extractor (e.g. torch-fidelity's Inception) reads uint8 pictures of any size; one copy serves all.
     fid = {n: FrechetInceptionDistance(fid_extractor).to(device) for n in names} if fid_extractor else {}
     rows: list[dict[str, Any]] = []
@@ -246,6 +267,7 @@ def evaluate(
         batch = lab_batch(to_chw(load_rgb(path))[None].to(device))
         truth, L = batch["rgb"], batch["L"]
         outputs = {GRAY: lab_normalized_to_rgb(L, torch.zeros_like(batch["ab"]))}
+        outputs.update((b.name, b.colorize_rgb(L)) for b in extra)
         for c in candidates:
             outputs[c.name] = colorize_full_resolution(c.model, L, size=c.side(*L.shape[-2:]))
         truth_logits = classifier(truth)
@@ -262,6 +284,8 @@ def evaluate(
             if name in fid:
                 fid[name].update(float_to_uint8(truth), real=True)
                 fid[name].update(float_to_uint8(pred), real=False)
+            if name in frechet_rows:
+                frechet_rows[name].update(pred, truth)
         views.append({"image": path.name, "cells": cells})
         if index < grid_images:
             for name, image in [*outputs.items(), (TRUTH, truth)]:
@@ -274,11 +298,16 @@ def evaluate(
     }
     for name, metric in fid.items():
         means[name]["fid"] = float(metric.compute())
+    for name, metric in frechet_rows.items():
+        means[name][FRECHET_KEY] = float(metric.compute())
     grid_png = None
     if files and grid_images:
         columns = [torch.cat(grid[name]) for name in [*names, TRUTH]]
         grid_png = save_png(comparison_grid(columns, labels=[n[:20] for n in [*names, TRUTH]]), out / "grid.png")
-    return {"rows": rows, "means": means, "views": views, "models": names, "grid": grid_png}
+    baseline_means = {name: means[name] for name in [GRAY, *(b.name for b in extra)]}
+    learning = {c.name: learning_verdict(means[c.name], baseline_means, "delta_e00") for c in candidates}
+    result = {"rows": rows, "means": means, "views": views, "models": names, "grid": grid_png}
+    return {**result, "learning": learning}
 
 
 # ---- reports ------------------------------------------------------------------------------------------
@@ -306,12 +335,14 @@ def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> di
         writer.writeheader()
         writer.writerows(result["rows"])
         writer.writerows({"image": "mean", "model": name, **means[name]} for name in [*result["models"], TRUTH])
+    notes = [*notes, *(f"{name}: {verdict_line(v)}" for name, v in result.get("learning", {}).items())]
     bullets = "\n".join(f"- {n}" for n in notes)
     paths["markdown"].write_text(
         f"# Evaluation\n\n{bullets}\n\n{markdown_table(['model', *headers], table_rows)}\n\n"
         "![gray | models | truth (center crops)](grid.png)\n"
     )
-    paths["json"].write_text(json.dumps({"notes": list(notes), "means": means}, indent=2))
+    summary = {"notes": list(notes), "means": means, "learning": result.get("learning", {})}
+    paths["json"].write_text(json.dumps(summary, indent=2))
     head = ["image", *result["models"], TRUTH]
     grid_rows = []
     for view in result["views"]:
@@ -345,25 +376,34 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lpips-backbone", help="local torchvision vgg16-397923af.pth for LPIPS")
     parser.add_argument("--fid-weights", help=f"local {INCEPTION_FILE} for FID")
+    parser.add_argument("--baselines-from", help="run folder whose training split fits the mean-ab and lookup "
+                        "baselines (default: the first checkpoint's run)")  # fmt: skip
+    parser.add_argument("--no-frechet", action="store_true", help="skip the Fréchet EfficientNet distance")
     args = parser.parse_args(argv)
 
     files, bad = split_decodable(list_images(args.data, IMAGE_EXTENSIONS))
     files = files[: args.limit]
     if not files:
         raise SystemExit(f"no readable images under {args.data}")
+    try:
+        candidates = load_candidates(args.ckpt, args.names, args.size, args.device)
+    except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError: unsafe, empty, truncated
+        parser.exit(2, f"error: {exc}\n")
     default_out = Path("runs") / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.out or default_out)
     out.mkdir(parents=True, exist_ok=True)
-    candidates = load_candidates(args.ckpt, args.names, args.size, args.device)
     lpips, lpips_note = load_lpips(args.lpips_backbone)
     inception, fid_note = load_inception(args.fid_weights)
+    baselines, baselines_note = load_baselines(args.baselines_from or RunFolder.of(args.ckpt[0]).path)
     start = time.perf_counter()
-    result = evaluate(candidates, files, out, args.device, lpips=lpips, fid_extractor=inception)
+    result = evaluate(candidates, files, out, args.device, lpips=lpips, fid_extractor=inception,
+                      baselines=baselines, frechet=not args.no_frechet)  # fmt: skip
     notes = [
         f"data: {Path(args.data).resolve()} ({len(files)} photos at their original resolution"
         + (f"; {len(bad)} unreadable files skipped" if bad else "") + ")",
         *(f"{c.name}: `{p}`, runs at {c.describe()}" for c, p in zip(candidates, args.ckpt)),
         SEMANTIC_NOTE,
+        baselines_note,
         *(note for note in (lpips_note, fid_note) if note),
         f"{time.perf_counter() - start:.0f} s on {args.device}",
     ]  # fmt: skip

@@ -18,12 +18,13 @@ from colorlab.data.images import load_rgb
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
-# Colour photographs that ship inside scikit-image (no download); the last two are held out for validation.
+# Colour photographs that ship inside scikit-image (no download): seven train, one validation, one test.
 SAMPLE_TRAIN = (
     "astronaut.png", "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg",
     "hubble_deep_field.jpg", "retina.jpg", "ihc.png",
 )  # fmt: skip
-SAMPLE_VAL = ("chelsea.png", "coffee.png")
+SAMPLE_VAL = ("chelsea.png",)
+SAMPLE_TEST = ("coffee.png",)
 
 
 class _MinSide(torch.nn.Module):

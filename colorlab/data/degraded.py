@@ -62,7 +62,7 @@ class DegradedFolderDataModule(FolderDataModule):
 
     def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
         train, val, test = super().build_datasets()
-        # Different offsets keep the validation and test degradations distinct when the sets differ.
+        # Different offsets keep the validation and test degradations distinct.
         val_set = DegradedDataset(val, self.degrade, seed=self.seed)
-        test_set = val_set if test is val else DegradedDataset(test, self.degrade, seed=self.seed + len(val))
+        test_set = DegradedDataset(test, self.degrade, seed=self.seed + len(val))
         return DegradedDataset(train, self.degrade, seed=None), val_set, test_set

@@ -61,6 +61,40 @@ class ImageNetFeatures(_ImageNetInput):
         return self.net(self.normalize(rgb))
 
 
+class PooledImageNetFeatures(nn.Module):
+    """Global-average-pooled deepest features of a frozen ImageNet pyramid: sRGB ``(B, 3, H, W)`` in [0, 1],
+    resized to ``input_size`` -> ``(B, num_features)`` (320 for EfficientNet-Lite0).
+
+    The last pyramid level (stride 32) rather than the 1280-wide head: a Fréchet distance estimates a
+    ``D x D`` covariance, and validation sets here hold tens of images, so fewer dimensions estimate better.
+
+    Args:
+        encoder_name: timm model name.
+        pretrained: load local ImageNet weights; ``False`` (random) only for tests.
+        weights_path: explicit weight file.
+        input_size: square side the images are resized to (bilinear, antialiased); None keeps their size.
+    """
+
+    def __init__(
+        self,
+        encoder_name: str = "efficientnet_lite0",
+        pretrained: bool = True,
+        weights_path: str | None = None,
+        input_size: int | None = 128,
+    ) -> None:
+        super().__init__()
+        self.features = ImageNetFeatures(encoder_name, pretrained, weights_path, levels=(4,))
+        self.num_features = self.features.net.feature_info.channels()[-1]
+        self.input_size = input_size
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        """sRGB ``(B, 3, H, W)`` -> pooled features ``(B, num_features)``."""
+        if self.input_size is not None and rgb.shape[-2:] != (self.input_size, self.input_size):
+            size = (self.input_size, self.input_size)
+            rgb = nn.functional.interpolate(rgb, size=size, mode="bilinear", antialias=True)
+        return self.features(rgb)[-1].mean(dim=(-2, -1))
+
+
 class ImageNetClassifier(_ImageNetInput):
     """A frozen ImageNet classifier (default EfficientNet-Lite0) returning 1000-way logits.
 

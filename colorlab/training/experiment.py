@@ -1,7 +1,10 @@
 """``python -m colorlab experiment``: fit an experiment YAML, test its best checkpoint, write a report.
 
 The run folder (``runs/NAME/VERSION``) ends up with ``checkpoints/``, the CSV log, ``report.md``,
-``test_metrics.csv``, ``results.json`` and ``test_grid.png`` (input gray | prediction | truth).
+``test_metrics.csv``, ``results.json``, ``test_grid.png`` (input gray | prediction | truth) and
+``baselines.json`` (the trivial baselines fitted on the training split, see :mod:`colorlab.baselines`).
+The report states the three splits (train fits, val selects, test only reports), scores the model and every
+baseline on the test split, and says whether the model beats the best baseline ("learning: yes/no").
 
 A YAML whose ``run.phases`` lists several fits (e.g. DeOldify's NoGAN) runs them in order, each in
 ``runs/NAME/VERSION/PHASE/`` and starting from the previous phase's best checkpoint (see
@@ -23,41 +26,134 @@ from typing import Any
 import torch
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import lab_normalized_to_rgb
+from colorlab.baselines import (
+    BASELINE_NAMES,
+    BASELINES_FILE,
+    Baselines,
+    fit_on_datamodule,
+    learning_verdict,
+    verdict_line,
+)
 from colorlab.data.datamodule import LabDataModule
-from colorlab.metrics import colorfulness, colorization_metrics
+from colorlab.inference.checkpoints import allowed_globals
+from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
 from colorlab.training.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
-from colorlab.training.runs import RunSettings
+from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
 from colorlab.visualize import save_png
 
-METRICS = ("psnr", "ssim", "delta_e00", "colorfulness")
+METRICS = ("psnr", "ssim", "delta_e00", "colorfulness", "colorfulness_gap", FRECHET_KEY)
+HEADERS = ("PSNR (dB) ↑", "SSIM ↑", "ΔE00 ↓", "colorfulness", "colorfulness gap ↓", "Fréchet EffNet ↓")
+# The headline metric (README table, issue targets): every report's learning verdict is on it.
+HEADLINE = "delta_e00"
 
 
 @torch.no_grad()
 def test_set_metrics(
-    datamodule: LabDataModule, device: torch.device, colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    datamodule: LabDataModule,
+    device: torch.device,
+    colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    frechet: FrechetEffNetDistance | None = None,
 ) -> tuple[dict[str, float], float]:
-    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness."""
+    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness.
+
+    ``frechet``, when given, adds the Fréchet distance; its truth statistics are kept after the first call, so
+    one instance scores several colorizers on the same (fixed) test split for the price of one truth pass.
+    """
     datamodule.setup("test")
     metrics = colorization_metrics("test/").to(device)
     truth_colorfulness, count = 0.0, 0
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
-        metrics.update(colorize(batch), batch["rgb"])
+        pred = colorize(batch)
+        metrics.update(pred, batch["rgb"])
+        if frechet is not None:
+            frechet.update(pred, batch["rgb"])
         truth_colorfulness += colorfulness(batch["rgb"]).sum().item()
         count += batch["rgb"].shape[0]
     values = {k.removeprefix("test/"): v.item() for k, v in metrics.compute().items()}
+    if frechet is not None:
+        values[FRECHET_KEY] = frechet.compute().item()
+        frechet.freeze_target()
+        frechet.reset()
     return values, truth_colorfulness / max(count, 1)
 
 
-def reference_metrics(datamodule: LabDataModule, device: torch.device) -> dict[str, dict[str, float]]:
-    """Test-set metrics of the gray baseline (ab = 0) and the ground truth's own colorfulness."""
+def reference_metrics(
+    datamodule: LabDataModule,
+    device: torch.device,
+    baselines: Baselines,
+    frechet: FrechetEffNetDistance | None,
+) -> dict[str, dict[str, float]]:
+    """Test-set metrics of every trivial baseline (keyed ``gray``, ``mean_ab``, ``lookup``) and the ground
+    truth's own colorfulness (``truth``)."""
+    reference: dict[str, dict[str, float]] = {}
+    truth_colorfulness = 0.0
+    for key, baseline in baselines.colorizers().items():
 
-    def gray(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return lab_normalized_to_rgb(batch.get("L_input", batch["L"]), torch.zeros_like(batch["ab"]))
+        def colorize(batch: dict[str, torch.Tensor], baseline=baseline) -> torch.Tensor:
+            return baseline.colorize_rgb(batch.get("L_input", batch["L"]))
 
-    gray_values, truth_colorfulness = test_set_metrics(datamodule, device, gray)
-    return {"gray": gray_values, "truth": {"colorfulness": truth_colorfulness}}
+        reference[key], truth_colorfulness = test_set_metrics(datamodule, device, colorize, frechet)
+    reference["truth"] = {"colorfulness": truth_colorfulness}
+    return reference
+
+
+def model_colorizer(model: ColorizationModule) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """A Lab batch -> the model's sRGB picture, for :func:`test_set_metrics`."""
+    return lambda batch: model.colorize_rgb(model.model_input(batch))
+
+
+def fit_and_save_baselines(datamodule: LabDataModule, run_dir: Path) -> Baselines:
+    """Fit the trivial baselines on the training split and save them as ``run_dir/baselines.json`` (which
+    ``evaluate`` reads for the run's checkpoints)."""
+    baselines = fit_on_datamodule(datamodule, seed=datamodule.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    baselines.save(run_dir / BASELINES_FILE)
+    return baselines
+
+
+def baseline_frechet(run: Any, device: torch.device) -> FrechetEffNetDistance | None:
+    """The Fréchet distance for scoring baselines on the test split, when the run logs it (``run.frechet_effnet``)."""
+    return FrechetEffNetDistance().to(device) if getattr(run, "frechet_effnet", False) else None
+
+
+def evaluation_summary(datamodule: LabDataModule, run: Any, baselines: Baselines) -> dict[str, Any]:
+    """results.json entries that say how the run was judged: splits, selection metric, baselines' fit."""
+    fit = {k: v for k, v in baselines.to_json().items() if k not in ("lookup", "mean_ab")}
+    return {
+        "splits": datamodule.splits(),
+        "selection": {"monitor": run.monitor, "mode": run.monitor_mode},
+        "baselines": {**fit, "file": BASELINES_FILE},
+    }
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, Any]:
+    """Learning verdicts of the tested model against the best baseline: on the headline metric and, when the
+    run selects its checkpoint on another metric, on that one too."""
+    baselines = {k: v for k, v in results["reference"].items() if k in BASELINE_NAMES}
+    out = {HEADLINE: learning_verdict(results["test"], baselines, HEADLINE)}
+    selected = results.get("selection", {}).get("monitor", "").removeprefix("val/")
+    if selected and selected != HEADLINE:
+        out[selected] = learning_verdict(results["test"], baselines, selected)
+    return out
+
+
+def judgement_lines(results: dict[str, Any]) -> list[str]:
+    """Report lines: the three splits with sizes and roles, the selection metric, and learning yes/no."""
+    lines = ["## splits", ""]
+    for name, split in results.get("splits", {}).items():
+        lines.append(f"- **{name}** ({split['size']} images): {split['role']}; {split['source']}")
+    selection = results.get("selection")
+    if selection:
+        lines.append(f"- checkpoint selected on `{selection['monitor']}` ({selection['mode']})")
+    fit = results.get("baselines")
+    if fit:
+        lines.append(
+            f"- trivial baselines fitted on {fit['source']} ({fit['pixels']} pixels; `{fit['file']}`)"
+        )
+    lines += ["", "## verdict", ""]
+    lines += [f"- {verdict_line(v)}" for v in results.get("learning", {}).values()]
+    return [*lines, ""]
 
 
 def hardware() -> str:
@@ -71,7 +167,11 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
     """Write report.md, test_metrics.csv and results.json into ``run_dir``; return their paths."""
     rows = [
         (f"{results['name']} (best checkpoint)", results["test"]),
-        ("gray baseline (ab = 0)", results["reference"]["gray"]),
+        *(
+            (name, results["reference"][key])
+            for key, name in BASELINE_NAMES.items()
+            if key in results["reference"]
+        ),
         ("ground truth", results["reference"]["truth"]),
     ]
     paths = {"report": run_dir / "report.md", "csv": run_dir / "test_metrics.csv", "json": run_dir / "results.json"}
@@ -80,7 +180,7 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
         writer.writerow(["model", *METRICS])
         for label, values in rows:
             writer.writerow([label, *(values.get(m, "") for m in METRICS)])
-    table = ["| model | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | colorfulness |", "|---|---|---|---|---|"]
+    table = ["| model (test split) | " + " | ".join(HEADERS) + " |", "|---" * (len(METRICS) + 1) + "|"]
     for label, values in rows:
         cells = [f"{values[m]:.3f}" if m in values else "" for m in METRICS]
         table.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -96,6 +196,7 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
         "",
         *table,
         "",
+        *judgement_lines(results),
         *phase_table(results.get("phases", [])),
         "![input | prediction | truth](test_grid.png)",
         "",
@@ -112,8 +213,8 @@ def phase_table(phases: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## phases (test metrics of the checkpoint each phase hands on)",
         "",
-        "| phase | epochs | steps | fit (s) | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | colorfulness | checkpoint |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| phase | epochs | steps | fit (s) | " + " | ".join(HEADERS) + " | checkpoint |",
+        "|---" * (len(METRICS) + 5) + "|",
     ]
     for phase in phases:
         test = phase.get("test", {})
@@ -126,7 +227,8 @@ def phase_table(phases: list[dict[str, Any]]) -> list[str]:
 def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
-    trainer.fit(model, datamodule, ckpt_path=ckpt_path)
+    with allowed_globals():  # a resumed fit reads its checkpoint as data only
+        trainer.fit(model, datamodule, ckpt_path=ckpt_path, weights_only=True)
     return {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
@@ -172,13 +274,15 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
     cli = lightning_main(argv, run=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run = cli.config_init["run"]
-    last = run.checkpoint_dir / "last.ckpt"
-    summary = fit(trainer, model, datamodule, ckpt_path=str(last) if resume else None)
+    resume_from = RunFolder(run.run_dir).resume_checkpoint() if resume else None
+    summary = fit(trainer, model, datamodule, ckpt_path=str(resume_from) if resume_from else None)
     best = summary["best_checkpoint"]
-    test = trainer.test(model, datamodule, ckpt_path=best, verbose=False)[0]
+    with allowed_globals():
+        test = trainer.test(model, datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
     run_dir = Path(trainer.log_dir or run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     grid = save_png(model.grid_image("test"), run_dir / "test_grid.png")
+    baselines = fit_and_save_baselines(datamodule, run_dir)
     results = {
         "name": run.name,
         "version": run.version,
@@ -190,8 +294,10 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
         "hardware": hardware(),
         "best_checkpoint": best,
         "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
-        "reference": reference_metrics(datamodule, model.device),
+        "reference": reference_metrics(datamodule, model.device, baselines, baseline_frechet(run, model.device)),
+        **evaluation_summary(datamodule, run, baselines),
     }
+    results["learning"] = verdicts(results)
     paths = write_report(run_dir, results)
     print(f"\nrun folder:  {run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
           f"image grid:  {grid}\ncheckpoint:  {best}")  # fmt: skip
@@ -227,7 +333,8 @@ def run_phases(config_args: list[str], overrides: list[str], run_section: Any, r
             continue
         cli = build(phase)
         last = cli.config_init["run"].checkpoint_dir / "last.ckpt"
-        ckpt_path = str(last) if resume and last.is_file() else None
+        resume_from = RunFolder(run_dir / phase.name).resume_checkpoint() if resume else None
+        ckpt_path = str(resume_from) if resume_from else None
         if ckpt_path is None and previous is not None:
             if handover is None:
                 raise FileNotFoundError(f"phase {phase.name!r} starts from phase {previous.name!r}, "
@@ -252,9 +359,13 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
     checkpoint every earlier phase handed on; write the report into the run folder and print the paths."""
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     final_checkpoint = record.handover_checkpoint(phases[-1].name)
-    test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False)[0]
+    with allowed_globals():
+        test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False, weights_only=True)[0]
     grid = save_png(model.grid_image("test"), record.run_dir / "test_grid.png")
-    reference = reference_metrics(datamodule, model.device)
+    run = cli.config_init["run"]
+    baselines = fit_and_save_baselines(datamodule, record.run_dir)
+    frechet = baseline_frechet(run, model.device)
+    reference = reference_metrics(datamodule, model.device, baselines, frechet)
     rows = []
     for phase in phases:
         summary, checkpoint = record.finished[phase.name], record.handover_checkpoint(phase.name)
@@ -265,7 +376,7 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
         else:
             load_phase_weights(model, checkpoint, phase.name)
             model.eval()
-            values, _ = test_set_metrics(datamodule, model.device, lambda b: model.colorize_rgb(model.model_input(b)))
+            values, _ = test_set_metrics(datamodule, model.device, model_colorizer(model), frechet)
         keys = ("epochs", "steps", "fit_seconds", "folder")
         rows.append({"name": phase.name, **{k: summary[k] for k in keys}, "handover_checkpoint": checkpoint,
                      "test": values})  # fmt: skip
@@ -282,7 +393,9 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
         "test": rows[-1]["test"],
         "reference": reference,
         "phases": rows,
+        **evaluation_summary(datamodule, run, baselines),
     }
+    results["learning"] = verdicts(results)
     paths = write_report(record.run_dir, results)
     for row in rows:
         print(f"\nphase {row['name']}:\n  metrics:     {Path(row['folder']) / 'metrics.csv'}\n"
@@ -298,5 +411,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the latest run from its last.ckpt")
     args, overrides = parser.parse_known_args(argv)
-    return run_experiment(args.config, overrides, resume=args.resume)
-
+    try:
+        return run_experiment(args.config, overrides, resume=args.resume)
+    except NothingToResume as exc:
+        raise SystemExit(f"error: {exc}") from None
