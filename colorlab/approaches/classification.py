@@ -32,8 +32,8 @@ from colorlab.color import (
     soft_encode_ab,
     upsample_ab,
 )
+from colorlab.data.prior import load_prior
 from colorlab.models.blocks import output_head
-from colorlab.training.prior import load_prior
 
 Decode = Literal["annealed_mean", "mode", "mean"]
 NEUTRAL_SIGMA = 20.0  # Lab units; see the module docstring for the measured choice
@@ -51,9 +51,8 @@ def neutral_logits(
         return bump.float()
     scale = temperature if decode == "annealed_mean" else 1.0
     u = torch.zeros(2, dtype=torch.float64)
-    for _ in range(
-        50
-    ):  # the decoded mean is the gradient of a convex log-partition in u: Newton converges fast
+    # The decoded mean is the gradient of a convex log-partition in u: Newton's method converges fast.
+    for _ in range(50):
         p = torch.softmax(bump / scale + c @ u, dim=0)
         mean = p @ c
         if mean.abs().max() < 1e-9:
