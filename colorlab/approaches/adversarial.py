@@ -188,15 +188,7 @@ class AdversarialColorizer(ColorizationModule):
                 scheduler.step()
 
     def configure_optimizers(self) -> Any:
-        opt_generator = self.generator_optimizer(self.generator.parameters())
-        opt_critic = self.critic_optimizer(self.critic.parameters())
-        configs = []
-        for optimizer, scheduler in (
-            (opt_generator, self.generator_scheduler),
-            (opt_critic, self.critic_scheduler),
-        ):
-            config: dict[str, Any] = {"optimizer": optimizer}
-            if scheduler is not None:
-                config["lr_scheduler"] = {"scheduler": scheduler(optimizer), "interval": "epoch"}
-            configs.append(config)
-        return configs
+        return [
+            self.build_optimizer(self.generator_optimizer, self.generator, self.generator_scheduler),
+            self.build_optimizer(self.critic_optimizer, self.critic, self.critic_scheduler),
+        ]
