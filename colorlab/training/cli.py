@@ -13,6 +13,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
+from colorlab.training.performance import PerformanceSettings, resolve_accelerator
 from colorlab.training.runs import RunSettings
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -31,7 +32,8 @@ COMMANDS = {
 
 
 class ColorlabCLI(LightningCLI):
-    """LightningCLI whose YAMLs also carry a ``run:`` section (run folder, loggers, checkpoints)."""
+    """LightningCLI whose YAMLs also carry a ``run:`` section (run folder, loggers, checkpoints) and a
+    ``performance:`` section (threads, channels_last, bf16, compile: :mod:`colorlab.training.performance`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -40,6 +42,7 @@ class ColorlabCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunSettings, "run")
+        parser.add_class_arguments(PerformanceSettings, "performance")
 
     def _run_section(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -64,6 +67,10 @@ class ColorlabCLI(LightningCLI):
             config["logger"] = run.loggers()
         if config.get("enable_checkpointing", True) is not False:
             callbacks = [*callbacks, *run.callbacks()]
+        performance: PerformanceSettings = self._get(self.config_init, "performance")
+        if config.get("precision") is None:
+            config["precision"] = performance.precision(resolve_accelerator(config.get("accelerator")))
+        callbacks = [*callbacks, performance.callback()]
         return super()._instantiate_trainer(config, callbacks)
 
 
@@ -101,4 +108,3 @@ def main(argv: list[str] | None = None) -> Any:
         return getattr(importlib.import_module(module_name), function)(rest)
     print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
     raise SystemExit(2)
-
