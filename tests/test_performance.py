@@ -180,3 +180,58 @@ def test_quick_bench_writes_every_field(tmp_path):
     assert results["colorize"]["peak_rss_bytes"] > 0
     assert set(results["headline"]) == {"unet_effnet_speedup", "colorize_12mp_seconds", "lightning_vs_plain"}
     assert "targets" in done.stdout
+
+
+# ---- ONNX Runtime backend -------------------------------------------------------------------------------
+
+
+def tiny_colorizer() -> torch.nn.Module:
+    from colorlab.approaches.regression import RegressionColorizer
+    from colorlab.models.unet import UNet
+
+    torch.manual_seed(0)
+    return RegressionColorizer(UNet(base_channels=4, depth=2)).eval()
+
+
+@pytest.mark.parametrize("size", [None, 32])
+def test_onnx_backend_matches_pytorch_through_the_pipeline(tmp_path, size):
+    pytest.importorskip("onnxruntime")
+    from colorlab.inference.export import export_onnx
+    from colorlab.inference.onnx_runtime import OnnxColorizer
+    from colorlab.inference.pipeline import colorize_full_resolution
+    from tests.helpers import fixed_rgb_batch
+
+    model = tiny_colorizer()
+    backend = OnnxColorizer(export_onnx(model, tmp_path / "tiny.onnx", size), threads=1)
+    picture = fixed_rgb_batch(2, 96)[:, :, :70, :90]  # not square, not a multiple of the net's 4
+    expected = colorize_full_resolution(model, picture, 32)
+    got = colorize_full_resolution(backend, picture, 32)
+    assert got.shape == expected.shape == (2, 3, 70, 90)
+    if size is None:  # the same graph: only op order differs
+        assert (got - expected).abs().max() < 1e-3
+    else:  # a 32 x 32 export on a 32 x 32 input is exactly the model
+        L = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        assert (backend.predict_lab(L)[1] - model.predict_lab(L)[1]).abs().max() < 1e-3
+    assert expected[:, 1:].std() > 0  # the comparison is not between two blank outputs
+
+
+def test_onnx_backend_refuses_missing_and_foreign_files(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from colorlab.inference.onnx_runtime import OnnxColorizer
+
+    with pytest.raises(FileNotFoundError, match="not found"):
+        OnnxColorizer(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        OnnxColorizer(tmp_path / "junk.onnx")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["L"], ["ab"])], "foreign",
+        [onnx.helper.make_tensor_value_info("L", onnx.TensorProto.FLOAT, [1, 1, 4, 4])],
+        [onnx.helper.make_tensor_value_info("ab", onnx.TensorProto.FLOAT, [1, 1, 4, 4])],
+    )  # fmt: skip
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "f.onnx")
+    with pytest.raises(ValueError, match="not exported by colorlab"):
+        OnnxColorizer(tmp_path / "f.onnx")
