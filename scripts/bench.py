@@ -7,7 +7,7 @@
   :mod:`colorlab.data.streaming` is installed;
 * the Lightning Trainer vs a plain PyTorch loop on the same module and batches, alternated;
 * ``python -m colorlab colorize`` of a 12 MP photo with a ``unet_effnet`` checkpoint: seconds and peak RSS
-  (a subprocess, as users run it), and the in-process pipeline alone;
+  (a subprocess, as users run it), and the in-process pipeline alone, PyTorch vs ONNX Runtime (alternated);
 * with the full run, OpenMP's passive vs spinning wait policy (alternated subprocesses).
 
 Ratios come from alternated repeats in one run (median), so a busy machine slows both sides alike; absolute
@@ -235,14 +235,33 @@ def bench_colorize(
     module = module.float().eval()
     with Image.open(photo) as img:
         pixels = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)[None]
-    colorize_full_resolution(module, pixels, size)
-    pipeline = []
-    for _ in range(repeats):
+
+    def pipeline(model: torch.nn.Module) -> float:
         start = time.perf_counter()
-        colorize_full_resolution(module, pixels, size)
-        pipeline.append(time.perf_counter() - start)
-    return {"megapixels": pixels.shape[-1] * pixels.shape[-2] / 1e6, "command_seconds": statistics.median(seconds),
-            "peak_rss_bytes": peak_rss, "pipeline_seconds": statistics.median(pipeline), "repeats": repeats}  # fmt: skip
+        colorize_full_resolution(model, pixels, size)
+        return time.perf_counter() - start
+
+    pipeline(module)
+    results = {"megapixels": pixels.shape[-1] * pixels.shape[-2] / 1e6, "command_seconds": statistics.median(seconds),
+               "peak_rss_bytes": peak_rss, "repeats": repeats}  # fmt: skip
+    try:
+        from colorlab.inference.export import export_onnx
+        from colorlab.inference.onnx_runtime import OnnxColorizer
+
+        backend = OnnxColorizer(export_onnx(module, folder / "unet_effnet.onnx", None))
+    except ImportError as exc:
+        results["pipeline_seconds"] = statistics.median(pipeline(module) for _ in range(repeats))
+        results["onnx"] = f"not measured: {exc}"
+        return results
+    pipeline(backend)
+    torch_seconds, onnx_seconds = [], []
+    for _ in range(repeats):  # alternated, so both see the same machine load
+        torch_seconds.append(pipeline(module))
+        onnx_seconds.append(pipeline(backend))
+    results["pipeline_seconds"] = statistics.median(torch_seconds)
+    results["onnx"] = {"pipeline_seconds": statistics.median(onnx_seconds),
+                       "speed_vs_torch": median_ratio(torch_seconds, onnx_seconds)}  # fmt: skip
+    return results
 
 
 STEP_SCRIPT = """
@@ -307,6 +326,11 @@ def print_report(results: dict[str, Any]) -> None:
           f"{lp['plain_images_per_second']:.1f} images/s)")  # fmt: skip
     print(f"colorize {cz['megapixels']:.1f} MP   command {cz['command_seconds']:.2f} s, peak RSS "
           f"{cz['peak_rss_bytes'] / 2**30:.2f} GiB, pipeline alone {cz['pipeline_seconds']:.2f} s")  # fmt: skip
+    onnx = cz["onnx"]
+    if isinstance(onnx, dict):
+        print(f"  ONNX Runtime     pipeline {onnx['pipeline_seconds']:.2f} s, speed x{onnx['speed_vs_torch']:.2f} vs PyTorch")
+    else:
+        print(f"  ONNX Runtime     {onnx}")
     if "wait_policy" in results:
         print(f"OpenMP wait       passive/spinning {results['wait_policy']['passive_vs_spinning']:.2f}")
     print("targets (2 CPU cores):")

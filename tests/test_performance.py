@@ -171,13 +171,11 @@ def test_quick_bench_writes_every_field(tmp_path):
     assert {"images_per_second", "old_defaults", "speedup"} <= results["training"]["unet_effnet"].keys()
     assert all(row["images_per_second"] > 0 for row in results["training"].values())
     assert set(results["loader"]["folder"]) == {"0", "2"} and "shards" in results["loader"]
-    assert {"ratio", "lightning_images_per_second", "plain_images_per_second"} <= results[
-        "lightning_vs_plain"
-    ].keys()
-    assert {"megapixels", "command_seconds", "peak_rss_bytes", "pipeline_seconds"} <= results[
-        "colorize"
-    ].keys()
-    assert results["colorize"]["peak_rss_bytes"] > 0
+    plain = results["lightning_vs_plain"]
+    assert {"ratio", "lightning_images_per_second", "plain_images_per_second"} <= plain.keys()
+    colorize = results["colorize"]
+    assert {"megapixels", "command_seconds", "peak_rss_bytes", "pipeline_seconds", "onnx"} <= colorize.keys()
+    assert colorize["peak_rss_bytes"] > 0 and colorize["onnx"]["speed_vs_torch"] > 0
     assert set(results["headline"]) == {"unet_effnet_speedup", "colorize_12mp_seconds", "lightning_vs_plain"}
     assert "targets" in done.stdout
 
