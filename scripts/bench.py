@@ -82,9 +82,11 @@ def median_ratio(numerators: list[float], denominators: list[float]) -> float:
 
 
 class Throughput(L.Callback):
-    """Images/s from the end of the first training batch to the end of the last (start-up excluded)."""
+    """Images/s from the end of the first training batch to the end of the last (start-up excluded); stops
+    the fit after ``steps`` batches, over as many epochs as that takes."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: int | None = None) -> None:
+        self.steps = steps
         self.stamps: list[float] = []
         self.images = 0
 
@@ -93,6 +95,8 @@ class Throughput(L.Callback):
         self.stamps.append(time.perf_counter())
         if len(self.stamps) > 1:
             self.images += len(batch["rgb"])
+        if self.steps is not None and len(self.stamps) >= self.steps:
+            trainer.should_stop = True
 
     @property
     def images_per_second(self) -> float:
@@ -105,7 +109,7 @@ def build(name: str, overrides: list[str]) -> Any:
     argv = [
         "--config", str(EXPERIMENTS / f"{name}.yaml"), "--run.root", tempfile.mkdtemp(prefix="bench-"),
         "--run.wandb=disabled", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
-        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--trainer.max_epochs=1",
+        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--trainer.max_epochs=1000",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *overrides,
     ]  # fmt: skip
     return lightning_main(argv, run=False)
@@ -113,8 +117,8 @@ def build(name: str, overrides: list[str]) -> Any:
 
 def train_images_per_second(name: str, steps: int, overrides: list[str]) -> tuple[float, Any]:
     """Images/s of ``steps`` training batches of experiment ``name`` (and the CLI, to reuse its model)."""
-    cli = build(name, [f"--trainer.limit_train_batches={steps}", *overrides])
-    meter = Throughput()
+    cli = build(name, overrides)
+    meter = Throughput(steps)
     cli.trainer.callbacks.append(meter)
     cli.trainer.fit(cli.model, cli.datamodule)
     return meter.images_per_second, cli
