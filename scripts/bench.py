@@ -272,7 +272,9 @@ STEP_SCRIPT = """
 import colorlab, time, torch
 from colorlab.approaches.regression import RegressionColorizer
 from colorlab.color import lab_batch
+from colorlab.data.datamodule import usable_cores
 from colorlab.models.unet import TimmUNet
+torch.set_num_threads(usable_cores())  # the policy only matters when several threads wait on each other
 m = RegressionColorizer(TimmUNet(pretrained=False, decoder_channels=(128, 64, 48, 32, 16)))
 m = m.to(memory_format=torch.channels_last)
 opt, batch = torch.optim.AdamW(m.parameters()), lab_batch(torch.randint(0, 256, (16, 3, 128, 128), dtype=torch.uint8))
@@ -284,7 +286,8 @@ print(16 * 3 / (stamps[-1] - stamps[0]))
 
 
 def bench_wait_policy(repeats: int) -> dict[str, Any]:
-    """unet_effnet step images/s with OpenMP threads waiting passively vs spinning (alternated subprocesses)."""
+    """unet_effnet step images/s with OpenMP threads waiting passively vs spinning (alternated subprocesses,
+    one thread per usable core)."""
     rates: dict[str, list[float]] = {"PASSIVE": [], "ACTIVE": []}
     for _ in range(repeats):
         for policy, values in rates.items():
