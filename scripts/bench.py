@@ -335,7 +335,9 @@ def print_report(results: dict[str, Any]) -> None:
           f"{cz['peak_rss_bytes'] / 2**30:.2f} GiB, pipeline alone {cz['pipeline_seconds']:.2f} s")  # fmt: skip
     onnx = cz["onnx"]
     if isinstance(onnx, dict):
-        print(f"  ONNX Runtime     pipeline {onnx['pipeline_seconds']:.2f} s, speed x{onnx['speed_vs_torch']:.2f} vs PyTorch")
+        print(
+            f"  ONNX Runtime     pipeline {onnx['pipeline_seconds']:.2f} s, speed x{onnx['speed_vs_torch']:.2f} vs PyTorch"
+        )
     else:
         print(f"  ONNX Runtime     {onnx}")
     if "wait_policy" in results:

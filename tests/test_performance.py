@@ -233,3 +233,31 @@ def test_onnx_backend_refuses_missing_and_foreign_files(tmp_path):
     onnx.save(model, tmp_path / "f.onnx")
     with pytest.raises(ValueError, match="not exported by colorlab"):
         OnnxColorizer(tmp_path / "f.onnx")
+
+
+def test_colorize_command_runs_an_onnx_export_like_its_checkpoint(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    from PIL import Image
+
+    from colorlab.inference.checkpoints import load_colorizer
+    from colorlab.inference.export import export_onnx
+    from colorlab.training.cli import main as cli_main
+    from tests.helpers import fixed_rgb_batch
+
+    config = tiny_config(tmp_path, write_photos(tmp_path / "photos"), max_steps=2, limit_val_batches=0)
+    cli = lightning_main(["--config", str(config), "--run.version=v"], run=False)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    ckpt = tmp_path / "runs" / "tiny" / "v" / "checkpoints" / "last.ckpt"
+    model = export_onnx(load_colorizer(ckpt), ckpt.with_suffix(".onnx"), None, ckpt)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(fixed_rgb_batch(1, 96)[0, :, :60, :90].permute(1, 2, 0).numpy()).save(
+        tmp_path / "in" / "p.png"
+    )
+    out = tmp_path / "out"
+    cli_main(["colorize", str(tmp_path / "in"), "--ckpt", str(ckpt), "--onnx", str(model), "-o", str(out),
+              "--no-progress", "--device", "cpu"])  # fmt: skip
+    torch_rgb = np.asarray(Image.open(out / "tiny" / "p.png")).astype(int)
+    onnx_rgb = np.asarray(Image.open(out / "tiny-onnx" / "p.png")).astype(int)
+    assert torch_rgb.shape == onnx_rgb.shape == (60, 90, 3)
+    assert np.abs(torch_rgb - onnx_rgb).max() <= 1  # uint8 rounding of outputs within 1e-3

@@ -26,6 +26,7 @@ from colorlab.approaches.base import ColorizationModule
 from colorlab.color import float_to_uint8, l_to_gray_rgb
 from colorlab.data.images import IMAGE_EXTENSIONS, list_images, to_rgb
 from colorlab.inference.checkpoints import load_colorizer
+from colorlab.inference.onnx_runtime import OnnxColorizer
 from colorlab.inference.pipeline import colorize_full_resolution, input_l
 
 DEFAULT_SIZE = 256
@@ -113,6 +114,20 @@ def load_colorizers(ckpts: Sequence[Path], size: int | None = None, device: str 
         except Exception as exc:  # stale or foreign checkpoints fail in many ways (state dict, pickle...)
             raise ValueError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
         colorizers.append(Colorizer(name, path, module, size or training_size(path) or DEFAULT_SIZE))
+    return colorizers
+
+
+def load_onnx_colorizers(
+    paths: Sequence[Path], size: int | None = None, taken: Sequence[str] = ()
+) -> list[Colorizer]:
+    """Exported models run by ONNX Runtime; the training size comes from the run folder of the model (or of
+    the checkpoint it was exported from). A name in ``taken`` (a checkpoint's) gets ``-onnx`` appended."""
+    colorizers = []
+    names = [f"{n}-onnx" if n in taken else n for n in model_names(paths)] if paths else []
+    for name, path in zip(names, paths):
+        backend = OnnxColorizer(path)
+        trained = training_size(path) or (backend.checkpoint and training_size(Path(backend.checkpoint)))
+        colorizers.append(Colorizer(name, path, backend, size or trained or DEFAULT_SIZE))  # type: ignore[arg-type]
     return colorizers
 
 
@@ -303,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)"
     )
     parser.add_argument("--ckpt-dir", type=Path, help="folder of checkpoints (every *.ckpt, recursive)")
+    parser.add_argument(
+        "--onnx", action="append", default=[], type=Path, help="an exported .onnx model, run by ONNX Runtime"
+    )
     parser.add_argument("--all-models", action="store_true", help="use every checkpoint under --ckpt-dir")
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
@@ -324,8 +342,10 @@ def checkpoints_from_args(args: argparse.Namespace, parser: argparse.ArgumentPar
         parser.error("--all-models needs --ckpt-dir FOLDER")
     if args.ckpt_dir is not None:
         ckpts += find_checkpoints(args.ckpt_dir)
-    if not ckpts:
-        parser.error("give a model: --ckpt MODEL.ckpt (repeatable) or --ckpt-dir FOLDER --all-models")
+    if not ckpts and not args.onnx:
+        parser.error(
+            "give a model: --ckpt MODEL.ckpt (repeatable), --ckpt-dir FOLDER --all-models or --onnx M.onnx"
+        )
     return list({path.resolve(): path for path in ckpts}.values())
 
 
@@ -334,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        colorizers = load_colorizers(checkpoints_from_args(args, parser), args.size, args.device)
+        ckpts = checkpoints_from_args(args, parser)
+        colorizers = load_colorizers(ckpts, args.size, args.device) if ckpts else []
+        colorizers += load_onnx_colorizers(args.onnx, args.size, [c.name for c in colorizers])
         for c in colorizers:
             print(
                 f"model {c.name}: {c.path} ({type(c.module).__name__}, runs at {c.size} px)", file=sys.stderr
