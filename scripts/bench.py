@@ -128,15 +128,20 @@ def train_images_per_second(name: str, steps: int, overrides: list[str]) -> tupl
 
 
 def bench_training(steps: int, repeats: int, shrink: list[str]) -> tuple[dict[str, Any], Any]:
-    """Images/s per experiment; ``unet_effnet`` alternated with the old defaults for the speed-up."""
+    """Images/s per experiment; ``unet_effnet`` alternated with the old defaults (fp32, NCHW) for the speed-up
+    and with 2 loader workers (the old YAML value; threads then drop to cores - 2) against ``auto``."""
     results: dict[str, Any] = {}
-    new, old, cli = [], [], None
+    new, old, workers, cli = [], [], [], None
     for _ in range(repeats):
         old.append(train_images_per_second("unet_effnet", steps, [*shrink, *OLD_DEFAULTS])[0])
+        workers.append(
+            train_images_per_second("unet_effnet", steps, [*shrink, "--data.init_args.num_workers=2"])[0]
+        )
         value, cli = train_images_per_second("unet_effnet", steps, shrink)
         new.append(value)
     results["unet_effnet"] = {"images_per_second": statistics.median(new), "old_defaults": statistics.median(old),
-                              "speedup": median_ratio(new, old), "repeats": repeats}  # fmt: skip
+                              "speedup": median_ratio(new, old), "workers_auto_vs_2": median_ratio(new, workers),
+                              "repeats": repeats}  # fmt: skip
     for name in TRAINING[1:]:
         results[name] = {"images_per_second": train_images_per_second(name, steps, shrink)[0]}
     return results, cli

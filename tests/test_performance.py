@@ -168,7 +168,8 @@ def test_quick_bench_writes_every_field(tmp_path):
     results = json.loads(out.read_text())
     assert {"usable_cores", "torch_threads", "OMP_NUM_THREADS", "bf16_native"} <= results["machine"].keys()
     assert set(results["training"]) == {"unet_effnet", "pix2pix", "vae_unet"}
-    assert {"images_per_second", "old_defaults", "speedup"} <= results["training"]["unet_effnet"].keys()
+    unet_effnet = results["training"]["unet_effnet"]
+    assert {"images_per_second", "old_defaults", "speedup", "workers_auto_vs_2"} <= unet_effnet.keys()
     assert all(row["images_per_second"] > 0 for row in results["training"].values())
     assert set(results["loader"]["folder"]) == {"0", "2"} and "shards" in results["loader"]
     plain = results["lightning_vs_plain"]
