@@ -82,7 +82,7 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path: Path):
 
 
 def test_resume_without_a_previous_run_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(SystemExit, match="nothing to resume"):
         main(["experiment", "--resume", *tiny(tmp_path)])
 
 

@@ -43,6 +43,11 @@ class ColorizationModule(L.LightningModule):
             # Nets passed as objects (outside the CLI) are saved in the state dict anyway; no need to warn.
             warnings.filterwarnings("ignore", message="Attribute '.*' is an instance of `nn.Module`")
             self.save_hyperparameters()
+        # Nets passed as objects are in the state dict already; pickled whole in the hyper-parameters they
+        # would turn the checkpoint into code, which the weights-only loader refuses.
+        for name in [key for key, value in self.hparams.items() if isinstance(value, torch.nn.Module)]:
+            del self.hparams[name]
+            self._hparams_initial.pop(name, None)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.grid_images = grid_images

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
+from colorlab.inference.checkpoints import load_checkpoint
 from colorlab.losses import PixelLoss, pixel_loss
 
 Stage = Literal["restore", "colorize"]
@@ -150,7 +151,7 @@ class RestoreThenColorize(_RestorationModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.init_from:
-            checkpoint = torch.load(self.init_from, map_location="cpu", weights_only=False)
+            checkpoint = load_checkpoint(self.init_from)
             state = checkpoint.get("state_dict", checkpoint)
             for name in ("restorer", "colorizer"):
                 prefix = f"{name}."

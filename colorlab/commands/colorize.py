@@ -25,7 +25,7 @@ from tqdm import tqdm
 from colorlab.approaches.base import ColorizationModule
 from colorlab.color import float_to_uint8, l_to_gray_rgb
 from colorlab.data.images import IMAGE_EXTENSIONS, list_images, to_rgb
-from colorlab.inference.checkpoints import load_colorizer
+from colorlab.inference.checkpoints import CheckpointError, load_colorizer
 from colorlab.inference.onnx_runtime import OnnxColorizer
 from colorlab.inference.pipeline import colorize_full_resolution, input_l
 
@@ -109,7 +109,7 @@ def load_colorizers(ckpts: Sequence[Path], size: int | None = None, device: str 
     for name, path in zip(model_names(ckpts), ckpts):
         try:
             module = load_colorizer(path, map_location=device)
-        except FileNotFoundError:
+        except (FileNotFoundError, CheckpointError):
             raise
         except Exception as exc:  # stale or foreign checkpoints fail in many ways (state dict, pickle...)
             raise ValueError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc

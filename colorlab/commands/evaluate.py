@@ -385,10 +385,13 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     files = files[: args.limit]
     if not files:
         raise SystemExit(f"no readable images under {args.data}")
+    try:
+        candidates = load_candidates(args.ckpt, args.names, args.size, args.device)
+    except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError: unsafe, empty, truncated
+        parser.exit(2, f"error: {exc}\n")
     default_out = Path("runs") / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.out or default_out)
     out.mkdir(parents=True, exist_ok=True)
-    candidates = load_candidates(args.ckpt, args.names, args.size, args.device)
     lpips, lpips_note = load_lpips(args.lpips_backbone)
     inception, fid_note = load_inception(args.fid_weights)
     baselines, baselines_note = load_baselines(args.baselines_from or RunFolder.of(args.ckpt[0]).path)

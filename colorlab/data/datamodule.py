@@ -25,6 +25,7 @@ from colorlab.data.datasets import (
     open_cifar,
 )
 from colorlab.data.images import IMAGE_EXTENSIONS, list_images, split_decodable
+from colorlab.data.resumable import ResumableDataLoader
 
 DATA_ENV = "COLORLAB_DATA"
 
@@ -140,15 +141,19 @@ class LabDataModule(L.LightningDataModule):
         }
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+        kwargs = {
+            "batch_size": self.batch_size,
+            "drop_last": train and len(dataset) > self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+        if train and (self.trainer is None or self.trainer.world_size == 1):
+            # Saves its place in checkpoints (mid-epoch resume); under DDP Lightning's DistributedSampler shuffles.
+            # A loader rebuilt mid-fit (reload_dataloaders_every_n_epochs) continues the epoch count.
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            return ResumableDataLoader(dataset, shuffle=True, epoch=epoch, **kwargs)
+        return DataLoader(dataset, shuffle=train, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
@@ -260,6 +265,10 @@ class FolderDataModule(LabDataModule):
         train_dir, test_dir = root / self.train_subdir, root / self.test_subdir
         if train_dir.is_dir() and test_dir.is_dir():
             pool, test = self._decodable(train_dir), self._decodable(test_dir)
+            for folder, files in ((train_dir, pool), (test_dir, test)):
+                if not files:
+                    kinds = ", ".join(IMAGE_EXTENSIONS)
+                    raise ValueError(f"no readable images in {folder} (looked for {kinds})")
             test_source = str(test_dir)
         else:
             source = train_dir if train_dir.is_dir() else root

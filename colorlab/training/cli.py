@@ -14,7 +14,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
 from colorlab.training.performance import PerformanceSettings, resolve_accelerator
-from colorlab.training.runs import RunSettings
+from colorlab.training.runs import NothingToResume, RunSettings
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> Any:
         return None
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
-        return lightning_main(argv)
+        try:
+            return lightning_main(argv)
+        except NothingToResume as exc:  # --run.resume=true with no interrupted run: say so, exit non-zero
+            raise SystemExit(f"error: {exc}") from None
     if command in COMMANDS:
         module_name, function = COMMANDS[command].split(":")
         return getattr(importlib.import_module(module_name), function)(rest)

@@ -35,9 +35,10 @@ from colorlab.baselines import (
     verdict_line,
 )
 from colorlab.data.datamodule import LabDataModule
+from colorlab.inference.checkpoints import allowed_globals
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
 from colorlab.training.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
-from colorlab.training.runs import RunSettings
+from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
 from colorlab.visualize import save_png
 
 METRICS = ("psnr", "ssim", "delta_e00", "colorfulness", "colorfulness_gap", FRECHET_KEY)
@@ -226,7 +227,8 @@ def phase_table(phases: list[dict[str, Any]]) -> list[str]:
 def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
-    trainer.fit(model, datamodule, ckpt_path=ckpt_path)
+    with allowed_globals():  # a resumed fit reads its checkpoint as data only
+        trainer.fit(model, datamodule, ckpt_path=ckpt_path, weights_only=True)
     return {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
@@ -272,10 +274,11 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
     cli = lightning_main(argv, run=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run = cli.config_init["run"]
-    last = run.checkpoint_dir / "last.ckpt"
-    summary = fit(trainer, model, datamodule, ckpt_path=str(last) if resume else None)
+    resume_from = RunFolder(run.run_dir).resume_checkpoint() if resume else None
+    summary = fit(trainer, model, datamodule, ckpt_path=str(resume_from) if resume_from else None)
     best = summary["best_checkpoint"]
-    test = trainer.test(model, datamodule, ckpt_path=best, verbose=False)[0]
+    with allowed_globals():
+        test = trainer.test(model, datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
     run_dir = Path(trainer.log_dir or run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     grid = save_png(model.grid_image("test"), run_dir / "test_grid.png")
@@ -330,7 +333,8 @@ def run_phases(config_args: list[str], overrides: list[str], run_section: Any, r
             continue
         cli = build(phase)
         last = cli.config_init["run"].checkpoint_dir / "last.ckpt"
-        ckpt_path = str(last) if resume and last.is_file() else None
+        resume_from = RunFolder(run_dir / phase.name).resume_checkpoint() if resume else None
+        ckpt_path = str(resume_from) if resume_from else None
         if ckpt_path is None and previous is not None:
             if handover is None:
                 raise FileNotFoundError(f"phase {phase.name!r} starts from phase {previous.name!r}, "
@@ -355,7 +359,8 @@ def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str)
     checkpoint every earlier phase handed on; write the report into the run folder and print the paths."""
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     final_checkpoint = record.handover_checkpoint(phases[-1].name)
-    test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False)[0]
+    with allowed_globals():
+        test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False, weights_only=True)[0]
     grid = save_png(model.grid_image("test"), record.run_dir / "test_grid.png")
     run = cli.config_init["run"]
     baselines = fit_and_save_baselines(datamodule, record.run_dir)
@@ -406,4 +411,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the latest run from its last.ckpt")
     args, overrides = parser.parse_known_args(argv)
-    return run_experiment(args.config, overrides, resume=args.resume)
+    try:
+        return run_experiment(args.config, overrides, resume=args.resume)
+    except NothingToResume as exc:
+        raise SystemExit(f"error: {exc}") from None

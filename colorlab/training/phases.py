@@ -25,6 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from colorlab.inference.checkpoints import load_checkpoint
+from colorlab.training.runs import NothingToResume, RunFolder
+
 PHASES_FILE = "phases.json"
 
 
@@ -62,11 +65,13 @@ def parse_phases(raw: list[dict[str, Any]]) -> list[Phase]:
 
 
 def latest_phased_run(experiment_dir: Path) -> Path:
-    """The newest run folder under ``{root}/{name}`` that holds a ``phases.json`` (error if none)."""
-    candidates = sorted(experiment_dir.glob(f"*/{PHASES_FILE}"), key=lambda p: p.parent.name)
-    if not candidates:
-        raise FileNotFoundError(f"nothing to resume: no {experiment_dir}/*/{PHASES_FILE}")
-    return candidates[-1].parent
+    """The newest unfinished run folder under ``{root}/{name}``; :class:`NothingToResume` when there is none
+    or it was interrupted before it recorded its phases."""
+    run = RunFolder.interrupted(experiment_dir.parent, experiment_dir.name)
+    if not (run.path / PHASES_FILE).is_file():
+        raise NothingToResume(f"nothing to resume: the newest unfinished run {run.path} was interrupted "
+                              f"before it wrote {PHASES_FILE}; start a new run")  # fmt: skip
+    return run.path
 
 
 class PhaseRecord:
@@ -116,7 +121,7 @@ def load_phase_weights(model: nn.Module, source: str | dict[str, torch.Tensor], 
     """Start ``model`` from a checkpoint file (or a state dict) of the previous phase; same architecture."""
     state = source
     if isinstance(source, str):
-        state = torch.load(source, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_checkpoint(source)["state_dict"]
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -15,6 +15,8 @@ import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from colorlab.training.rng import RngState
+
 log = logging.getLogger(__name__)
 
 WandbMode = Literal["online", "offline", "disabled"]
@@ -24,8 +26,12 @@ class ResumableCSVLogger(CSVLogger):
     """CSVLogger that keeps the rows already in ``metrics.csv`` when a resumed run reopens its folder.
 
     Lightning's writer deletes an existing ``metrics.csv`` when it starts, which would drop the
-    interrupted part of the run; this logger reads the file first and writes it back.
+    interrupted part of the run; this logger reads the file first and writes it back. The resumed run
+    repeats the steps after its checkpoint, so at its first logged step the earlier rows from that step on
+    are dropped: every step is in the file once.
     """
+
+    _resumed_rows = False
 
     @property
     def experiment(self) -> Any:
@@ -37,7 +43,32 @@ class ResumableCSVLogger(CSVLogger):
         if previous:
             path.write_text(previous)
             writer.metrics_keys = next(csv.reader(previous.splitlines()), [])
+            self._resumed_rows = True
         return writer
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if self._resumed_rows and step is not None:
+            self._resumed_rows = False
+            drop_rows_from_step(Path(self.log_dir) / "metrics.csv", step)
+        super().log_metrics(metrics, step)
+
+
+def drop_rows_from_step(path: Path, step: int) -> None:
+    """Remove the rows of ``path`` (a metrics CSV) whose ``step`` is ``step`` or later."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+    kept = [row for row in rows if not (row.get("step") or "").isdigit() or int(row["step"]) < step]
+    if len(kept) == len(rows):
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+
+
+class NothingToResume(FileNotFoundError):
+    """``--resume`` found no interrupted run (or only one without a readable checkpoint)."""
 
 
 class RunSettings:
@@ -124,11 +155,14 @@ class RunSettings:
         return version
 
     def latest_resumable(self) -> Path:
-        """``last.ckpt`` of the newest run of this experiment (error if none)."""
-        candidates = sorted((Path(self.root) / self.name).glob("*/checkpoints/last.ckpt"))
-        if not candidates:
-            raise FileNotFoundError(f"nothing to resume: no {self.root}/{self.name}/*/checkpoints/last.ckpt")
-        return max(candidates, key=lambda p: p.parent.parent.name)
+        """The checkpoint to resume from: the newest readable one of the newest interrupted run of this
+        experiment (never a finished run's). Raises :class:`NothingToResume` saying why there is none."""
+        run = RunFolder.interrupted(self.root, self.name)
+        checkpoint = run.resume_checkpoint()
+        if checkpoint is None:
+            raise NothingToResume(f"nothing to resume: the newest unfinished run of {self.name!r}, {run.path}, "
+                                  "was interrupted before it saved a readable checkpoint; start a new run")  # fmt: skip
+        return checkpoint
 
     def use_wandb(self) -> bool:
         """Whether runs log to W&B: not disabled, and the package is installed (else a warning)."""
@@ -182,6 +216,7 @@ class RunSettings:
                 enable_version_counter=False,
             ),
             LearningRateMonitor(logging_interval="epoch"),
+            RngState(),
         ]
         if self.frechet_effnet:
             from colorlab.training.frechet import FrechetEffNetCallback
@@ -282,6 +317,40 @@ class RunFolder:
     def finished(self) -> bool:
         """Whether the experiment ran to its report."""
         return self.results is not None
+
+    def resume_checkpoint(self) -> Path | None:
+        """``last.ckpt`` when it loads, else the newest other checkpoint of the run that does; warns about
+        each one skipped because it is empty, truncated or unsafe. None when no checkpoint is readable.
+
+        ``last.ckpt`` comes first even when a ``best-*`` file is newer: it is written mid-epoch, where a
+        resume continues bitwise, while Lightning restores end-of-epoch checkpoints one logging step off.
+        """
+        from colorlab.inference.checkpoints import CheckpointError, load_checkpoint
+
+        newest_first = sorted(
+            self.checkpoints, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True
+        )
+        for path in newest_first:
+            try:
+                load_checkpoint(path)
+            except (OSError, CheckpointError) as exc:
+                log.warning("skipping %s: %s", path, exc)
+                continue
+            if path != newest_first[0]:
+                log.warning("resuming from %s, the newest readable checkpoint of %s", path.name, self.path)
+            return path
+        return None
+
+    @classmethod
+    def interrupted(cls, root: str | os.PathLike, name: str) -> RunFolder:
+        """The newest run of ``name`` that did not finish (no ``results.json``); :class:`NothingToResume` if
+        every run finished or there is none."""
+        runs = cls.runs_of(root, name)
+        unfinished = [run for run in runs if not run.finished]
+        if not unfinished:
+            detail = f"all {len(runs)} run(s) finished" if runs else "no runs"
+            raise NothingToResume(f"nothing to resume: {detail} under {Path(root) / name}")
+        return unfinished[-1]
 
     @classmethod
     def runs_of(cls, root: str | os.PathLike, name: str) -> list[RunFolder]:

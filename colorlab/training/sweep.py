@@ -13,8 +13,10 @@ validation metric to optimise and its direction. Two backends read the same file
 Sweep YAML keys: ``experiment`` (path), ``params`` ({key: {type: float|int|categorical, low, high, log,
 step, choices}}), ``metric``, ``direction`` (minimize|maximize), ``n_trials`` (per worker run),
 ``study_name``, ``storage`` (RDB URL), ``output`` (folder), ``overrides`` ({key: value} for trials only,
-e.g. fewer epochs; not written into best.yaml), ``sampler`` ({type: tpe|random, seed}), ``pruner``
-({type: median|hyperband|threshold|none, ...its arguments}), ``baseline_trial`` (first try the experiment's own values).
+e.g. fewer epochs; not written into best.yaml), ``sampler`` ({type: tpe|random, seed}: a seeded sampler is
+re-seeded per trial from (seed, trial number), so a rerun continues the search), ``pruner``
+({type: median|hyperband|threshold|none, ...its arguments}), ``baseline_trial`` (first try the experiment's own
+values), ``heartbeat_seconds`` (trials of a worker silent for twice this long are marked FAIL; default 60).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import csv
 import json
 import os
 import random
+import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "baseline_trial": False,
     "storage": None,
     "output": None,
+    "heartbeat_seconds": 60,
 }
 
 
@@ -105,8 +110,8 @@ def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
             values[key] = trial.suggest_categorical(key, space["choices"])
         else:
             draw = trial.suggest_float if space["type"] == "float" else trial.suggest_int
-            values[key] = draw(key, space["low"], space["high"], log=space.get("log", False),
-                               step=space.get("step"))  # fmt: skip
+            step = space.get("step", None if space["type"] == "float" else 1)
+            values[key] = draw(key, space["low"], space["high"], log=space.get("log", False), step=step)
     return values
 
 
@@ -150,17 +155,73 @@ def objective_value(scores: Sequence[float], direction: str) -> float:
     return min(scores) if direction == "minimize" else max(scores)
 
 
-def open_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 5) -> Any:
-    """Optuna's RDB storage; workers that start together race to create its tables, and the losers retry."""
+STALE_NOTES = "stale_trial_notes"  # study user attr: {trial number: why it was failed}
+
+
+def open_storage(url: str, engine_kwargs: dict[str, Any], heartbeat: int, attempts: int = 5) -> Any:
+    """Optuna's RDB storage with heartbeats: a trial whose worker stops beating for ``2 * heartbeat`` seconds
+    (killed, machine lost) is marked FAIL by the next worker. Workers that start together race to create the
+    tables, and the losers retry."""
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError
 
+    def open_once() -> Any:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9; used on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=note_stale_trial,
+            )
+
     for _ in range(attempts - 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            return open_once()
         except (IntegrityError, OperationalError):
             time.sleep(0.5 + random.random())  # the winner finishes creating the schema meanwhile
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    return open_once()
+
+
+def note_stale_trial(study: Any, trial: Any) -> None:
+    """Say (and record in the study, for ``trials.csv``) that a dead worker's RUNNING trial is now FAIL."""
+    grace = study._storage.get_heartbeat_interval() * 2
+    note = f"left RUNNING by a worker that stopped (no heartbeat for {grace} s): marked FAIL"
+    print(f"sweep {study.study_name}: trial {trial.number} {note}", file=sys.stderr)
+    study.set_user_attr(STALE_NOTES, {**study.user_attrs.get(STALE_NOTES, {}), str(trial.number): note})
+
+
+class TrialSeededSampler:
+    """Wraps an Optuna sampler and re-seeds it before every trial from ``(seed, trial number)``.
+
+    A seeded sampler alone draws the same values in every new process, so a rerun of a seeded study repeats
+    its first trials; with a seed per trial number a rerun continues the search, and concurrent workers
+    (which get different trial numbers) draw differently, while a whole study stays reproducible.
+    """
+
+    def __init__(self, sampler: Any, seed: int) -> None:
+        self.sampler, self.seed = sampler, seed
+
+    def trial_seed(self, number: int) -> int:
+        """The seed of trial ``number``: a hash of (study seed, trial number)."""
+        import numpy as np
+
+        return int(np.random.SeedSequence([self.seed, number]).generate_state(1)[0])
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        seed = self.trial_seed(trial.number)
+        # Optuna's samplers keep their RNG in ``_rng`` (TPE also in its start-up RandomSampler); there is no
+        # public seed setter, only reseed_rng(), which draws from the OS.
+        for sampler in (self.sampler, getattr(self.sampler, "_random_sampler", None)):
+            if sampler is not None and hasattr(sampler, "_rng"):
+                sampler._rng.rng.seed(seed)
+        self.sampler.before_trial(study, trial)
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the wrapped sampler's
+        if name == "sampler":  # not set yet (copy, pickle): no delegation loop
+            raise AttributeError(name)
+        return getattr(self.sampler, name)
 
 
 def create_study(spec: dict[str, Any]) -> Any:
@@ -173,17 +234,24 @@ def create_study(spec: dict[str, Any]) -> Any:
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     sampler = dict(spec["sampler"]) if isinstance(spec["sampler"], dict) else {"type": spec["sampler"]}
     samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    built = samplers[sampler.pop("type")](**sampler)
+    if sampler.get("seed") is not None:
+        built = TrialSeededSampler(built, sampler["seed"])
     pruner = dict(spec["pruner"] or {"type": "none"})
     pruners = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
                "threshold": optuna.pruners.ThresholdPruner, "none": optuna.pruners.NopPruner}  # fmt: skip
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=spec["study_name"],
-        storage=open_storage(url, engine),
-        sampler=samplers[sampler.pop("type")](**sampler),
+        storage=open_storage(url, engine, spec["heartbeat_seconds"]),
+        sampler=built,
         pruner=pruners[pruner.pop("type")](**pruner),
         direction=spec["direction"],
         load_if_exists=True,
     )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # at start-up, not only when this worker begins a trial
+    return study
 
 
 def baseline_values(spec: dict[str, Any]) -> dict[str, Any]:
@@ -224,12 +292,13 @@ def write_summary(study: Any, spec: dict[str, Any]) -> dict[str, Path]:
     """``trials.csv`` and ``summary.md`` of every trial so far, and ``best.yaml`` (the best trial's experiment)."""
     out = spec["output"]
     keys = list(spec["params"])
-    header = ["trial", "state", spec["metric"], *keys, "seconds", "run"]
+    header = ["trial", "state", spec["metric"], *keys, "seconds", "run", "note"]
+    notes = study.user_attrs.get(STALE_NOTES, {})
     rows = []
     for t in study.trials:
         seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 1) if t.datetime_complete else None
         rows.append([t.number, t.state.name, t.value, *(t.params.get(k) for k in keys), seconds,
-                     t.user_attrs.get("run_dir", "")])  # fmt: skip
+                     t.user_attrs.get("run_dir", ""), notes.get(str(t.number), "")])  # fmt: skip
     paths = {"csv": out / "trials.csv", "markdown": out / "summary.md", "best": out / "best.yaml"}
     with paths["csv"].open("w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
