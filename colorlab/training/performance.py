@@ -1,9 +1,9 @@
 """Speed switches of a run (the YAML's ``performance:`` section): thread counts, channels_last, bf16, compile.
 
 Threads: the intra-op threads of each training process plus its loader workers never exceed the usable
-cores (the CPU affinity mask, so ``taskset`` and container limits count). On a shared machine an
-oversubscribed OpenMP pool collapses (measured: a second training on the same 2 cores, 10x slower), so the
-default leaves one core per loader worker. Override, most specific first: ``performance.threads`` in the
+cores (the CPU affinity mask, so ``taskset`` and container limits count). An oversubscribed OpenMP pool
+collapses (measured on 2 cores busy with other runs: a unet_effnet step took 13 s with 2 spinning threads,
+4.5 s with 1), so the default leaves one core per loader worker. Override, most specific first: ``performance.threads`` in the
 YAML (or ``--performance.threads=N``), then the environment's ``OMP_NUM_THREADS``, then this rule.
 """
 
