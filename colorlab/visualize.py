@@ -1,10 +1,12 @@
-"""Image grids a person can look at (gray | prediction | truth), and logging them to any logger."""
+"""Pictures a person can look at: image grids (gray | prediction | truth), logged to any logger, and
+metric curves of several runs."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
 from colorlab.color import float_to_uint8
+from colorlab.report import higher_is_better
 
 LABEL_HEIGHT = 14
 
@@ -54,3 +57,40 @@ def log_image(logger: object, key: str, image: np.ndarray, step: int, caption: s
         logger.experiment.add_image(key, image, step, dataformats="HWC")
     elif getattr(logger, "log_dir", None):
         save_png(image, Path(logger.log_dir) / "images" / f"{key.replace('/', '_')}_step{step:06d}.png")
+
+
+def plot_curves(runs: Sequence[Any], out: Path) -> dict[str, Path]:
+    """One PNG per metric with a line per run (x: optimizer step); returns ``{metric: png}``.
+
+    Each run has a ``name`` and ``series``: ``{metric: [(step, value), ...]}`` (see
+    :class:`colorlab.training.compare.RunLog`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    order = {
+        "val": 0,
+        "train": 1,
+    }  # then anything else (learning rates); test values are one point: table only
+    metrics = {m for run in runs for m in run.series if not m.startswith("test/")}
+    metrics = sorted(metrics, key=lambda m: (order.get(m.split("/")[0], 2), m))
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = {}
+    for metric in metrics:
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        for run in runs:
+            points = run.series.get(metric)
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=run.name)
+        better = higher_is_better(metric)
+        hint = "" if better is None else (" (higher is better)" if better else " (lower is better)")
+        ax.set(title=metric + hint, xlabel="step", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        pngs[metric] = out / f"{metric.replace('/', '_')}.png"
+        fig.savefig(pngs[metric])
+        plt.close(fig)
+    return pngs

@@ -21,9 +21,9 @@ from colorlab.color import (
     soft_encode_ab,
     srgb_cube_surface,
 )
+from colorlab.data.prior import load_prior, save_prior
 from colorlab.models.unet import UNet
 from colorlab.training.cli import main as cli_main
-from colorlab.training.prior import load_prior, save_prior
 from tests.helpers import fit_fixed_batch
 
 NUM_BINS = 261  # grid-10 ab cells reached by 8-bit sRGB colours (see ab_gamut_bins for why not 313)

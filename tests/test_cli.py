@@ -61,6 +61,12 @@ def test_experiment_writes_report_grid_and_metrics(tmp_path: Path, capsys):
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved["epochs"] == 3
     assert set(saved["test"]) == {"psnr", "ssim", "delta_e00", "colorfulness", "colorfulness_gap"}
+    # A single-phase run is a run of one phase: the same schema, no phases.json, the test logged in its CSV.
+    (phase,) = saved["phases"]
+    assert phase["name"] == "quickstart" and phase["test"] == saved["test"]
+    assert saved["best_checkpoint"] == phase["handover_checkpoint"] and saved["run_dir"] == str(run_dir)
+    assert not (run_dir / "phases.json").exists()
+    assert any(row.get("test/delta_e00") for row in csv.DictReader((run_dir / "metrics.csv").open()))
     from PIL import Image
 
     grid = Image.open(run_dir / "test_grid.png")

@@ -11,17 +11,12 @@ import torch
 from PIL import Image
 
 from colorlab.color import rgb_to_lab
-from colorlab.commands.colorize import (
-    COMPARE_DIR,
-    comparison_strip,
-    load_colorizers,
-    main,
-    model_names,
-    read_picture,
-    training_size,
-)
+from colorlab.commands.colorize import main
 from colorlab.data.datasets import load_samples
 from colorlab.data.images import to_rgb
+from colorlab.inference.folders import COMPARE_DIR, comparison_strip
+from colorlab.inference.pictures import read_picture
+from colorlab.inference.pipeline import Colorizer, model_names, training_side
 from colorlab.training.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +59,7 @@ def photo() -> np.ndarray:
 
 def lightness(rgb: np.ndarray) -> np.ndarray:
     """CIE L in [0, 100] of uint8 RGB (H, W, 3)."""
-    return rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1).float()[None] / 255)[0, 0].numpy()
+    return rgb_to_lab(torch.tensor(rgb).permute(2, 0, 1).float()[None] / 255)[0, 0].numpy()
 
 
 def run(*argv: str | Path) -> int:
@@ -94,10 +89,11 @@ def test_full_resolution_output_keeps_size_and_detail(ckpts, photo, tmp_path):
     assert chroma > 0.5, "the colour photo went in gray and came back coloured"
 
 
-def test_training_size_is_read_from_the_run_and_size_overrides(ckpts):
-    assert training_size(ckpts[0]) == 48
-    assert load_colorizers(ckpts[:1])[0].size == 48
-    assert load_colorizers(ckpts[:1], size=80)[0].size == 80
+def test_training_scale_is_read_from_the_run_and_size_overrides(ckpts):
+    assert training_side(ckpts[0]) == 48  # the run's data resize
+    assert Colorizer.load(ckpts[0]).side == 48
+    assert Colorizer.load(ckpts[0], side=80).side == 80
+    assert Colorizer.load(ckpts[0]).model_size(2000, 3000) == (48, 72), "shorter side 48, multiple of 4"
 
 
 def _write_modes(folder: Path, photo: np.ndarray) -> dict[str, Image.Image]:
@@ -215,15 +211,47 @@ def test_never_writes_onto_an_input(ckpts, photo, tmp_path, capsys):
     assert run(folder, "--ckpt", ckpts[0], "-o", folder) == 2
     assert run(folder, "--ckpt", ckpts[0], "-o", folder / "colour") == 2
     assert "inside the input folder" in capsys.readouterr().err
-    assert run(folder / "p.jpg", "--ckpt", ckpts[0], "-o", folder) == 1
-    assert "would overwrite the input" in capsys.readouterr().err
-    assert (folder / "p.jpg").read_bytes() == before and sorted(folder.iterdir()) == [folder / "p.jpg"]
+    assert run(folder / "p.jpg", "--ckpt", ckpts[0], "-o", folder) == 0
+    assert f"{folder / 'p.jpg'} exists: wrote {folder / 'p-1.jpg'} instead" in capsys.readouterr().err
+    assert (folder / "p.jpg").read_bytes() == before
+    assert sorted(folder.iterdir()) == [folder / "p-1.jpg", folder / "p.jpg"]
     (tmp_path / "other").mkdir()
     Image.fromarray(photo[::-1]).save(tmp_path / "other" / "p.jpg")
     assert (
-        run(folder / "p.jpg", tmp_path / "other" / "p.jpg", "--ckpt", ckpts[0], "-o", tmp_path / "out") == 1
+        run(folder / "p.jpg", tmp_path / "other" / "p.jpg", "--ckpt", ckpts[0], "-o", tmp_path / "out") == 0
     )
-    assert "another input already wrote" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p-1.jpg", "p.jpg"], (
+        "two inputs, two files"
+    )
+
+
+def test_an_unrelated_file_with_the_output_name_is_not_replaced(ckpts, photo, tmp_path, capsys):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "photo.jpg")
+    Image.new("RGB", (5, 5), "blue").save(folder / "photo.png")  # someone's own, unrelated picture
+    mine = (folder / "photo.png").read_bytes()
+    assert run(folder / "photo.jpg", "--ckpt", ckpts[0], "-o", folder, "--format", "png") == 0
+    assert (folder / "photo.png").read_bytes() == mine
+    assert Image.open(folder / "photo-1.png").size == (photo.shape[1], photo.shape[0])
+    err = capsys.readouterr().err
+    assert "photo.png exists: wrote" in err and "1 name(s) were taken" in err
+
+
+def test_empty_folder_huge_picture_and_animation_are_reported(ckpts, photo, tmp_path, capsys):
+    from tests.test_pictures import png_header_only
+
+    (tmp_path / "empty").mkdir()
+    assert run(tmp_path / "empty", "--ckpt", ckpts[0], "-o", tmp_path / "out") == 2
+    assert "no pictures in" in capsys.readouterr().err
+    (tmp_path / "bomb.png").write_bytes(png_header_only(12000, 12000))
+    frames = [Image.fromarray(photo), Image.fromarray(photo[::-1])]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert run(tmp_path / "bomb.png", tmp_path / "anim.gif", "--ckpt", ckpts[0], "-o", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "bomb.png: 12000 x 12000 = 144.0 megapixels is over the 50 megapixel limit" in err
+    assert "anim.gif: animated (2 frames): only the first frame was colorized" in err
+    assert Image.open(tmp_path / "out" / "anim.png").size == (photo.shape[1], photo.shape[0])
 
 
 def test_clear_errors_for_missing_model(tmp_path, capsys):
@@ -233,4 +261,4 @@ def test_clear_errors_for_missing_model(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     assert run(tmp_path, "--ckpt", tmp_path / "notes.ckpt", "-o", tmp_path / "out") == 2
-    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert "notes.ckpt" in capsys.readouterr().err  # the loader's own message (tests/test_reliability.py)

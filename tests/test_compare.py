@@ -9,7 +9,9 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
-from colorlab.commands.compare import find_runs, higher_is_better, main, read_run
+from colorlab.commands.compare import main
+from colorlab.report import higher_is_better
+from colorlab.training.compare import find_runs, read_run
 
 
 def write_run(root, version: str, delta_e: list[float], psnr: list[float], test: dict | None = None):
@@ -50,7 +52,9 @@ def test_cli_report_with_curves_and_table(tmp_path):
     write_run(tmp_path, "b", delta_e=[15.0, 14.0, 13.0], psnr=[18.0, 19.0, 19.5], test={"delta_e00": 13.2})
     assert [p.name for p in find_runs([tmp_path / "exp"])] == ["a", "b"]
     out = tmp_path / "report"
-    paths = main([str(tmp_path / "exp" / "a"), str(tmp_path / "exp" / "b"), "--names", "unet", "gan", "-o", str(out)])
+    paths = main(
+        [str(tmp_path / "exp" / "a"), str(tmp_path / "exp" / "b"), "--names", "unet", "gan", "-o", str(out)]
+    )
     curves = sorted(p.name for p in (out / "curves").iterdir())
     assert curves == ["train_loss.png", "val_colorfulness.png", "val_delta_e00.png", "val_psnr.png"]
     assert Image.open(out / "curves" / "val_psnr.png").size[0] > 300

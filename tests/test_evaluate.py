@@ -13,18 +13,10 @@ import torch
 import yaml
 from PIL import Image
 
-from colorlab.commands.evaluate import (
-    GRAY,
-    TRUTH,
-    Candidate,
-    checkpoint_names,
-    class_agreement,
-    evaluate,
-    main,
-    training_resize,
-)
+from colorlab.commands.evaluate import main
 from colorlab.data.images import list_images
-from colorlab.inference.checkpoints import load_colorizer
+from colorlab.inference.evaluation import GRAY, TRUTH, class_agreement, evaluate
+from colorlab.inference.pipeline import Colorizer, model_names
 from tests.tiny_experiment import SIZE, tiny_config, write_photos
 
 
@@ -43,7 +35,7 @@ def test_same_numbers_as_lightning_test_stage(tiny_run, tmp_path):
     cli, ckpt, photos = tiny_run
     tested = cli.trainer.test(cli.model, cli.datamodule, ckpt_path=str(ckpt), verbose=False)[0]
     files = list_images(photos / "val")
-    result = evaluate([Candidate("tiny", load_colorizer(ckpt), size=SIZE)], files, tmp_path, grid_images=0)
+    result = evaluate([Colorizer.load(ckpt, SIZE, name="tiny")], files, tmp_path, grid_images=0)
     for metric in ("psnr", "ssim", "delta_e00", "colorfulness"):
         # Same images, same preprocessing, one image at a time instead of batches of 3: float32 rounding only.
         assert result["means"]["tiny"][metric] == pytest.approx(tested[f"test/{metric}"], rel=1e-4, abs=1e-4)
@@ -76,9 +68,9 @@ def test_cli_writes_tables_and_a_page_whose_links_resolve(tiny_run, tmp_path, mo
     assert (out / "grid.png").is_file()
 
 
-def test_model_runs_at_its_training_resize(tiny_run, tmp_path):
+def test_model_runs_at_its_training_scale(tiny_run, tmp_path):
     _, ckpt, _ = tiny_run
-    assert training_resize(ckpt) is None  # the tiny run trained on native-size crops
+    assert Colorizer.load(ckpt).side == SIZE  # the tiny run trained on native-size crops: its image_size
     config = ckpt.parent.parent / "config.yaml"
     run_config = yaml.safe_load(config.read_text())
     run_config["data"]["init_args"]["resize"] = 96
@@ -86,17 +78,20 @@ def test_model_runs_at_its_training_resize(tiny_run, tmp_path):
     copy.parent.mkdir(parents=True)
     copy.write_bytes(ckpt.read_bytes())
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(run_config))
-    candidate = Candidate("x", load_colorizer(copy), train_resize=training_resize(copy))
-    assert candidate.side(300, 450) == 144  # the shorter side at 96, so the longer one at 96 * 1.5
-    assert Candidate("y", candidate.model, size=64, train_resize=96).side(300, 450) == 64
+    colorizer = Colorizer.load(copy)
+    assert colorizer.model_size(300, 450) == (96, 144)  # the shorter side at the training resize
+    assert Colorizer.load(copy, side=64).model_size(300, 450) == (64, 96)
 
 
 def test_checkpoint_names_are_run_names_made_unique():
-    assert checkpoint_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/gan/v1/checkpoints/last.ckpt"]) == ["unet", "gan"]
-    assert checkpoint_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/unet/v2/checkpoints/best.ckpt"]) == [
-        "unet/v1", "unet/v2"]  # fmt: skip
-    assert checkpoint_names(["runs/u/v1/checkpoints/a.ckpt", "runs/u/v1/checkpoints/b.ckpt"]) == ["u/v1/a", "u/v1/b"]
-    assert checkpoint_names(["x/model.ckpt", "y/other.ckpt"]) == ["model", "other"]
+    assert model_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/gan/v1/checkpoints/last.ckpt"]) == [
+        "unet",
+        "gan",
+    ]
+    assert model_names(["runs/unet/v1/checkpoints/best.ckpt", "runs/unet/v2/checkpoints/best.ckpt"]) == [
+        "unet/v1/best", "unet/v2/best"]  # fmt: skip
+    assert model_names(["runs/u/v1/checkpoints/a.ckpt", "runs/u/v1/checkpoints/b.ckpt"]) == ["u/a", "u/b"]
+    assert model_names(["x/model.ckpt", "y/other.ckpt"]) == ["model", "other"]
 
 
 def test_class_agreement():
@@ -127,10 +122,30 @@ class _MeanAbs(torch.nn.Module):
 def test_fid_and_lpips_are_computed_with_given_networks(tiny_run, tmp_path):
     _, ckpt, photos = tiny_run
     files = list_images(photos / "val")
-    result = evaluate([Candidate("tiny", load_colorizer(ckpt), size=SIZE)], files, tmp_path,
+    result = evaluate([Colorizer.load(ckpt, SIZE, name="tiny")], files, tmp_path,
                       lpips=_MeanAbs(), fid_extractor=_ColourStats(), grid_images=0)  # fmt: skip
     fid = {name: result["means"][name]["fid"] for name in (GRAY, "tiny")}
     assert all(value > 0 and math.isfinite(value) for value in fid.values()), fid
     assert "fid" not in result["means"][TRUTH]
     assert all(0 < result["means"][name]["lpips"] < 1 for name in (GRAY, "tiny"))
     assert len([r for r in result["rows"] if "lpips" in r]) == 2 * len(files)
+
+
+def test_transparent_photos_are_scored_on_white_and_unreadable_files_skipped(tiny_run, tmp_path):
+    _, ckpt, photos = tiny_run
+    data = tmp_path / "data"
+    data.mkdir()
+    clear = Image.open(next((photos / "val").iterdir())).convert("RGBA")
+    clear.putalpha(0)  # a viewer shows a white page: so does every method, whatever its colours
+    clear.save(data / "clear.png")
+    (data / "notes.png").write_text("not an image")
+    files = sorted(data.iterdir())
+    result = evaluate(
+        [Colorizer.load(ckpt, SIZE, name="tiny")], files, tmp_path / "out", grid_images=0, frechet=False
+    )
+    assert list(result["skipped"]) == [data / "notes.png"]
+    assert "not a readable image" in result["skipped"][data / "notes.png"]
+    assert {r["model"] for r in result["rows"]} == {GRAY, "tiny", TRUTH}
+    assert all(r["delta_e00"] < 1e-3 for r in result["rows"] if r["model"] != TRUTH)
+    with pytest.raises(ValueError, match="none of the 1 files could be read"):
+        evaluate([], [data / "notes.png"], tmp_path / "out2", grid_images=0, frechet=False)

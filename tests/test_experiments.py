@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
+from colorlab.training.config import load_config
 from colorlab.training.experiment import run_experiment
 from tests.helpers import fake_cifar
 
@@ -21,16 +21,15 @@ def test_the_shipped_experiments_exist():
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_experiment_runs_a_short_fit(config: Path, tiny_photos: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("COLORLAB_DATA", str(tiny_photos))
-    spec = yaml.safe_load(config.read_text())
+    spec = load_config([config])
     overrides = [
         f"--run.root={tmp_path / 'runs'}", "--run.wandb=disabled",
         "--trainer.fast_dev_run=2", "--trainer.accelerator=cpu", "--trainer.devices=1",
         "--trainer.enable_progress_bar=false",
         "--data.init_args.num_workers=0", "--data.init_args.batch_size=2",
     ]  # fmt: skip
-    data_class = spec["data"]["class_path"]
-    if data_class.endswith("CIFARDataModule"):
-        variant = spec["data"].get("init_args", {}).get("variant", "cifar10")
+    if spec["data.class_path"].endswith("CIFARDataModule"):
+        variant = spec["data.init_args.variant"]
         fake_cifar(tmp_path / "cifar", variant)
         overrides += [f"--data.init_args.root={tmp_path / 'cifar'}", "--data.init_args.download=false"]
     results = run_experiment([str(config)], overrides)

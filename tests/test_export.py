@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from colorlab.inference.checkpoints import load_colorizer
-from colorlab.inference.export import METADATA_FILE, TOLERANCE, export, run_exported, size_multiple
+from colorlab.inference.export import METADATA_FILE, TOLERANCE, export, run_exported
+from colorlab.inference.pipeline import size_multiple
 from colorlab.training.cli import main as cli_main
 from tests.test_colorize import train_tiny_checkpoint
 

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import float_to_uint8, normalize_ab, rgb_to_lab, rgb_to_lab_normalized
-from colorlab.inference.pipeline import colorize_full_resolution, input_l, model_size
+from colorlab.color import (
+    float_to_uint8,
+    lab_normalized_to_rgb,
+    normalize_ab,
+    rgb_to_lab,
+    rgb_to_lab_normalized,
+    upsample_ab,
+)
+from colorlab.inference.pictures import Picture
+from colorlab.inference.pipeline import (
+    MAX_ASPECT,
+    Colorizer,
+    colorize_full_resolution,
+    input_l,
+    model_size,
+    picture_l,
+    training_side,
+)
 
 
 class _ConstantColour(ColorizationModule):
@@ -39,8 +56,11 @@ def _gray_photo(h: int, w: int) -> torch.Tensor:
     return rgb_to_lab_normalized(gray.expand(1, 3, h, w).float())[0]
 
 
-def test_model_size_keeps_aspect() -> None:
-    assert model_size(2000, 3000, 256) == (171, 256)
+def test_model_size_is_the_shorter_side_rounded_to_the_multiple() -> None:
+    assert model_size(2000, 3000, 256) == (256, 384)
+    assert model_size(3000, 2000, 256, multiple=32) == (384, 256)
+    assert model_size(45, 67, 48, multiple=8) == (48, 72)
+    assert model_size(100, 1000, 16) == (6, MAX_ASPECT * 16), "a panorama: longer side capped, aspect kept"
     assert model_size(300, 200, None) == (300, 200)
     with pytest.raises(ValueError, match="positive"):
         model_size(10, 10, 0)
@@ -50,7 +70,7 @@ def test_output_is_full_resolution_with_input_l_and_model_ab() -> None:
     model = _ConstantColour()
     L = _gray_photo(90, 150)
     rgb = colorize_full_resolution(model, L, size=32)
-    assert model.seen == [(19, 32)]
+    assert model.seen == [(32, 53)]
     assert rgb.shape == (1, 3, 90, 150)
     lab = rgb_to_lab(rgb)
     L_in = (L + 1) * 50
@@ -65,7 +85,9 @@ def test_restore_uses_the_models_l() -> None:
     assert torch.allclose(rgb_to_lab(rgb)[:, 0], torch.full((1, 40, 60), 50.0), atol=0.5)
 
 
-@pytest.mark.parametrize("to_picture", [lambda rgb: rgb, lambda rgb: float_to_uint8(rgb)], ids=["float", "uint8"])
+@pytest.mark.parametrize(
+    "to_picture", [lambda rgb: rgb, lambda rgb: float_to_uint8(rgb)], ids=["float", "uint8"]
+)
 def test_rgb_input_gives_the_same_picture_as_its_l(to_picture) -> None:
     rgb = torch.rand(2, 3, 24, 40)
     picture = to_picture(rgb)
@@ -84,3 +106,68 @@ def test_uint8_gray_input_is_its_lightness() -> None:
 def test_rejects_wrong_shape(shape) -> None:
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         colorize_full_resolution(_ConstantColour(), torch.zeros(shape))
+
+
+def test_strip_merge_equals_the_whole_picture_merge() -> None:
+    torch.manual_seed(0)
+    L = torch.rand(1, 1, 53, 71) * 2 - 1
+    ab = (torch.rand(1, 2, 9, 13) - 0.5) * 1.6
+
+    class _Fixed(_ConstantColour):
+        def colorize(self, L_small: torch.Tensor) -> torch.Tensor:
+            return ab + 0 * self.weight
+
+    whole = lab_normalized_to_rgb(L, upsample_ab(ab, (53, 71)))
+    for strip_pixels in (1, 71 * 5 + 3, 10**9):  # one row per strip, strips of 5 rows, one strip
+        colorizer = Colorizer(_Fixed(), side=9, strip_pixels=strip_pixels)
+        assert (colorizer.colorize_l(L) - whole).abs().max() < 1e-4
+
+
+def test_pictures_of_one_model_size_share_a_forward_pass() -> None:
+    model = _ConstantColour()
+    colorizer = Colorizer(model, side=16)
+    pictures = [
+        Picture(np.full((h, w, 3), 90, np.uint8), None, "png") for h, w in [(40, 60), (20, 30), (30, 30)]
+    ]
+    outputs = colorizer(pictures)
+    assert sorted(model.seen) == [(16, 16), (16, 24)], "two sizes, two forward passes for three pictures"
+    assert [o.shape for o in outputs] == [(40, 60, 3), (20, 30, 3), (30, 30, 3)]
+    assert all(o.dtype == np.uint8 for o in outputs)
+
+
+def test_alpha_rule_model_sees_white_output_keeps_the_pictures_own_l() -> None:
+    seen = []
+
+    class _Record(_ConstantColour):
+        def colorize(self, L: torch.Tensor) -> torch.Tensor:
+            seen.append(L.clone())
+            return super().colorize(L)
+
+    rgb = np.full((8, 8, 3), 119, np.uint8)  # L = 50 gray under full transparency
+    picture = Picture(rgb, np.zeros((8, 8), np.uint8), "png")
+    out = Colorizer(_Record(), side=None)([picture], dtype=torch.float32)[0]
+    assert torch.allclose(seen[0], torch.ones_like(seen[0]), atol=1e-3), "the model saw white (L = 100)"
+    out_l = picture_l(np.rint(out * 255).astype(np.uint8))
+    assert torch.allclose(out_l, picture_l(rgb), atol=0.02), "the output keeps the picture's own L"
+
+
+def test_training_side_comes_from_the_run_folder(tmp_path) -> None:
+    import yaml
+
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    assert training_side(ckpt) is None
+    config = {"data": {"class_path": "x", "init_args": {"image_size": 64}}}
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert training_side(ckpt) == 64
+    config["data"]["init_args"]["resize"] = 192
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert training_side(ckpt) == 192, "the training resize is the scale the model learned"
+
+
+def test_model_sizes_are_rounded_to_the_nets_multiple() -> None:
+    model = _ConstantColour()
+    model.multiple = 8
+    Colorizer(model, side=21)([Picture(np.zeros((45, 67, 3), np.uint8), None, "png")])
+    assert model.seen == [(24, 32)]

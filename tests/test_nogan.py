@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 from pathlib import Path
@@ -17,8 +18,10 @@ from colorlab.data.datasets import SAMPLE_TRAIN, build_transform, load_samples
 from colorlab.losses import FeatureLoss
 from colorlab.models.critics import DeOldifyCritic, SelfAttention
 from colorlab.models.unet import TimmUNet, UNet
-from colorlab.training.experiment import parse_run_section, run_experiment
+from colorlab.training.config import load_config
+from colorlab.training.experiment import run_experiment
 from colorlab.training.phases import PhaseRecord, parse_phases
+from colorlab.training.runs import RunFolder
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +101,11 @@ def test_three_phases_chain(tiny_experiment, phase_starts):
     results = run_experiment(configs, overrides)
     phases = {row["name"]: row for row in results["phases"]}
     assert list(phases) == ["generator", "critic", "gan"]
-    assert [(phase, epoch) for phase, epoch, _ in phase_starts] == [("generator", 0), ("critic", 0), ("gan", 0)]
+    assert [(phase, epoch) for phase, epoch, _ in phase_starts] == [
+        ("generator", 0),
+        ("critic", 0),
+        ("gan", 0),
+    ]
     for row in phases.values():
         assert Path(row["handover_checkpoint"]).is_file()
         assert Path(row["folder"], "metrics.csv").is_file()
@@ -115,6 +122,15 @@ def test_three_phases_chain(tiny_experiment, phase_starts):
     report = (run_dir / "report.md").read_text()
     assert "| critic |" in report and "gray (ab = 0)" in report and "learning: " in report
     assert all(row["test"]["delta_e00"] > 0 for row in phases.values())
+    # Every phase's checkpoint is tested the same way: by its own trainer, logged in its own CSV.
+    for row in phases.values():
+        rows = csv.DictReader(Path(row["folder"], "metrics.csv").read_text().splitlines())
+        logged = [r for r in rows if r.get("test/delta_e00")]
+        assert [float(r["test/delta_e00"]) for r in logged] == [pytest.approx(row["test"]["delta_e00"])]
+    assert (
+        results["test"] == phases["gan"]["test"]
+        and results["best_checkpoint"] == phases["gan"]["handover_checkpoint"]
+    )
     finished = json.loads((run_dir / "phases.json").read_text())["finished"]
     assert set(finished) == set(phases)
     assert all(Path(summary["last_checkpoint"]).name == "last.ckpt" for summary in finished.values())
@@ -139,18 +155,28 @@ def test_resume_continues_the_interrupted_phase(tiny_experiment, phase_starts, m
     # Phase 1 is not rerun; phase 2 continues from its last.ckpt (epoch 1), then phase 3 runs.
     assert [(phase, epoch) for phase, epoch, _ in phase_starts] == [("critic", 1), ("gan", 0)]
     assert results["version"] == run_dir.name
-    assert set(json.loads((run_dir / "phases.json").read_text())["finished"]) == {"generator", "critic", "gan"}
+    assert set(json.loads((run_dir / "phases.json").read_text())["finished"]) == {
+        "generator",
+        "critic",
+        "gan",
+    }
     assert (run_dir / "report.md").is_file()
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_phases_parse(preset):
-    config = ["--config", str(REPO / "experiments" / f"{preset}.yaml")]
-    phases = parse_phases(parse_run_section(config).phases)
-    assert [p.overrides["model.init_args.phase"] for p in phases] == ["generator", "generator", "critic", "gan"]
+    config = [REPO / "experiments" / f"{preset}.yaml"]
+    phases = parse_phases(load_config(config).run.phases)
+    assert [p.overrides["model.init_args.phase"] for p in phases] == [
+        "generator",
+        "generator",
+        "critic",
+        "gan",
+    ]
     for phase in phases:  # every phase's overrides are valid keys and values for the parser
-        run = parse_run_section([*config, *phase.argv()])
-        assert run.name == preset
+        parsed = load_config(config, phase.argv())
+        assert parsed.run.name == preset
+        assert all(parsed[key] == value for key, value in phase.overrides.items())
 
 
 def test_phase_list_errors(tmp_path):
@@ -160,9 +186,13 @@ def test_phase_list_errors(tmp_path):
         parse_phases([{"name": "a", "override": {}}])
     with pytest.raises(ValueError, match="plain folder name"):
         parse_phases([{"name": "../a"}])
-    PhaseRecord(tmp_path, ["a", "b"]).save()
+    PhaseRecord(RunFolder(tmp_path), ["a", "b"]).save()
     with pytest.raises(ValueError, match="config now has"):
-        PhaseRecord.open(tmp_path, ["a", "c"], resume=True)
+        PhaseRecord.open(RunFolder(tmp_path), ["a", "c"], resume=True)
+    with pytest.raises(ValueError, match="config now has"):  # a phased run resumed without its phases
+        PhaseRecord.open(RunFolder(tmp_path), [""], resume=True)
+    with pytest.raises(ValueError, match="single-phase run"):
+        PhaseRecord.open(RunFolder(tmp_path / "single"), ["a", "b"], resume=True)
 
 
 # ---- the module's phases ------------------------------------------------------------------------------

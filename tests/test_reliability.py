@@ -165,7 +165,7 @@ def test_clear_errors_for_empty_weightless_and_truncated_checkpoints(tmp_path, c
     (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cut\.ckpt is truncated or not a PyTorch checkpoint"):
         load_colorizer(tmp_path / "cut.ckpt")
-    from colorlab.inference.export import main as export
+    from colorlab.commands.export import main as export
 
     with pytest.raises(SystemExit) as exit_info:
         export(["--ckpt", str(tmp_path / "empty.ckpt")])

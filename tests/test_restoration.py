@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -11,7 +13,10 @@ from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
 from colorlab.data.degrade import Degrade, GaussianBlur, GaussianNoise
 from colorlab.metrics import colorization_metrics
 from colorlab.models.unet import UNet
+from colorlab.training.experiment import run_experiment
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
+
+REPO = Path(__file__).resolve().parents[1]
 
 NETS = ("restorer", "colorizer")
 
@@ -79,17 +84,30 @@ def test_one_stage_trains_the_other_is_frozen(stages, frozen, rgb_uint8, degrade
     assert not all(torch.equal(before[trained][k], v) for k, v in after[trained].items())
 
 
-def test_stage_wise_training_continues_from_a_checkpoint(tmp_path, rgb_uint8, degraded):
-    torch.manual_seed(0)
-    stage1 = _two_stage(train_stages=["restore"], optimizer=_adam())
-    fit_fixed_batch(stage1, rgb_uint8, steps=5, extra={"input_rgb": degraded})
-    path = tmp_path / "stage1.ckpt"
-    torch.save({"state_dict": stage1.state_dict()}, path)
-    stage2 = _two_stage(train_stages=["colorize"], init_from=str(path), optimizer=_adam())
-    assert not torch.equal(stage2.restorer.stem[0].weight, stage1.restorer.stem[0].weight)
-    fit_fixed_batch(stage2, rgb_uint8, steps=3, extra={"input_rgb": degraded})
-    restored_weights = stage1.restorer.state_dict()
-    assert all(torch.equal(v, restored_weights[k]) for k, v in stage2.restorer.state_dict().items())
+def test_stage_wise_phases_hand_the_restorer_on(tiny_photos, tmp_path, monkeypatch):
+    """The YAML's phases: ``restore`` trains the restorer only, ``colorize`` starts from its checkpoint and trains
+    the colorizer only; both checkpoints are tested."""
+    monkeypatch.setenv("COLORLAB_DATA", str(tiny_photos))
+    nets = [f"--model.init_args.{net}.init_args.{key}={value}" for net in NETS
+            for key, value in (("base_channels", 4), ("depth", 2))]  # fmt: skip
+    results = run_experiment([str(REPO / "experiments" / "restore_then_colorize.yaml")], [
+        f"--run.root={tmp_path}", "--run.wandb=disabled", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--data.init_args.num_workers=0", "--data.init_args.batch_size=2", "--data.init_args.image_size=32",
+        "--data.init_args.resize=48", *nets,
+    ])  # fmt: skip
+    restore, colorize = results["phases"]
+    assert [restore["name"], colorize["name"]] == ["restore", "colorize"]
+    first, second = (
+        torch.load(p["handover_checkpoint"], weights_only=False)["state_dict"] for p in (restore, colorize)
+    )
+    assert all(torch.equal(second[k], v) for k, v in first.items() if k.startswith("restorer."))
+    assert not all(
+        torch.equal(second[k], v)
+        for k, v in first.items()
+        if k.startswith("colorizer.") and v.is_floating_point()
+    )
+    assert results["test"] == colorize["test"] and restore["test"]["delta_e00"] > 0
 
 
 def test_validation_scores_the_restored_picture(rgb_uint8, degraded):

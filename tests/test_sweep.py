@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from colorlab.training.sweep import load_spec, main, wandb_sweep_config
+from colorlab.commands.sweep import main
+from colorlab.training.sweep import load_spec, wandb_sweep_config
 from tests.tiny_experiment import tiny_config, write_photos
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,9 @@ def test_optuna_sweep_writes_a_runnable_best_config_and_resumes(tmp_path, experi
     best_yaml = tmp_path / "sweep" / "best.yaml"
     best = yaml.safe_load(best_yaml.read_text())
     assert best["model"]["init_args"]["optimizer"]["init_args"]["lr"] == study.best_params[LR]
-    assert best["run"]["name"] == "tiny_sweep_best" and best["trainer"]["max_steps"] == 4  # trial overrides left out
+    assert (
+        best["run"]["name"] == "tiny_sweep_best" and best["trainer"]["max_steps"] == 4
+    )  # trial overrides left out
     cli = lightning_main(["--config", str(best_yaml), f"--run.root={tmp_path / 'best_runs'}"], run=False)
     assert cli.model.optimizer_factory(cli.model.parameters()).param_groups[0]["lr"] == study.best_params[LR]
     assert "tiny_sweep" in (tmp_path / "sweep" / "summary.md").read_text()

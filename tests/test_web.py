@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from colorlab.commands.colorize import load_colorizers
-from colorlab.commands.serve import create_app
+from colorlab.inference.pipeline import Colorizer
+from colorlab.inference.server import create_app
 from tests.test_colorize import small_photo, train_tiny_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,7 +37,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, obje
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_MODE", "disabled")
         ckpts = [train_tiny_checkpoint(root, "alpha", 0), train_tiny_checkpoint(root, "beta", 1)]
-    app = create_app(load_colorizers(ckpts), keep_seconds=600, max_files=3, max_megabytes=1)
+    colorizers = [Colorizer.load(ckpt, name=name) for ckpt, name in zip(ckpts, ["alpha", "beta"])]
+    app = create_app(colorizers, keep_seconds=600, max_files=3, max_megabytes=1, max_megapixels=40)
     port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -147,8 +149,11 @@ def test_server_checks_requests_itself(server):
         many[0],
     ]
     results = httpx.post(url, files=big, data={"model": "all"}, timeout=60).json()["results"]
-    assert "over the 1 MB limit" in results[0]["error"]
-    assert "45 megapixels is over the 40 megapixel limit" in results[1]["error"]
+    size_mb = len(buffer.getvalue()) / 2**20
+    assert results[0]["error"] == f"big.png: {size_mb:.1f} MB is over the 1 MB limit", (
+        "the real size, not the cap"
+    )
+    assert results[1]["error"] == "huge.png: 9000 x 5000 = 45.0 megapixels is over the 40 megapixel limit"
     assert "error" not in results[2] and len(results[2]["outputs"]) == 2
 
 
@@ -163,3 +168,100 @@ def test_results_are_deleted_after_the_configured_time(server):
     assert store.purge(now=time.time() + store.keep_seconds + 1) >= 1
     assert httpx.get(url).status_code == 404
     assert httpx.get(base + "/api/result/not-a-job/a.png").status_code == 404
+
+
+def test_stale_job_folders_of_a_killed_server_are_removed_at_start_up(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from colorlab.inference.server import ResultStore
+
+    code = (
+        "import sys, time; from pathlib import Path; from colorlab.inference.server import ResultStore\n"
+        "store = ResultStore(600, Path(sys.argv[1])); job, folder = store.new_job()\n"
+        "(folder / 'upload_gray.png').write_bytes(b'x'); print(store.root, flush=True); time.sleep(600)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # fmt: skip
+    stale = Path(child.stdout.readline().strip())
+    live = ResultStore(600, tmp_path)  # another server still running: its folder must survive
+    assert stale.is_dir() and live.removed_stale == []
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    assert stale.is_dir(), "kill -9 leaves the uploads behind"
+    fresh = ResultStore(600, tmp_path)
+    assert fresh.removed_stale == [stale] and not stale.exists()
+    assert live.root.is_dir() and fresh.root.is_dir()
+
+
+def test_serve_skips_a_checkpoint_that_will_not_load(server, tmp_path, capsys):
+    from colorlab.commands.serve import build_parser, load_models
+
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    good = server[1].state.colorizers[0].path
+    (folder / "good.ckpt").write_bytes(good.read_bytes())
+    (folder / "broken.ckpt").write_bytes(b"")
+    models = load_models(build_parser().parse_args(["--ckpt-dir", str(folder)]))
+    assert [m.path.name for m in models] == ["good.ckpt"]
+    assert f"warning: skipping {folder / 'broken.ckpt'}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"broken\.ckpt is empty"):  # named on its own: an error
+        load_models(
+            build_parser().parse_args(["--ckpt-dir", str(folder), "--ckpt", str(folder / "broken.ckpt")])
+        )
+    (folder / "good.ckpt").unlink()
+    with pytest.raises(ValueError, match="none of the 1 checkpoints"):
+        load_models(build_parser().parse_args(["--ckpt-dir", str(folder)]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .ckpt files under"):
+        load_models(build_parser().parse_args(["--ckpt-dir", str(tmp_path / "empty")]))
+
+
+class _SlowCounting(torch.nn.Module):
+    """A stand-in model that counts how many forward passes run at the same time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+
+    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.3)  # long enough for the other requests to arrive; nothing asserts on time
+        with self.lock:
+            self.running -= 1
+        return L, torch.zeros(L.shape[0], 2, *L.shape[-2:])
+
+
+@pytest.mark.parametrize("max_jobs", [1, 2])
+def test_concurrent_jobs_are_limited(tmp_path, max_jobs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    model = _SlowCounting()
+    app = create_app([Colorizer(model, side=16, name="slow")], max_jobs=max_jobs, tmp_root=tmp_path)
+    with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
+
+        def post(i: int) -> int:
+            files = [("files", (f"{i}.png", _png(), "image/png"))]
+            return client.post("/api/colorize", files=files, data={"model": "slow"}).status_code
+
+        assert list(pool.map(post, range(4))) == [200] * 4
+    assert model.most == max_jobs
+
+
+def test_animated_gif_upload_says_only_its_first_frame_was_used(server):
+    frames = [Image.fromarray(small_photo(40, 30)), Image.fromarray(small_photo(40, 30)[::-1])]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    results = httpx.post(server[0] + "/api/colorize", files=[("files", ("a.gif", buffer.getvalue(), "image/gif"))],
+                         data={"model": "alpha"}, timeout=60).json()["results"]  # fmt: skip
+    assert results[0]["note"] == "animated (2 frames): only the first frame was colorized"
+    assert results[0]["outputs"][0]["file"].endswith(".png")

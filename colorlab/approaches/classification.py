@@ -26,7 +26,7 @@ from colorlab.color import (
     soft_encode_ab,
     upsample_ab,
 )
-from colorlab.training.prior import load_prior
+from colorlab.data.prior import load_prior
 
 Decode = Literal["annealed_mean", "mode", "mean"]
 

@@ -6,7 +6,7 @@ returns the restored L, so the shared metrics, grids and full-resolution inferen
 
 * :class:`RestoreColorizer`: one network predicts the clean L and ab together (3 output channels).
 * :class:`RestoreThenColorize`: a restorer cleans L, a colorizer colours the restored L; trained jointly
-  or stage by stage (``train_stages`` freezes the others, ``init_from`` starts from an earlier stage's run).
+  or stage by stage (``train_stages`` freezes the others; the experiment's ``run.phases`` chain the stages).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.inference.checkpoints import load_checkpoint
 from colorlab.losses import PixelLoss, pixel_loss
 
 Stage = Literal["restore", "colorize"]
@@ -109,15 +108,14 @@ class RestoreThenColorize(_RestorationModule):
 
     ``train_stages`` picks what is trained: ``[restore, colorize]`` trains both with the joint loss (the
     ab loss also reaches the restorer through the chain); ``[restore]`` or ``[colorize]`` trains one stage
-    and freezes the other (weights and BatchNorm statistics). Stage-wise training is two runs: first
-    ``[restore]``, then ``[colorize]`` with ``init_from`` pointing at the first run's checkpoint.
+    and freezes the other (weights and BatchNorm statistics). Stage-wise training is two phases of one
+    experiment (``run.phases`` in ``experiments/restore_then_colorize.yaml``): ``[restore]``, then
+    ``[colorize]``, which starts from the first phase's checkpoint.
 
     Args:
         restorer: net ``(B, 1, H, W)`` -> ``(B, 1, H, W)``, tanh output (the L, or its correction).
         colorizer: net ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``, tanh output.
         train_stages: the stages trained in this run.
-        init_from: checkpoint of an earlier RestoreThenColorize run whose restorer and colorizer weights are
-            loaded when fitting starts (a resumed run then restores its own checkpoint over them).
         **kwargs: loss, huber_delta, l_weight, ab_weight, residual (see :class:`_RestorationModule`),
             optimizer, scheduler, grid_images.
     """
@@ -127,7 +125,6 @@ class RestoreThenColorize(_RestorationModule):
         restorer: nn.Module,
         colorizer: nn.Module,
         train_stages: Sequence[Stage] = ("restore", "colorize"),
-        init_from: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -137,7 +134,6 @@ class RestoreThenColorize(_RestorationModule):
         self.restorer = restorer
         self.colorizer = colorizer
         self.train_stages = stages
-        self.init_from = init_from
         self.restorer.requires_grad_("restore" in stages)
         self.colorizer.requires_grad_("colorize" in stages)
         self.train(self.training)  # the Trainer keeps the modes it finds, so set the frozen stage's now
@@ -148,17 +144,6 @@ class RestoreThenColorize(_RestorationModule):
         self.restorer.train(mode and "restore" in self.train_stages)
         self.colorizer.train(mode and "colorize" in self.train_stages)
         return self
-
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.init_from:
-            checkpoint = load_checkpoint(self.init_from)
-            state = checkpoint.get("state_dict", checkpoint)
-            for name in ("restorer", "colorizer"):
-                prefix = f"{name}."
-                weights = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-                if not weights:
-                    raise ValueError(f"init_from {self.init_from} holds no {name} weights")
-                getattr(self, name).load_state_dict(weights)
 
     def forward_lab(self, L_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         L_out = self.restored_l(L_input, self.restorer(L_input))

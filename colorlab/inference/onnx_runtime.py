@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, training_side
+
 
 class OnnxColorizer(nn.Module):
     """An exported colorlab model run by ONNX Runtime on the CPU.
@@ -69,3 +71,12 @@ class OnnxColorizer(nn.Module):
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L -> normalised ab (the approaches' contract)."""
         return self.predict_lab(L)[1]
+
+
+def onnx_colorizer(path: str | os.PathLike, side: int | None = None, name: str | None = None) -> Colorizer:
+    """The pipeline's :class:`Colorizer` around an exported model; ``side`` overrides the training scale, which
+    comes from the run folder of the model (exported next to its checkpoint) or of that checkpoint."""
+    backend = OnnxColorizer(path)
+    trained = training_side(path) or (training_side(backend.checkpoint) if backend.checkpoint else None)
+    source = "given" if side else ("its training scale" if trained else "default")
+    return Colorizer(backend, side or trained or DEFAULT_SIDE, name or Path(path).stem, Path(path), source)  # type: ignore[arg-type]

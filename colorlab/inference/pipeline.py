@@ -1,35 +1,104 @@
-"""The one inference pipeline (CLI, evaluation, web page): resize L, predict ab, upsample ab, keep full-res L.
+"""The one inference pipeline (colorize, evaluate, serve): one size rule, one alpha rule, one full-resolution merge.
 
-Colour is smooth, detail lives in L: the model sees a small copy of the picture, its ab is upsampled
-bilinearly and merged with the input's own full-resolution L, so a 4000 px photo comes back at 4000 px
-and as sharp as it went in.
+* **Size rule.** The model sees the photo scaled so that its *shorter* side is the run's training scale:
+  ``data.init_args.resize`` of the run's ``config.yaml`` (the shorter side its photos were resized to before
+  cropping), else its ``image_size``, else :data:`DEFAULT_SIDE`. The longer side is capped at
+  :data:`MAX_ASPECT` times that, and both sides are rounded to the net's size ``multiple``.
+* **Alpha rule.** The model sees a transparent picture composited onto white (as a viewer shows it); the
+  output keeps the picture's own L under its own alpha, so it composites correctly onto any background.
+* **Merge.** Colour is smooth, detail lives in L: the model's ab is upsampled bilinearly and merged with the
+  picture's own full-resolution L, so a 4000 px photo comes back at 4000 px and as sharp as it went in.
+  Upsampling and Lab -> RGB run in horizontal strips of about ``strip_pixels`` pixels, so memory grows
+  with the picture's own bytes only (uint8 in, uint8 out), not with float copies of it.
 """
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import lab_normalized_to_rgb, rgb_to_gray_l, uint8_to_float, upsample_ab
+from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l, uint8_to_float
+from colorlab.inference.checkpoints import CheckpointError, load_colorizer
+from colorlab.inference.pictures import Picture
+from colorlab.training.runs import RunFolder
+
+DEFAULT_SIDE = 256
+MAX_ASPECT = 4
+STRIP_PIXELS = 1 << 18
 
 
-def model_size(height: int, width: int, size: int | None) -> tuple[int, int]:
-    """The ``(h, w)`` the model runs at: the longer side scaled to ``size``, aspect kept (None: unchanged)."""
-    if size is None:
+def size_multiple(module: nn.Module) -> int:
+    """The factor H and W must be multiples of inside ``module``: the lcm of its nets' ``multiple`` (1 if none)."""
+    multiples = [m.multiple for m in module.modules() if isinstance(getattr(m, "multiple", None), int)]
+    return math.lcm(1, *multiples)
+
+
+def model_size(height: int, width: int, side: int | None, multiple: int = 1) -> tuple[int, int]:
+    """The ``(h, w)`` the model runs at for a ``height x width`` picture (see the size rule above).
+
+    ``side`` is the shorter side (None: the picture's own size, unrounded).
+    """
+    if side is None:
         return height, width
-    if size < 1:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
-    scale = size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    if side < 1:
+        raise ValueError(f"the model size must be a positive number of pixels, got {side}")
+    scale = side / min(height, width)
+    scale = min(scale, MAX_ASPECT * side / max(height, width))
+
+    def rounded(n: int) -> int:
+        return max(multiple, round(n * scale / multiple) * multiple)
+
+    return rounded(height), rounded(width)
+
+
+def training_side(ckpt: str | os.PathLike) -> int | None:
+    """The shorter side a checkpoint's run trained at: its data ``resize``, else ``image_size`` (None: unknown)."""
+    run = RunFolder.of(ckpt)
+    for key in ("resize", "image_size"):
+        value = run.data_arg(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _name_candidates(path: Path) -> list[str]:
+    """Names for a checkpoint, least to most specific: ``run``, ``run/stem``, ``run/version/stem`` for one in a
+    run folder (``runs/NAME/VERSION/checkpoints/X.ckpt``), else ``stem``, ``parent/stem``..."""
+    path = path.resolve()
+    if path.parent.name == "checkpoints" and len(path.parents) > 3:
+        version, run = path.parents[1].name, path.parents[2].name
+        return [run, f"{run}/{path.stem}", f"{run}/{version}/{path.stem}"]
+    return [
+        "/".join([*[p.name for p in path.parents[:depth]][::-1], path.stem])
+        for depth in range(len(path.parents))
+    ]
+
+
+def model_names(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Short unique names for checkpoints: the experiment name of each run (more of the path when that clashes)."""
+    candidates = [_name_candidates(Path(p)) for p in paths]
+    for level in range(max(map(len, candidates), default=0)):
+        names = [c[min(level, len(c) - 1)] for c in candidates]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
 
 
 def input_l(image: torch.Tensor) -> torch.Tensor:
     """Any picture batch -> normalised L ``(B, 1, H, W)`` in [-1, 1].
 
     Accepts RGB ``(B, 3, H, W)`` (uint8, or float in [0, 1]), a uint8 gray picture ``(B, 1, H, W)``, or
-    normalised L ``(B, 1, H, W)`` (float, returned as is). A gray picture's L is the lightness of that
-    gray, exactly what the model saw for a colour photo of the same brightness.
+    normalised L ``(B, 1, H, W)`` (float, returned as is).
     """
     if image.dim() != 4 or image.shape[1] not in (1, 3):
         raise ValueError(
@@ -41,36 +110,231 @@ def input_l(image: torch.Tensor) -> torch.Tensor:
     return rgb_to_gray_l(rgb.expand(-1, 3, -1, -1))
 
 
-@torch.no_grad()
-def colorize_full_resolution(
-    model: ColorizationModule,
-    image: torch.Tensor,
-    size: int | None = 256,
-    restore: bool = False,
+def picture_l(
+    rgb: np.ndarray, device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS
 ) -> torch.Tensor:
-    """Colorize a picture at its full resolution.
+    """uint8 RGB ``(H, W, 3)`` -> normalised L ``(1, 1, H, W)`` float32, converted strip by strip (the float
+    RGB copies of a whole 24 MP photo would take over 1 GB)."""
+    height, width = rgb.shape[:2]
+    L = torch.empty(1, 1, height, width, device=device)
+    rows_per_strip = max(1, strip_pixels // max(1, width))
+    for start in range(0, height, rows_per_strip):
+        rows = slice(start, min(height, start + rows_per_strip))
+        # torch.tensor copies the strip: pictures decoded by PIL are read-only arrays.
+        L[..., rows, :] = input_l(torch.tensor(rgb[rows], device=device).permute(2, 0, 1)[None])
+    return L
+
+
+def upsample_rows(ab: torch.Tensor, height: int, rows: slice) -> torch.Tensor:
+    """Rows ``rows`` of ``ab (B, C, h, W)`` bilinearly resized to ``height`` rows (``align_corners=False``).
+
+    The same weights as :func:`torch.nn.functional.interpolate` computes for the whole picture, for a strip
+    of its rows only: a strip-by-strip merge equals the whole-picture one (tested to 1e-4).
+    """
+    h = ab.shape[-2]
+    y = torch.arange(rows.start, rows.stop, device=ab.device, dtype=torch.float64)
+    src = ((y + 0.5) * (h / height) - 0.5).clamp(min=0.0)
+    top = src.floor().long().clamp(max=h - 1)
+    bottom = (top + 1).clamp(max=h - 1)
+    weight = (src - top).to(ab.dtype).view(1, 1, -1, 1)
+    return ab[..., top, :] * (1 - weight) + ab[..., bottom, :] * weight
+
+
+def _rows(L: torch.Tensor, rows: slice) -> torch.Tensor:
+    return L[..., rows, :]
+
+
+def _picture_rows(picture: Picture, device: torch.device | str, rows: slice) -> torch.Tensor:
+    return picture_l(picture.rgb[rows], device)
+
+
+def merge(
+    L_of_rows: Callable[[slice], torch.Tensor],
+    ab: torch.Tensor,
+    size: tuple[int, int],
+    out: torch.Tensor,
+    strip_pixels: int = STRIP_PIXELS,
+) -> torch.Tensor:
+    """Write the full-resolution picture into ``out`` ``(H, W, 3)`` (uint8, or float in [0, 1]), strip by strip.
+
+    ``L_of_rows(rows)`` gives normalised L ``(1, 1, len(rows), W)`` of those rows; ``ab`` ``(1, 2, h, w)`` is
+    upsampled to ``size``. Only one strip of about ``strip_pixels`` float pixels exists at a time.
+    """
+    height, width = size
+    ab = F.interpolate(ab, size=(ab.shape[-2], width), mode="bilinear", align_corners=False)
+    rows_per_strip = max(1, strip_pixels // width)
+    for start in range(0, height, rows_per_strip):
+        rows = slice(start, min(height, start + rows_per_strip))
+        rgb = lab_normalized_to_rgb(L_of_rows(rows).to(ab.device), upsample_rows(ab, height, rows))[0]
+        rgb = rgb.permute(1, 2, 0)
+        out[rows] = (float_to_uint8(rgb) if out.dtype == torch.uint8 else rgb).to(out.device)
+    return out
+
+
+@torch.inference_mode()
+def gray_picture(picture: Picture, dtype: torch.dtype = torch.uint8) -> np.ndarray:
+    """The picture's own L with ab = 0 (what a colorizer starts from), RGB ``(H, W, 3)``; alpha not applied."""
+    out = torch.empty(*picture.size, 3, dtype=dtype)
+    return merge(partial(_picture_rows, picture, "cpu"), torch.zeros(1, 2, 1, 1), picture.size, out).numpy()
+
+
+@dataclass
+class Colorizer:
+    """A model plus the rules above: pictures in, full-resolution colour pictures out.
+
+    Attributes:
+        module: any colorlab approach (its ``predict_lab`` is used), in eval mode.
+        side: the shorter side the model runs at (None: each picture at its own size).
+        name: how it is shown (tables, folders, the web page).
+        path: the checkpoint it came from, if any.
+        source: where ``side`` came from, for messages (e.g. ``its training resize``).
+        restore: use the L the model returns (restoration approaches) instead of the picture's own L.
+        strip_pixels: about how many output pixels one merge strip holds (bounds memory).
+    """
+
+    module: ColorizationModule
+    side: int | None = DEFAULT_SIDE
+    name: str = "model"
+    path: Path | None = None
+    source: str = "default"
+    restore: bool = False
+    strip_pixels: int = STRIP_PIXELS
+
+    @classmethod
+    def load(
+        cls,
+        ckpt: str | os.PathLike,
+        side: int | None = None,
+        device: str | torch.device = "cpu",
+        name: str | None = None,
+        restore: bool = False,
+    ) -> Colorizer:
+        """Load ``ckpt``; ``side`` overrides the training scale read from its run folder.
+
+        Raises FileNotFoundError for a missing file and ValueError (naming the file) for one that will not load.
+        """
+        try:
+            module = load_colorizer(ckpt, map_location=device)
+        except (FileNotFoundError, CheckpointError):  # their messages already say what is wrong
+            raise
+        except Exception as exc:  # stale or foreign checkpoints fail in many ways (state dict, pickle...)
+            raise ValueError(f"cannot load {ckpt}: {type(exc).__name__}: {exc}") from exc
+        trained = training_side(ckpt)
+        source = "given" if side else ("its training scale" if trained else "default")
+        return cls(
+            module, side or trained or DEFAULT_SIDE, name or Path(ckpt).stem, Path(ckpt), source, restore
+        )
+
+    @property
+    def multiple(self) -> int:
+        """What the net's input sides must be multiples of."""
+        return size_multiple(self.module)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters(), torch.empty(0)).device
+
+    def describe(self) -> str:
+        """How the model's input size is chosen, for messages and reports."""
+        if self.side is None:
+            return "each picture at its own size"
+        return f"shorter side {self.side} px ({self.source}), longer side at most {MAX_ASPECT * self.side} px"
+
+    def model_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(h, w)`` the model sees a ``height x width`` picture at."""
+        return model_size(height, width, self.side, self.multiple)
+
+    def model_input(self, L: torch.Tensor) -> torch.Tensor:
+        """Full-resolution normalised L ``(B, 1, H, W)`` -> the model's view of it (antialiased downsizing)."""
+        small = self.model_size(*L.shape[-2:])
+        if small == tuple(L.shape[-2:]):
+            return L
+        # Antialiased: plain bilinear would alias fine texture into the model's input.
+        return F.interpolate(L, size=small, mode="bilinear", antialias=True)
+
+    def predict(self, L_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model on a batch of model-size L ``(B, 1, h, w)``: (L_out, ab), float32."""
+        L_out, ab = self.module.predict_lab(L_small.to(self.device).float())
+        return L_out.float(), ab.float()
+
+    @torch.inference_mode()
+    def __call__(self, pictures: Sequence[Picture], dtype: torch.dtype = torch.uint8) -> list[np.ndarray]:
+        """Colorize pictures at their full resolution -> one RGB ``(H, W, 3)`` each (uint8, or float in [0, 1]).
+
+        Pictures whose model sizes match share one forward pass. Alpha is not applied: pair each result with
+        its picture's alpha when writing it.
+        """
+        inputs = [self.model_input(picture_l(p.on_white(), self.device, self.strip_pixels)) for p in pictures]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, L_small in enumerate(inputs):
+            groups.setdefault(tuple(L_small.shape[-2:]), []).append(index)
+        predictions: list[tuple[torch.Tensor, torch.Tensor]] = [None] * len(pictures)  # type: ignore[list-item]
+        for indices in groups.values():
+            L_out, ab = self.predict(torch.cat([inputs[i] for i in indices]))
+            for row, index in enumerate(indices):
+                predictions[index] = (L_out[row : row + 1], ab[row : row + 1])
+        inputs.clear()
+        results = []
+        for picture, (L_out, ab) in zip(pictures, predictions):
+            results.append(self._full_resolution(picture, L_out, ab, dtype).numpy())
+        return results
+
+    def _full_resolution(
+        self, picture: Picture, L_out: torch.Tensor, ab: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        size = picture.size
+        if self.restore:
+            L_of_rows = partial(_rows, restored_l(L_out, size))
+        else:
+            L_of_rows = partial(_picture_rows, picture, self.device)
+        return merge(L_of_rows, ab, size, torch.empty(*size, 3, dtype=dtype), self.strip_pixels)
+
+    @torch.inference_mode()
+    def colorize_l(self, L: torch.Tensor) -> torch.Tensor:
+        """Tensor version: normalised L (or a picture :func:`input_l` converts) ``(B, *, H, W)`` -> sRGB
+        ``(B, 3, H, W)`` in [0, 1] (no alpha), on the model's device."""
+        L = input_l(L.to(self.device)).float()
+        size = tuple(L.shape[-2:])
+        L_out, ab = self.predict(self.model_input(L))
+        results = []
+        for i in range(L.shape[0]):
+            L_i = restored_l(L_out[i : i + 1], size) if self.restore else L[i : i + 1]
+            out = torch.empty(*size, 3, device=self.device)
+            merged = merge(partial(_rows, L_i), ab[i : i + 1], size, out, self.strip_pixels)
+            results.append(merged.permute(2, 0, 1))
+        return torch.stack(results)
+
+
+def restored_l(L_model: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A restoration model's L ``(1, 1, h, w)`` at the picture's size (bicubic, clamped to [-1, 1])."""
+    if tuple(L_model.shape[-2:]) == tuple(size):
+        return L_model
+    return F.interpolate(L_model, size=size, mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
+
+
+def colorize_full_resolution(
+    model: ColorizationModule, image: torch.Tensor, size: int | None = DEFAULT_SIDE, restore: bool = False
+) -> torch.Tensor:
+    """Colorize a picture batch at full resolution with :class:`Colorizer`'s rules (``size``: shorter side).
 
     Args:
-        model: any colorlab approach (its ``predict_lab`` is used).
-        image: normalised L ``(B, 1, H, W)`` in [-1, 1], or a picture that :func:`input_l` converts
-            (uint8 or [0, 1] float RGB ``(B, 3, H, W)``, uint8 gray ``(B, 1, H, W)``); any device.
-        size: the longer side the model runs at (aspect kept); None runs it at ``H x W``.
-        restore: use the L the model returns (restoration approaches: denoised/deblurred L, upsampled
-            to ``H x W``) instead of the input's L.
+        model: any colorlab approach.
+        image: normalised L ``(B, 1, H, W)`` in [-1, 1], or a picture that :func:`input_l` converts.
+        size: the shorter side the model runs at; None runs it at ``H x W``.
+        restore: use the L the model returns instead of the input's L.
 
     Returns:
         sRGB ``(B, 3, H, W)`` in [0, 1] on the model's device, clipped to the gamut.
     """
-    device = next(model.parameters(), torch.empty(0)).device
-    L = input_l(image.to(device)).float()
-    full = L.shape[-2:]
-    small = model_size(*full, size)
-    # Antialiased downsizing: plain bilinear would alias fine texture into the model's input.
-    L_small = L if small == tuple(full) else F.interpolate(L, size=small, mode="bilinear", antialias=True)
-    L_model, ab = model.predict_lab(L_small)
-    ab = upsample_ab(ab.float(), full)
-    if restore:
-        L = L_model.float()
-        if L.shape[-2:] != full:
-            L = F.interpolate(L, size=full, mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
-    return lab_normalized_to_rgb(L, ab)
+    return Colorizer(model, size, restore=restore).colorize_l(image)
+
+
+def find_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
+    """Every ``*.ckpt`` under ``ckpt_dir`` (recursive, sorted); an error for a missing or empty folder."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint folder not found: {ckpt_dir}")
+    found = sorted(ckpt_dir.rglob("*.ckpt"))
+    if not found:
+        raise FileNotFoundError(f"no .ckpt files under {ckpt_dir}")
+    return found

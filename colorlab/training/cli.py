@@ -14,29 +14,36 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
 from colorlab.training.performance import PerformanceSettings, resolve_accelerator
-from colorlab.training.runs import NothingToResume, RunSettings
+from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 # Commands beyond Lightning's: name -> "module:function" taking argv (imported only when used).
 COMMANDS = {
-    "experiment": "colorlab.training.experiment:main",
+    "experiment": "colorlab.commands.experiment:main",
     "colorize": "colorlab.commands.colorize:main",
-    "export": "colorlab.inference.export:main",
+    "export": "colorlab.commands.export:main",
     "serve": "colorlab.commands.serve:main",
     "evaluate": "colorlab.commands.evaluate:main",
     "compare": "colorlab.commands.compare:main",
-    "prior": "colorlab.training.prior:main",
-    "sweep": "colorlab.training.sweep:main",
+    "prior": "colorlab.commands.prior:main",
+    "sweep": "colorlab.commands.sweep:main",
 }
 
 
 class ColorlabCLI(LightningCLI):
     """LightningCLI whose YAMLs also carry a ``run:`` section (run folder, loggers, checkpoints) and a
-    ``performance:`` section (threads, channels_last, bf16, compile: :mod:`colorlab.training.performance`)."""
+    ``performance:`` section (threads, channels_last, bf16, compile: :mod:`colorlab.training.performance`).
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    With ``parse_only`` it stops after parsing: no seeding, no run folder, nothing built (see
+    :func:`colorlab.training.config.load_config`, the one way to read a config without running it).
+    """
+
+    def __init__(self, *args: Any, parse_only: bool = False, **kwargs: Any) -> None:
+        self.parse_only = parse_only
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # args IS the command line here (minus colorlab's own command word); Lightning's warning is moot.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         super().__init__(ColorizationModule, LabDataModule, *args, subclass_mode_model=True, subclass_mode_data=True,
                          **kwargs)  # fmt: skip
 
@@ -47,13 +54,23 @@ class ColorlabCLI(LightningCLI):
     def _run_section(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
 
+    def _set_seed(self) -> None:
+        if not self.parse_only:
+            super()._set_seed()
+
+    def instantiate_classes(self) -> None:
+        if not self.parse_only:
+            super().instantiate_classes()
+
     def before_instantiate_classes(self) -> None:
         """Fix the run folder before anything is built: a new version, or the latest one when resuming."""
+        if self.parse_only:
+            return
         section = self._run_section()
         run = section["run"]
         if run.resume:
             last = RunSettings(name=run.name, root=run.root).latest_resumable()
-            run.version = last.parent.parent.name
+            run.version = RunFolder.of(last).version
             if "ckpt_path" in section and section.get("ckpt_path") is None:
                 section["ckpt_path"] = str(last)
         elif run.version is None:
@@ -77,8 +94,6 @@ class ColorlabCLI(LightningCLI):
 def lightning_main(argv: list[str], run: bool = True) -> ColorlabCLI:
     """Run (or with ``run=False`` only build) the Lightning CLI on ``argv``."""
     torch.set_float32_matmul_precision("high")
-    # argv IS the command line here (minus colorlab's own command word); Lightning's warning is moot.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return ColorlabCLI(args=argv, run=run)
 
 

@@ -1,23 +1,19 @@
-"""``python -m colorlab experiment``: fit an experiment YAML, test its best checkpoint, write a report.
+"""The experiment pipeline: fit every phase of an experiment, test the checkpoint each phase hands on, report.
 
-The run folder (``runs/NAME/VERSION``) ends up with ``checkpoints/``, the CSV log, ``report.md``,
-``test_metrics.csv``, ``results.json``, ``test_grid.png`` (input gray | prediction | truth) and
+A YAML without ``run.phases`` is a run of one phase; one whose ``run.phases`` lists several fits (e.g.
+DeOldify's NoGAN) runs them in order, each in ``runs/NAME/VERSION/PHASE/`` and starting from the previous
+phase's checkpoint (see :mod:`colorlab.training.phases`). Either way, every phase's checkpoint is tested by
+its own trainer right after its fit (the test rows land in that phase's CSV log), and the run folder
+``runs/NAME/VERSION`` ends up with ``report.md``, ``test_metrics.csv``, ``results.json`` (one schema, written by
+:func:`colorlab.report.write_experiment_report`), ``test_grid.png`` (input gray | prediction | truth) and
 ``baselines.json`` (the trivial baselines fitted on the training split, see :mod:`colorlab.baselines`).
 The report states the three splits (train fits, val selects, test only reports), scores the model and every
 baseline on the test split, and says whether the model beats the best baseline ("learning: yes/no").
-
-A YAML whose ``run.phases`` lists several fits (e.g. DeOldify's NoGAN) runs them in order, each in
-``runs/NAME/VERSION/PHASE/`` and starting from the previous phase's best checkpoint (see
-:mod:`colorlab.training.phases`); the report then sits in ``runs/NAME/VERSION`` and also tests every phase.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,23 +22,16 @@ from typing import Any
 import torch
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.baselines import (
-    BASELINE_NAMES,
-    BASELINES_FILE,
-    Baselines,
-    fit_on_datamodule,
-    learning_verdict,
-    verdict_line,
-)
+from colorlab.baselines import BASELINE_NAMES, BASELINES_FILE, Baselines, fit_on_datamodule, learning_verdict
 from colorlab.data.datamodule import LabDataModule
 from colorlab.inference.checkpoints import allowed_globals
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
-from colorlab.training.phases import Phase, PhaseRecord, latest_phased_run, load_phase_weights, parse_phases
-from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
+from colorlab.report import write_experiment_report
+from colorlab.training.config import config_args, load_config
+from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
+from colorlab.training.runs import NothingToResume, RunFolder, RunSettings, finish_wandb_run
 from colorlab.visualize import save_png
 
-METRICS = ("psnr", "ssim", "delta_e00", "colorfulness", "colorfulness_gap", FRECHET_KEY)
-HEADERS = ("PSNR (dB) ↑", "SSIM ↑", "ΔE00 ↓", "colorfulness", "colorfulness gap ↓", "Fréchet EffNet ↓")
 # The headline metric (README table, issue targets): every report's learning verdict is on it.
 HEADLINE = "delta_e00"
 
@@ -98,11 +87,6 @@ def reference_metrics(
     return reference
 
 
-def model_colorizer(model: ColorizationModule) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-    """A Lab batch -> the model's sRGB picture, for :func:`test_set_metrics`."""
-    return lambda batch: model.colorize_rgb(model.model_input(batch))
-
-
 def fit_and_save_baselines(datamodule: LabDataModule, run_dir: Path) -> Baselines:
     """Fit the trivial baselines on the training split and save them as ``run_dir/baselines.json`` (which
     ``evaluate`` reads for the run's checkpoints)."""
@@ -138,24 +122,6 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def judgement_lines(results: dict[str, Any]) -> list[str]:
-    """Report lines: the three splits with sizes and roles, the selection metric, and learning yes/no."""
-    lines = ["## splits", ""]
-    for name, split in results.get("splits", {}).items():
-        lines.append(f"- **{name}** ({split['size']} images): {split['role']}; {split['source']}")
-    selection = results.get("selection")
-    if selection:
-        lines.append(f"- checkpoint selected on `{selection['monitor']}` ({selection['mode']})")
-    fit = results.get("baselines")
-    if fit:
-        lines.append(
-            f"- trivial baselines fitted on {fit['source']} ({fit['pixels']} pixels; `{fit['file']}`)"
-        )
-    lines += ["", "## verdict", ""]
-    lines += [f"- {verdict_line(v)}" for v in results.get("learning", {}).values()]
-    return [*lines, ""]
-
-
 def hardware() -> str:
     """A one-line description of where the run happened."""
     if torch.cuda.is_available():
@@ -163,68 +129,9 @@ def hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def write_report(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
-    """Write report.md, test_metrics.csv and results.json into ``run_dir``; return their paths."""
-    rows = [
-        (f"{results['name']} (best checkpoint)", results["test"]),
-        *(
-            (name, results["reference"][key])
-            for key, name in BASELINE_NAMES.items()
-            if key in results["reference"]
-        ),
-        ("ground truth", results["reference"]["truth"]),
-    ]
-    paths = {"report": run_dir / "report.md", "csv": run_dir / "test_metrics.csv", "json": run_dir / "results.json"}
-    with paths["csv"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", *METRICS])
-        for label, values in rows:
-            writer.writerow([label, *(values.get(m, "") for m in METRICS)])
-    table = ["| model (test split) | " + " | ".join(HEADERS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for label, values in rows:
-        cells = [f"{values[m]:.3f}" if m in values else "" for m in METRICS]
-        table.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines = [
-        f"# {results['name']} / {run_dir.name}",
-        "",
-        f"- approach: `{results['model_class']}`; data: `{results['data_class']}`",
-        (
-            f"- trained {results['epochs']} epochs, {results['steps']} steps in {results['fit_seconds']:.0f} s "
-            f"on {results['hardware']}"
-        ),
-        f"- best checkpoint: `{results['best_checkpoint']}`",
-        "",
-        *table,
-        "",
-        *judgement_lines(results),
-        *phase_table(results.get("phases", [])),
-        "![input | prediction | truth](test_grid.png)",
-        "",
-    ]
-    paths["report"].write_text("\n".join(lines))
-    paths["json"].write_text(json.dumps(results, indent=2))
-    return paths
-
-
-def phase_table(phases: list[dict[str, Any]]) -> list[str]:
-    """Report lines for a multi-phase run: per phase its training and the test metrics of its checkpoint."""
-    if not phases:
-        return []
-    lines = [
-        "## phases (test metrics of the checkpoint each phase hands on)",
-        "",
-        "| phase | epochs | steps | fit (s) | " + " | ".join(HEADERS) + " | checkpoint |",
-        "|---" * (len(METRICS) + 5) + "|",
-    ]
-    for phase in phases:
-        test = phase.get("test", {})
-        cells = [f"{test[m]:.3f}" if m in test else "" for m in METRICS]
-        lines.append(f"| {phase['name']} | {phase['epochs']} | {phase['steps']} | {phase['fit_seconds']:.0f} | "
-                     + " | ".join(cells) + f" | `{phase['handover_checkpoint']}` |")  # fmt: skip
-    return [*lines, ""]
-
-
-def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None) -> dict[str, Any]:
+def fit(
+    trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt_path: str | None
+) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming); returns epochs, steps, seconds and the best checkpoint."""
     start = time.perf_counter()
     with allowed_globals():  # a resumed fit reads its checkpoint as data only
@@ -237,91 +144,54 @@ def fit(trainer: Any, model: ColorizationModule, datamodule: LabDataModule, ckpt
     }
 
 
-def parse_run_section(argv: list[str]) -> Any:
-    """The ``run:`` section as ``fit`` would parse the YAMLs and overrides, without building anything
-    (``version`` stays None unless given)."""
-    from colorlab.training.cli import ColorlabCLI
-
-    class ParseOnly(ColorlabCLI):
-        def before_instantiate_classes(self) -> None:
-            return None
-
-        def instantiate_classes(self) -> None:
-            return None
-
-    return ParseOnly(args=argv, run=False).config["run"]
+def test_checkpoint(cli: Any, checkpoint: str | None) -> dict[str, float]:
+    """Test metrics of ``checkpoint`` (None: the weights in memory, e.g. after fast_dev_run saved nothing)."""
+    with allowed_globals():
+        test = cli.trainer.test(
+            cli.model, cli.datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True
+        )[0]
+    return {k.removeprefix("test/"): float(v) for k, v in test.items()}
 
 
-def finish_wandb_run() -> None:
-    """End the active W&B run, if any, so that the next phase's logger starts its own run."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()
+def open_run(run: Any, phases: list[Phase], resume: bool) -> PhaseRecord:
+    """The run folder (the ``run:`` section's version, the newest interrupted run, or a new one) and its record
+    of finished phases. Resuming never picks a finished run (:class:`NothingToResume` says why there is none)."""
+    names = [phase.name for phase in phases]
+    if run.version:
+        folder = RunFolder(Path(run.root) / run.name / run.version)
+    elif resume:
+        folder = RunFolder.interrupted(run.root, run.name)
+        if names == [""] and folder.phases is None and folder.resume_checkpoint() is None:
+            raise NothingToResume(f"nothing to resume: the newest unfinished run of {run.name!r}, {folder.path}, "
+                                  "was interrupted before it saved a readable checkpoint; start a new run")  # fmt: skip
+        if names != [""] and folder.phases is None and not folder.checkpoints:
+            raise NothingToResume(f"nothing to resume: the newest unfinished run {folder.path} was interrupted "
+                                  f"before it wrote {RunFolder.PHASES}; start a new run")  # fmt: skip
+    else:
+        folder = RunFolder(
+            Path(run.root) / run.name / RunSettings(name=run.name, root=run.root).new_version()
+        )
+    return PhaseRecord.open(folder, names, resume)
 
 
 def run_experiment(configs: list[str], overrides: list[str], resume: bool = False) -> dict[str, Any]:
-    """Fit the experiment (every phase of it, when its YAML lists ``run.phases``), test the best checkpoint,
-    and write the report; returns the results."""
+    """Fit every phase of the experiment (one, unless its YAML lists ``run.phases``), test each phase's
+    checkpoint, and write the report and ``test_grid.png`` into the run folder; returns the results (see
+    :func:`results_of`).
+
+    With ``resume``, the latest run continues: finished phases are skipped and the interrupted one goes on
+    from its ``last.ckpt``.
+    """
     from colorlab.training.cli import lightning_main
 
-    config_args = [arg for config in configs for arg in ("--config", config)]
-    run_section = parse_run_section(config_args + overrides)
-    if run_section.phases:
-        return run_phases(config_args, overrides, run_section, resume)
-    argv = config_args + overrides
-    if resume:
-        argv.append("--run.resume=true")
-    cli = lightning_main(argv, run=False)
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    run = cli.config_init["run"]
-    resume_from = RunFolder(run.run_dir).resume_checkpoint() if resume else None
-    summary = fit(trainer, model, datamodule, ckpt_path=str(resume_from) if resume_from else None)
-    best = summary["best_checkpoint"]
-    with allowed_globals():
-        test = trainer.test(model, datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
-    run_dir = Path(trainer.log_dir or run.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    grid = save_png(model.grid_image("test"), run_dir / "test_grid.png")
-    baselines = fit_and_save_baselines(datamodule, run_dir)
-    results = {
-        "name": run.name,
-        "version": run.version,
-        "model_class": type(model).__name__,
-        "data_class": type(datamodule).__name__,
-        "epochs": summary["epochs"],
-        "steps": summary["steps"],
-        "fit_seconds": summary["fit_seconds"],
-        "hardware": hardware(),
-        "best_checkpoint": best,
-        "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
-        "reference": reference_metrics(datamodule, model.device, baselines, baseline_frechet(run, model.device)),
-        **evaluation_summary(datamodule, run, baselines),
-    }
-    results["learning"] = verdicts(results)
-    paths = write_report(run_dir, results)
-    print(f"\nrun folder:  {run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
-          f"image grid:  {grid}\ncheckpoint:  {best}")  # fmt: skip
-    return results
-
-
-def run_phases(config_args: list[str], overrides: list[str], run_section: Any, resume: bool) -> dict[str, Any]:
-    """Run the YAML's phases in order (a resumed run skips finished ones and continues the interrupted one
-    from its ``last.ckpt``), then test every phase's checkpoint and write the report into the run folder."""
-    from colorlab.training.cli import lightning_main
-
-    phases = parse_phases(run_section.phases)
-    experiment_dir = Path(run_section.root) / run_section.name
-    if run_section.version:
-        run_dir = experiment_dir / run_section.version
-    elif resume:
-        run_dir = latest_phased_run(experiment_dir)
-    else:
-        run_dir = experiment_dir / RunSettings(name=run_section.name, root=run_section.root).new_version()
-    record = PhaseRecord.open(run_dir, [phase.name for phase in phases], resume)
+    run = load_config(configs, overrides).run
+    phases = parse_phases(run.phases) if run.phases else [Phase("")]
+    record = open_run(run, phases, resume)
 
     def build(phase: Phase) -> Any:
-        finish_wandb_run()
-        argv = [*config_args, *phase.argv(), *overrides, f"--run.version={run_dir.name}/{phase.name}"]
+        finish_wandb_run()  # each phase's logger starts its own W&B run
+        version = f"{record.run.version}/{phase.name}" if phase.name else record.run.version
+        argv = [*config_args(configs), *phase.argv(), *overrides, f"--run.version={version}"]
         return lightning_main(argv, run=False)
 
     handover: str | dict[str, torch.Tensor] | None = None  # what the next phase starts from
@@ -332,86 +202,68 @@ def run_phases(config_args: list[str], overrides: list[str], run_section: Any, r
             handover = record.handover_checkpoint(phase.name)
             continue
         cli = build(phase)
-        last = cli.config_init["run"].checkpoint_dir / "last.ckpt"
-        resume_from = RunFolder(run_dir / phase.name).resume_checkpoint() if resume else None
+        folder = record.run.phase_folder(phase.name)
+        last = folder.checkpoint_dir / "last.ckpt"
+        resume_from = folder.resume_checkpoint() if resume else None
         ckpt_path = str(resume_from) if resume_from else None
         if ckpt_path is None and previous is not None:
             if handover is None:
                 raise FileNotFoundError(f"phase {phase.name!r} starts from phase {previous.name!r}, "
-                                        f"which left no checkpoint in {run_dir / previous.name}")  # fmt: skip
+                                        f"which left no checkpoint in {record.run.phase_folder(previous.name).path}")  # fmt: skip
             load_phase_weights(cli.model, handover, phase.name)
         record.save()  # from now on --resume finds this run
         summary = fit(cli.trainer, cli.model, cli.datamodule, ckpt_path)
-        summary.update(last_checkpoint=str(last) if last.is_file() else None, folder=str(run_dir / phase.name))
+        summary.update(last_checkpoint=str(last) if last.is_file() else None, folder=str(folder.path))
+        checkpoint = summary["best_checkpoint"] or summary["last_checkpoint"]
+        summary["test"] = test_checkpoint(cli, checkpoint)
         record.finish(phase.name, summary)
         handover = record.handover_checkpoint(phase.name) or cli.model.state_dict()
-        print(f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {run_dir / phase.name}")
+        if phase.name:
+            print(
+                f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {folder.path}"
+            )
 
-    if cli is None:  # every phase finished earlier: only the evaluation is left
-        if handover is None:
-            raise FileNotFoundError(f"the last phase of {run_dir} left no checkpoint to test")
+    if cli is None:  # every phase finished earlier: only the report is left
         cli = build(phases[-1])
-    return report_phases(cli, phases, record, run_section.name)
+        test_checkpoint(cli, record.handover_checkpoint(phases[-1].name))
+    if not cli.trainer.is_global_zero:  # under DDP rank 0 alone writes the report; test metrics are synced
+        return {
+            "name": run.name,
+            "version": record.run.version,
+            "test": record.finished[phases[-1].name]["test"],
+        }
+    save_png(cli.model.grid_image("test"), record.run.report_file("grid"))
+    results = results_of(record, phases, cli, run.name)
+    write_experiment_report(record.run_dir, results)
+    return results
 
 
-def report_phases(cli: Any, phases: list[Phase], record: PhaseRecord, name: str) -> dict[str, Any]:
-    """Test the last phase's checkpoint (logged like a single-phase run) and, on the same test set, the
-    checkpoint every earlier phase handed on; write the report into the run folder and print the paths."""
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    final_checkpoint = record.handover_checkpoint(phases[-1].name)
-    with allowed_globals():
-        test = trainer.test(model, datamodule, ckpt_path=final_checkpoint, verbose=False, weights_only=True)[0]
-    grid = save_png(model.grid_image("test"), record.run_dir / "test_grid.png")
-    run = cli.config_init["run"]
+def results_of(record: PhaseRecord, phases: list[Phase], cli: Any, name: str) -> dict[str, Any]:
+    """The one results schema: the run, its totals, the last phase's checkpoint and test metrics, the
+    references (trivial baselines fitted on the training split, the truth), per phase its training and test
+    metrics, how the run was judged (splits, selection) and the learning verdicts."""
+    run, datamodule, device = cli.config_init["run"], cli.datamodule, cli.model.device
     baselines = fit_and_save_baselines(datamodule, record.run_dir)
-    frechet = baseline_frechet(run, model.device)
-    reference = reference_metrics(datamodule, model.device, baselines, frechet)
     rows = []
     for phase in phases:
-        summary, checkpoint = record.finished[phase.name], record.handover_checkpoint(phase.name)
-        if phase is phases[-1]:
-            values = {k.removeprefix("test/"): float(v) for k, v in test.items()}
-        elif checkpoint is None:  # e.g. fast_dev_run saves nothing
-            values = {}
-        else:
-            load_phase_weights(model, checkpoint, phase.name)
-            model.eval()
-            values, _ = test_set_metrics(datamodule, model.device, model_colorizer(model), frechet)
-        keys = ("epochs", "steps", "fit_seconds", "folder")
-        rows.append({"name": phase.name, **{k: summary[k] for k in keys}, "handover_checkpoint": checkpoint,
-                     "test": values})  # fmt: skip
+        summary = record.finished[phase.name]
+        rows.append({"name": phase.name or name, **{k: summary[k] for k in ("epochs", "steps", "fit_seconds", "folder")},
+                     "handover_checkpoint": record.handover_checkpoint(phase.name), "test": summary["test"]})  # fmt: skip
     results = {
         "name": name,
-        "version": record.run_dir.name,
-        "model_class": type(model).__name__,
-        "data_class": type(datamodule).__name__,
+        "version": record.run.version,
+        "run_dir": str(record.run_dir),
+        "model_class": type(cli.model).__name__,
+        "data_class": type(cli.datamodule).__name__,
         "epochs": sum(row["epochs"] for row in rows),
         "steps": sum(row["steps"] for row in rows),
         "fit_seconds": sum(row["fit_seconds"] for row in rows),
         "hardware": hardware(),
-        "best_checkpoint": final_checkpoint,
+        "best_checkpoint": rows[-1]["handover_checkpoint"],
         "test": rows[-1]["test"],
-        "reference": reference,
+        "reference": reference_metrics(datamodule, device, baselines, baseline_frechet(run, device)),
         "phases": rows,
         **evaluation_summary(datamodule, run, baselines),
     }
     results["learning"] = verdicts(results)
-    paths = write_report(record.run_dir, results)
-    for row in rows:
-        print(f"\nphase {row['name']}:\n  metrics:     {Path(row['folder']) / 'metrics.csv'}\n"
-              f"  checkpoint:  {row['handover_checkpoint']}")  # fmt: skip
-    print(f"\nrun folder:  {record.run_dir}\nreport:      {paths['report']}\nmetrics:     {paths['csv']}\n"
-          f"image grid:  {grid}\ncheckpoint:  {final_checkpoint}")  # fmt: skip
     return results
-
-
-def main(argv: list[str]) -> dict[str, Any]:
-    """CLI: ``python -m colorlab experiment --config X.yaml [--resume] [--trainer.max_epochs=1 ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m colorlab experiment", description=__doc__)
-    parser.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue the latest run from its last.ckpt")
-    args, overrides = parser.parse_known_args(argv)
-    try:
-        return run_experiment(args.config, overrides, resume=args.resume)
-    except NothingToResume as exc:
-        raise SystemExit(f"error: {exc}") from None

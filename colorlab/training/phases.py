@@ -12,6 +12,7 @@ command line's own overrides), e.g. DeOldify's NoGAN::
 
 Phase ``name`` runs in ``{run_dir}/{name}/`` (its own checkpoints, CSV log and config.yaml). The run folder's
 ``phases.json`` records the finished phases, so ``--resume`` skips them and continues the interrupted one.
+A YAML without ``run.phases`` is a run of one phase, named ``""``, whose folder is the run folder itself.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import torch
 from torch import nn
 
 from colorlab.inference.checkpoints import load_checkpoint
-from colorlab.training.runs import NothingToResume, RunFolder
-
-PHASES_FILE = "phases.json"
+from colorlab.report import write_text_atomic
+from colorlab.training.config import override_args
+from colorlab.training.runs import RunFolder
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Phase:
 
     def argv(self) -> list[str]:
         """The overrides as command-line arguments (strings as they are, other values JSON-encoded)."""
-        return [f"--{key}={v if isinstance(v, str) else json.dumps(v)}" for key, v in self.overrides.items()]
+        return override_args(self.overrides)
 
 
 def parse_phases(raw: list[dict[str, Any]]) -> list[Phase]:
@@ -53,7 +54,9 @@ def parse_phases(raw: list[dict[str, Any]]) -> list[Phase]:
         if unknown:
             raise ValueError(f"run.phases[{i}] ({entry['name']}) has unknown keys {sorted(unknown)}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", entry["name"]):
-            raise ValueError(f"phase name {entry['name']!r} must be a plain folder name (letters, digits, _ . -)")
+            raise ValueError(
+                f"phase name {entry['name']!r} must be a plain folder name (letters, digits, _ . -)"
+            )
         overrides = entry.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise TypeError(f"run.phases[{i}].overrides must map dotted keys to values, got {overrides!r}")
@@ -64,44 +67,53 @@ def parse_phases(raw: list[dict[str, Any]]) -> list[Phase]:
     return phases
 
 
-def latest_phased_run(experiment_dir: Path) -> Path:
-    """The newest unfinished run folder under ``{root}/{name}``; :class:`NothingToResume` when there is none
-    or it was interrupted before it recorded its phases."""
-    run = RunFolder.interrupted(experiment_dir.parent, experiment_dir.name)
-    if not (run.path / PHASES_FILE).is_file():
-        raise NothingToResume(f"nothing to resume: the newest unfinished run {run.path} was interrupted "
-                              f"before it wrote {PHASES_FILE}; start a new run")  # fmt: skip
-    return run.path
-
-
 class PhaseRecord:
-    """``phases.json``: the phase names in order and, per finished phase, its checkpoints and counts."""
+    """The phase names in order and, per finished phase, its summary (checkpoints, counts, test metrics).
 
-    def __init__(self, run_dir: Path, names: list[str], finished: dict[str, dict[str, Any]] | None = None) -> None:
-        self.run_dir = run_dir
+    A multi-phase run keeps it in its ``phases.json``; a single-phase run (one phase named ``""``, whose folder
+    is the run folder) keeps it in memory only, so ``phases.json`` marks a multi-phase run.
+    """
+
+    def __init__(
+        self, run: RunFolder, names: list[str], finished: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        self.run = run
         self.names = names
         self.finished = finished or {}
 
     @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
     def path(self) -> Path:
-        return self.run_dir / PHASES_FILE
+        return self.run.path / RunFolder.PHASES
+
+    @property
+    def stored(self) -> bool:
+        """Whether the record lives in ``phases.json`` (a multi-phase run)."""
+        return self.names != [""]
 
     @classmethod
-    def open(cls, run_dir: Path, names: list[str], resume: bool) -> PhaseRecord:
+    def open(cls, run: RunFolder, names: list[str], resume: bool) -> PhaseRecord:
         """A fresh record (saved by the first :meth:`save`), or with ``resume`` the saved one, whose phases
         must match ``names``."""
-        path = run_dir / PHASES_FILE
-        if not resume or not path.is_file():
-            return cls(run_dir, names)
-        saved = json.loads(path.read_text())
+        saved = run.phases if resume else None
+        if saved is None:
+            if resume and names != [""]:
+                raise ValueError(f"{run.path} is a single-phase run, but the config now has phases {names}; "
+                                 "resume with the config the run started with")  # fmt: skip
+            return cls(run, names)
         if saved["phases"] != names:
-            raise ValueError(f"{path} lists phases {saved['phases']}, but the config now has {names}; "
-                             "resume with the config the run started with")  # fmt: skip
-        return cls(run_dir, names, saved["finished"])
+            raise ValueError(f"{run.path / RunFolder.PHASES} lists phases {saved['phases']}, but the config now "
+                             f"has {names or 'a single phase'}; resume with the config the run started with")  # fmt: skip
+        return cls(run, names, saved["finished"])
 
     def save(self) -> None:
+        if not self.stored:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"phases": self.names, "finished": self.finished}, indent=2))
+        write_text_atomic(self.path, json.dumps({"phases": self.names, "finished": self.finished}, indent=2))
 
     def finish(self, name: str, summary: dict[str, Any]) -> None:
         """Mark phase ``name`` finished with its summary (checkpoints, epochs, steps, seconds) and save."""

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -15,11 +16,19 @@ import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from colorlab.report import REPORT_FILES
 from colorlab.training.rng import RngState
 
 log = logging.getLogger(__name__)
 
 WandbMode = Literal["online", "offline", "disabled"]
+
+
+def finish_wandb_run() -> None:
+    """End the active W&B run, if any, so that the next phase's logger starts its own run."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -158,6 +167,9 @@ class RunSettings:
         """The checkpoint to resume from: the newest readable one of the newest interrupted run of this
         experiment (never a finished run's). Raises :class:`NothingToResume` saying why there is none."""
         run = RunFolder.interrupted(self.root, self.name)
+        if run.phases is not None:
+            raise NothingToResume(f"{run.path} is a multi-phase run; continue it with "
+                                  "python -m colorlab experiment --resume")  # fmt: skip
         checkpoint = run.resume_checkpoint()
         if checkpoint is None:
             raise NothingToResume(f"nothing to resume: the newest unfinished run of {self.name!r}, {run.path}, "
@@ -239,7 +251,7 @@ class RunFolder:
     instead of re-deriving the layout.
     """
 
-    CONFIG, METRICS, RESULTS, PHASES = "config.yaml", "metrics.csv", "results.json", "phases.json"
+    CONFIG, METRICS, RESULTS, PHASES = "config.yaml", "metrics.csv", REPORT_FILES["json"], "phases.json"
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -301,22 +313,28 @@ class RunFolder:
     def metrics_csv(self) -> Path:
         return self.path / self.METRICS
 
+    def report_file(self, key: str) -> Path:
+        """A file of the experiment report: ``report``, ``csv``, ``json`` or ``grid`` (see REPORT_FILES)."""
+        return self.path / REPORT_FILES[key]
+
     @property
     def results(self) -> dict[str, Any] | None:
         """``results.json`` written when the experiment finished (None while running or interrupted)."""
-        path = self.path / self.RESULTS
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.path / self.RESULTS)
 
     @property
     def phases(self) -> dict[str, Any] | None:
         """``phases.json`` of a multi-phase run (None for a single-phase run)."""
-        path = self.path / self.PHASES
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.path / self.PHASES)
 
     @property
     def finished(self) -> bool:
         """Whether the experiment ran to its report."""
         return self.results is not None
+
+    def phase_folder(self, phase: str) -> RunFolder:
+        """The folder of phase ``phase`` of a multi-phase run; ``""`` is the run folder itself."""
+        return RunFolder(self.path / phase) if phase else self
 
     def resume_checkpoint(self) -> Path | None:
         """``last.ckpt`` when it loads, else the newest other checkpoint of the run that does; warns about
@@ -362,3 +380,14 @@ class RunFolder:
             else []
         )
         return [cls(p) for p in dirs]
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path`` (None when there is no file; a clear error when it is damaged)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); was the run killed while writing it? "
+                         "Delete the file to treat the run as unfinished.") from exc  # fmt: skip

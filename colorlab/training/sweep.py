@@ -1,4 +1,4 @@
-"""``python -m colorlab sweep --config sweeps/NAME.yaml``: hyperparameter search over any experiment YAML.
+"""Hyperparameter search over any experiment YAML (``python -m colorlab sweep --config sweeps/NAME.yaml``).
 
 A sweep YAML names the experiment, the search space (dotted config keys, as on the command line), the
 validation metric to optimise and its direction. Two backends read the same file:
@@ -21,10 +21,7 @@ values), ``heartbeat_seconds`` (trials of a worker silent for twice this long ar
 
 from __future__ import annotations
 
-import argparse
-import copy
 import csv
-import json
 import os
 import random
 import sys
@@ -37,6 +34,7 @@ from typing import Any
 import yaml
 
 from colorlab.report import markdown_table
+from colorlab.training.config import load_config, override_args
 
 DEFAULTS: dict[str, Any] = {
     "metric": "val/delta_e00",
@@ -77,28 +75,6 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
     return spec
 
 
-def override_args(values: dict[str, Any]) -> list[str]:
-    """``{dotted.key: value}`` -> LightningCLI arguments ``--dotted.key=value``."""
-    return [f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
-
-
-def get_dotted(config: dict[str, Any], key: str) -> Any:
-    """``config["a"]["b"]`` for ``"a.b"`` (KeyError when absent)."""
-    for part in key.split("."):
-        config = config[part]
-    return config
-
-
-def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``config["a"]["b"] = value`` for ``"a.b"``, creating the missing levels."""
-    *parents, leaf = key.split(".")
-    for part in parents:
-        config = config.setdefault(part, {})
-        if not isinstance(config, dict):
-            raise TypeError(f"cannot set {key}: {part} is not a mapping in the experiment YAML")
-    config[leaf] = value
-
-
 # ---- Optuna backend -----------------------------------------------------------------------------------
 
 
@@ -123,7 +99,7 @@ def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_
     import lightning as L
 
     from colorlab.training.cli import lightning_main
-    from colorlab.training.experiment import finish_wandb_run
+    from colorlab.training.runs import finish_wandb_run
 
     class Scores(L.Callback):
         def __init__(self) -> None:
@@ -255,15 +231,9 @@ def create_study(spec: dict[str, Any]) -> Any:
 
 
 def baseline_values(spec: dict[str, Any]) -> dict[str, Any]:
-    """The experiment YAML's own values of the searched keys (those it sets)."""
-    config = yaml.safe_load(Path(spec["experiment"]).read_text())
-    values = {}
-    for key in spec["params"]:
-        try:
-            values[key] = get_dotted(config, key)
-        except (KeyError, TypeError):
-            continue
-    return values
+    """The experiment's own values of the searched keys (set in its YAMLs or by default)."""
+    config = load_config([spec["experiment"]])
+    return {key: config[key] for key in spec["params"] if config.get(key) is not None}
 
 
 def optimize(spec: dict[str, Any], n_trials: int | None = None) -> Any:
@@ -320,15 +290,14 @@ def write_summary(study: Any, spec: dict[str, Any]) -> dict[str, Path]:
 
 
 def write_best_config(spec: dict[str, Any], params: dict[str, Any], path: Path, note: str) -> Path:
-    """The experiment YAML with ``params`` applied (the trial-only overrides are not), named ``{study}_best``."""
-    config = copy.deepcopy(yaml.safe_load(Path(spec["experiment"]).read_text()))
-    for key, value in params.items():
-        set_dotted(config, key, value)
-    set_dotted(config, "run.name", f"{spec['study_name']}_best")
+    """The experiment's whole config with ``params`` applied (the trial-only overrides are not), named
+    ``{study}_best``."""
+    overrides = override_args({**params, "run.name": f"{spec['study_name']}_best"})
+    config = load_config([spec["experiment"]], overrides)
     header = (f"# Best configuration of sweep {spec['study_name']} ({note}), from {spec['experiment']}.\n"
               f"#   python -m colorlab experiment --config {path}\n"
               f"# or copy it to experiments/NAME.yaml and run: make experiment NAME=NAME\n")  # fmt: skip
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    path.write_text(header + config.dump())
     return path
 
 
@@ -381,7 +350,7 @@ def run_wandb(spec: dict[str, Any], sweep_id: str | None, n_trials: int | None) 
         )
     import wandb
 
-    project = yaml.safe_load(Path(spec["experiment"]).read_text()).get("run", {}).get("wandb_project", "colorlab")
+    project = load_config([spec["experiment"]]).run.wandb_project
     sweep_id = sweep_id or wandb.sweep(config, project=project)
     print(f"W&B sweep {sweep_id}: more machines join with --backend wandb --sweep-id {sweep_id}")
 
@@ -392,27 +361,3 @@ def run_wandb(spec: dict[str, Any], sweep_id: str | None, n_trials: int | None) 
 
     wandb.agent(sweep_id, function=trial, project=project, count=n_trials or spec["n_trials"])
     return path
-
-
-def main(argv: Sequence[str] | None = None) -> Any:
-    """CLI: ``python -m colorlab sweep --config sweeps/NAME.yaml [--backend optuna|wandb] [--n-trials N]``."""
-    parser = argparse.ArgumentParser(prog="python -m colorlab sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--config", required=True, help="sweep YAML (see sweeps/)")
-    parser.add_argument("--backend", choices=("optuna", "wandb"), default="optuna")
-    parser.add_argument("--n-trials", type=int, help="trials this worker runs (default: the YAML's n_trials)")
-    parser.add_argument("--storage", help="Optuna RDB URL, overriding the YAML (e.g. postgresql://user@host/db)")
-    parser.add_argument("--sweep-id", help="W&B: join this existing sweep instead of creating one")
-    args = parser.parse_args(argv)
-    spec = load_spec(args.config)
-    if args.storage:
-        spec["storage"] = args.storage
-    if args.backend == "wandb":
-        return run_wandb(spec, args.sweep_id, args.n_trials)
-    study = optimize(spec, args.n_trials)
-    print((spec["output"] / "summary.md").read_text())
-    return study
-
-
-if __name__ == "__main__":
-    main()

@@ -72,6 +72,7 @@ function renderResult(result) {
   const card = el("div", { class: "card result" },
     el("h2", {}, `${result.name} `, el("span", { class: "size" }, `${result.width} × ${result.height}`)),
     compare);
+  if (result.note) card.append(el("p", { class: "note" }, result.note));
   const side = el("div", { class: "side" });
   for (const output of result.outputs) {
     const figure = el("figure", { class: "model-result" },

@@ -1,0 +1,349 @@
+"""Evaluation at full resolution: every colorizer and trivial baseline on the same photos, scored against them.
+
+Each photo is read like ``colorize`` reads it (same pixel cap, same alpha rule: scored as a viewer sees it on
+white) and colorized by :class:`colorlab.inference.pipeline.Colorizer` (same size rule), so the numbers here
+describe exactly the pictures ``colorize`` and ``serve`` return. A *method* is anything that turns pictures
+into full-resolution RGB: the colorizers and the trivial baselines (gray always; the training split's mean ab
+and L->ab lookup when a run provides them, :mod:`colorlab.baselines`). The summary says whether each model
+beats the best baseline ("learning: yes/no" on ΔE00).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from tqdm import tqdm
+
+from colorlab.baselines import (
+    BASELINE_NAMES,
+    TrivialColorizer,
+    baselines_for_run,
+    learning_verdict,
+    verdict_line,
+)
+from colorlab.color import float_to_uint8, rgb_to_lab
+from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, read_picture
+from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l
+from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, delta_e_ciede2000
+from colorlab.report import html_page, html_table, markdown_table
+from colorlab.visualize import comparison_grid, save_png
+
+GRAY = BASELINE_NAMES["gray"]
+TRUTH = "ground truth"
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+SEMANTIC_NOTE = (
+    "top-1/top-5 agree: the EfficientNet-Lite0 (ImageNet) top-1 class of the true photo is the top-1 / in the "
+    "top-5 of the colorized one (the semantic test of Zhang et al. 2016)"
+)
+# Column -> table header (arrow: which direction is better).
+METRICS = {
+    "psnr": "PSNR (dB) ↑",
+    "ssim": "SSIM ↑",
+    "delta_e00": "ΔE00 ↓",
+    "colorfulness": "colorfulness",
+    "colorfulness_gap": "colorfulness gap ↓",
+    "top1_agree": "top-1 agree ↑",
+    "top5_agree": "top-5 agree ↑",
+    "lpips": "LPIPS ↓",
+    FRECHET_KEY: "Fréchet EffNet ↓",
+    "fid": "FID ↓",
+}
+# A method: pictures -> full-resolution float RGB (H, W, 3) in [0, 1] each, alpha not applied.
+Method = Callable[[Sequence[Picture]], list[np.ndarray]]
+
+
+# ---- scores -------------------------------------------------------------------------------------------
+
+
+def image_scores(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image scores of sRGB ``(B, 3, H, W)`` in [0, 1] against the truth, each ``(B,)``.
+
+    The same definitions as the ``val/``/``test/`` metrics of :func:`colorlab.metrics.colorization_metrics`
+    (their epoch values are the means of these), plus the absolute colorfulness gap to the truth.
+    """
+    pred, truth = pred.float(), truth.float()
+    pred_colorfulness = colorfulness(pred)
+    return {
+        "psnr": peak_signal_noise_ratio(pred, truth, data_range=1.0, dim=(1, 2, 3), reduction="none"),
+        "ssim": structural_similarity_index_measure(pred, truth, data_range=1.0, reduction="none"),
+        "delta_e00": delta_e_ciede2000(rgb_to_lab(pred), rgb_to_lab(truth)).flatten(1).mean(1),
+        "colorfulness": pred_colorfulness,
+        "colorfulness_gap": (pred_colorfulness - colorfulness(truth)).abs(),
+    }
+
+
+def class_agreement(pred_logits: torch.Tensor, truth_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Zhang et al.'s semantic test, per image: is the classifier's top-1 class on the true photo also its
+    top-1 (``top1_agree``) or among its top-5 (``top5_agree``) on the colorized one? ``(B,)`` of 0/1."""
+    truth_class = truth_logits.argmax(1, keepdim=True)
+    return {
+        "top1_agree": (pred_logits.argmax(1, keepdim=True) == truth_class).float().squeeze(1),
+        "top5_agree": (pred_logits.topk(5, dim=1).indices == truth_class).any(1).float(),
+    }
+
+
+def load_lpips(backbone_path: str | None) -> tuple[nn.Module | None, str]:
+    """LPIPS-VGG from a local backbone file, or (None, why it is skipped)."""
+    from colorlab.models.features import build_lpips
+
+    try:
+        return build_lpips("vgg", backbone_path), ""
+    except (FileNotFoundError, ImportError) as exc:
+        reason = str(exc).splitlines()[0]
+        return (
+            None,
+            f"LPIPS skipped (never computed with random weights): {reason} Pass --lpips-backbone PATH.",
+        )
+
+
+def load_inception(weights_path: str | None) -> tuple[nn.Module | None, str]:
+    """torch-fidelity's FID Inception-v3 from a local weight file, or (None, why FID is skipped)."""
+    from colorlab.models.pretrained import resolve_weights
+
+    try:
+        path = resolve_weights(INCEPTION_FILE, weights_path)
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        return NoTrainInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+        ), ""
+    except FileNotFoundError as exc:
+        reason = str(exc).splitlines()[0]
+        return None, f"FID skipped (never computed with random weights): {reason} Pass --fid-weights PATH."
+    except (ImportError, ModuleNotFoundError) as exc:
+        return (
+            None,
+            f"FID skipped: its Inception network needs torch-fidelity ({exc}); pip install torch-fidelity",
+        )
+
+
+# ---- methods ------------------------------------------------------------------------------------------
+
+
+def gray_baseline(pictures: Sequence[Picture]) -> list[np.ndarray]:
+    """The picture's own L with ab = 0: what every colorizer must beat."""
+    return [gray_picture(p, torch.float32) for p in pictures]
+
+
+def trivial_method(baseline: TrivialColorizer) -> Method:
+    """A :class:`colorlab.baselines.TrivialColorizer` as a method (it reads the picture's full-resolution L)."""
+
+    def method(pictures: Sequence[Picture]) -> list[np.ndarray]:
+        return [baseline.colorize_rgb(picture_l(p.rgb))[0].permute(1, 2, 0).numpy() for p in pictures]
+
+    return method
+
+
+def load_baselines(run_dir: str | os.PathLike) -> tuple[list[TrivialColorizer], str]:
+    """The trivial baselines of a run (mean ab, lookup; gray is always a row), and a note saying where from."""
+    try:
+        fitted = baselines_for_run(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        return [], f"mean-ab and lookup baselines skipped (only gray): {reason}"
+    return list(fitted.colorizers().values()), f"baselines fitted on {fitted.source} of run `{run_dir}`"
+
+
+def as_batch(rgb: np.ndarray, alpha: np.ndarray | None) -> torch.Tensor:
+    """RGB ``(H, W, 3)`` (uint8, or float in [0, 1]) with its alpha, as seen on white -> float ``(1, 3, H, W)``."""
+    image = torch.from_numpy(rgb).float()
+    if rgb.dtype == np.uint8:
+        image = image / 255.0
+    if alpha is not None:
+        a = torch.from_numpy(alpha).float().unsqueeze(-1) / 255.0
+        image = image * a + (1.0 - a)
+    return image.permute(2, 0, 1)[None]
+
+
+# ---- the evaluation loop ------------------------------------------------------------------------------
+
+
+def _save_views(image: torch.Tensor, out: Path, column: str, stem: str, thumb: int) -> tuple[str, str]:
+    """Save a full-size JPEG and a thumbnail of sRGB ``(1, 3, H, W)``; return their paths relative to ``out``."""
+    picture = Image.fromarray(float_to_uint8(image[0]).permute(1, 2, 0).cpu().numpy())
+    full, small = (out / "images" / column / kind / f"{stem}.jpg" for kind in ("full", "thumbs"))
+    full.parent.mkdir(parents=True, exist_ok=True)
+    small.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(full, quality=95, subsampling=0)  # no chroma subsampling: colour is what we judge
+    picture.thumbnail((thumb * 4, thumb), Image.Resampling.LANCZOS)
+    picture.save(small, quality=90)
+    return full.relative_to(out).as_posix(), small.relative_to(out).as_posix()
+
+
+def _center_square(image: torch.Tensor, side: int) -> torch.Tensor:
+    short = min(image.shape[-2:])
+    top, left = (image.shape[-2] - short) // 2, (image.shape[-1] - short) // 2
+    crop = image[..., top : top + short, left : left + short]
+    return nn.functional.interpolate(crop, size=(side, side), mode="bilinear", antialias=True).clamp(0, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    colorizers: Sequence[Colorizer],
+    files: Sequence[Path],
+    out: Path,
+    device: str = "cpu",
+    lpips: nn.Module | None = None,
+    fid_extractor: nn.Module | None = None,
+    thumb: int = 160,
+    grid_images: int = 6,
+    baselines: Sequence[TrivialColorizer] = (),
+    frechet: bool = True,
+    max_megapixels: float = MAX_MEGAPIXELS,
+) -> dict[str, Any]:
+    """Score the gray baseline, the other trivial ``baselines`` and every colorizer on ``files``; write views
+    into ``out/images``. ``frechet`` adds the Fréchet EfficientNet-Lite0 distance per row.
+
+    A file that cannot be read (damaged, over ``max_megapixels``) is skipped and listed under ``skipped``.
+
+    Returns ``{"rows": per-image dicts, "means": {method: {metric: value}}, "views": ..., "models": names,
+    "learning": {model: verdict}, "skipped": {file: reason}}``; raises ValueError when no file could be read.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from colorlab.models.features import ImageNetClassifier, PooledImageNetFeatures
+
+    methods: dict[str, Method] = {GRAY: gray_baseline}
+    methods.update((b.name, trivial_method(b)) for b in baselines if b.name != GRAY)
+    baseline_names = list(methods)
+    for c in colorizers:
+        if c.name in methods:
+            raise ValueError(f"{c.name!r} is taken (by a baseline or another model); give another name")
+        methods[c.name] = lambda pictures, c=c: c(pictures, dtype=torch.float32)
+    classifier = ImageNetClassifier().to(device)
+    lpips = lpips.to(device) if lpips is not None else None
+    names = list(methods)
+    features = PooledImageNetFeatures().to(device) if frechet else None  # one net serves every row
+    frechet_rows = {n: FrechetEffNetDistance(features).to(device) for n in names} if frechet else {}
+    # The extractor (e.g. torch-fidelity's Inception) reads uint8 pictures of any size; one copy serves all.
+    fid = {n: FrechetInceptionDistance(fid_extractor).to(device) for n in names} if fid_extractor else {}
+    rows: list[dict[str, Any]] = []
+    views: list[dict[str, Any]] = []
+    grid: dict[str, list[torch.Tensor]] = {name: [] for name in [*names, TRUTH]}
+    skipped: dict[Path, str] = {}
+    for index, path in enumerate(tqdm(files, desc="evaluate", unit="img")):
+        try:
+            picture = read_picture(path, max_megapixels)
+        except PictureError as exc:
+            skipped[path] = str(exc)
+            continue
+        truth = as_batch(picture.rgb, picture.alpha).to(device)
+        outputs = {
+            name: as_batch(method([picture])[0], picture.alpha).to(device) for name, method in methods.items()
+        }
+        truth_logits = classifier(truth)
+        stem = f"{index:04d}_{path.stem}"
+        cells = {TRUTH: (*_save_views(truth, out, "truth", stem, thumb), "truth")}
+        for i, (name, pred) in enumerate(outputs.items()):
+            scores = {**image_scores(pred, truth), **class_agreement(classifier(pred), truth_logits)}
+            if lpips is not None:
+                scores["lpips"] = lpips(pred, truth, normalize=True).flatten()
+            row = {"image": path.name, "model": name, **{k: float(v) for k, v in scores.items()}}
+            rows.append(row)
+            caption = f"ΔE {row['delta_e00']:.2f} · PSNR {row['psnr']:.2f}"
+            cells[name] = (*_save_views(pred, out, f"model{i}", stem, thumb), caption)
+            if name in fid:
+                fid[name].update(float_to_uint8(truth), real=True)
+                fid[name].update(float_to_uint8(pred), real=False)
+            if name in frechet_rows:
+                frechet_rows[name].update(pred, truth)
+        views.append({"image": path.name, "cells": cells})
+        if len(views) <= grid_images:
+            for name, image in [*outputs.items(), (TRUTH, truth)]:
+                grid[name].append(_center_square(image, 128).cpu())
+        rows.append({"image": path.name, "model": TRUTH, "colorfulness": float(colorfulness(truth))})
+    if not views:
+        raise ValueError(f"none of the {len(files)} files could be read: {next(iter(skipped.values()), '')}")
+    means = {
+        name: {k: sum(r[k] for r in group) / len(group) for k in METRICS if k in group[0]}
+        for name in [*names, TRUTH]
+        for group in [[r for r in rows if r["model"] == name]]
+        if group
+    }
+    for name, metric in fid.items():
+        means[name]["fid"] = float(metric.compute())
+    for name, metric in frechet_rows.items():
+        means[name][FRECHET_KEY] = float(metric.compute())
+    grid_png = None
+    if grid_images:
+        columns = [torch.cat(grid[name]) for name in [*names, TRUTH]]
+        grid_png = save_png(
+            comparison_grid(columns, labels=[n[:20] for n in [*names, TRUTH]]), out / "grid.png"
+        )
+    baseline_means = {name: means[name] for name in baseline_names}
+    learning = {c.name: learning_verdict(means[c.name], baseline_means, "delta_e00") for c in colorizers}
+    return {
+        "rows": rows,
+        "means": means,
+        "views": views,
+        "models": names,
+        "grid": grid_png,
+        "learning": learning,
+        "skipped": skipped,
+    }
+
+
+# ---- reports ------------------------------------------------------------------------------------------
+
+
+def _columns(means: dict[str, dict[str, float]]) -> list[str]:
+    present = {k for values in means.values() for k in values}
+    return [k for k in METRICS if k in present]
+
+
+def _code_spans(text: str) -> str:
+    """Markdown's `code` spans as HTML <code> (the notes are written for both formats)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> dict[str, Path]:
+    """Write metrics.csv, summary.md, results.json and index.html into ``out``; return their paths."""
+    means, columns = result["means"], _columns(result["means"])
+    headers = [METRICS[k] for k in columns]
+    table_rows = [[name, *(means[name].get(k) for k in columns)] for name in [*result["models"], TRUTH]]
+    paths = {k: out / f for k, f in [("csv", "metrics.csv"), ("markdown", "summary.md"),
+                                      ("json", "results.json"), ("html", "index.html")]}  # fmt: skip
+    with paths["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "model", *columns])
+        writer.writeheader()
+        writer.writerows(result["rows"])
+        writer.writerows(
+            {"image": "mean", "model": name, **means[name]} for name in [*result["models"], TRUTH]
+        )
+    notes = [*notes, *(f"{name}: {verdict_line(v)}" for name, v in result.get("learning", {}).items())]
+    bullets = "\n".join(f"- {n}" for n in notes)
+    paths["markdown"].write_text(
+        f"# Evaluation\n\n{bullets}\n\n{markdown_table(['model', *headers], table_rows)}\n\n"
+        "![gray | models | truth (center crops)](grid.png)\n"
+    )
+    summary = {"notes": list(notes), "means": means, "learning": result.get("learning", {})}
+    paths["json"].write_text(json.dumps(summary, indent=2))
+    head = ["image", *result["models"], TRUTH]
+    grid_rows = []
+    for view in result["views"]:
+        cells = [html.escape(view["image"])]
+        for name in head[1:]:
+            full, thumb, caption = view["cells"][name]
+            cells.append(f"<figure><a href='{full}'><img src='{thumb}' alt='{html.escape(name)}' loading='lazy'>"
+                         f"</a><figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+        grid_rows.append(cells)
+    body = (
+        "<ul>" + "".join(f"<li class='note'>{_code_spans(html.escape(n))}</li>" for n in notes) + "</ul>"
+        + html_table(["model", *headers], table_rows)
+        + "<h2>Images</h2><p class='note'>Click a thumbnail for the full-size image.</p>"
+        + html_table([html.escape(h) for h in head], grid_rows, raw=True)
+    )  # fmt: skip
+    paths["html"].write_text(html_page("Colorization evaluation", body))
+    return paths

@@ -1,0 +1,176 @@
+"""Colorize files and folders with one or several models: plan the outputs, batch the pictures, never overwrite.
+
+One model writes ``OUT/REL``; several write ``OUT/NAME/REL`` each plus a labelled ``gray | model A | ...`` strip
+in ``OUT/compare/REL``. ``REL`` is the input's path below the folder it was found in (or its file name). A
+name already taken, by an unrelated file or another input's result, is never replaced: the next free name
+(``photo-1.png``) is written instead and reported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from colorlab.inference.pictures import (
+    FORMATS,
+    MAX_MEGAPIXELS,
+    Picture,
+    PictureError,
+    check_output_dir,
+    collect_inputs,
+    output_suffix,
+    read_picture,
+    to_image,
+    write_picture,
+)
+from colorlab.inference.pipeline import Colorizer, gray_picture
+
+COMPARE_DIR = "compare"
+# Pictures share a forward pass up to this many pixels in all: one large photo is a batch of its own.
+BATCH_PIXELS = 8_000_000
+STRIP_HEIGHT = 512
+
+
+@dataclass
+class ColorizeReport:
+    """What :func:`colorize_files` did: files written, renamed targets, failed inputs and notes."""
+
+    written: list[Path] = field(default_factory=list)
+    renamed: dict[Path, Path] = field(default_factory=dict)
+    failed: dict[Path, str] = field(default_factory=dict)
+    notes: dict[Path, str] = field(default_factory=dict)
+
+
+def comparison_strip(panels: Sequence[tuple[str, np.ndarray]], max_height: int = STRIP_HEIGHT) -> np.ndarray:
+    """Labelled pictures side by side (``gray | model A | ...``), each scaled to at most ``max_height`` px."""
+    height = min(max_height, panels[0][1].shape[0])
+    scaled = []
+    for _, image in panels:
+        width = max(1, round(image.shape[1] * height / image.shape[0]))
+        scaled.append(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
+    font_size = max(12, height // 20)
+    label_height, gap = font_size + 10, 4
+    strip = Image.new(
+        "RGB", (sum(im.width for im in scaled) + gap * (len(scaled) - 1), height + label_height), "white"
+    )
+    draw, font, x = ImageDraw.Draw(strip), ImageFont.load_default(size=font_size), 0
+    for (name, _), image in zip(panels, scaled):
+        strip.paste(image, (x, label_height))
+        draw.text((x + 4, 4), name, fill="black", font=font)
+        x += image.width + gap
+    return np.asarray(strip)
+
+
+def planned_outputs(
+    rel: Path, source: Path, fmt: str, out_dir: Path, names: Sequence[str]
+) -> dict[str, Path]:
+    """Where each model's result (and, for several models, the strip) of one input is meant to go."""
+    name = rel.with_suffix(output_suffix(source, fmt))
+    if len(names) == 1:
+        return {names[0]: out_dir / name}
+    return {**{n: out_dir / n / name for n in names}, COMPARE_DIR: out_dir / COMPARE_DIR / name}
+
+
+def _batches(
+    jobs: Sequence[tuple[Path, Path]],
+    max_megapixels: float,
+    report: ColorizeReport,
+    log: Callable[[str], None],
+) -> Iterator[list[tuple[Path, Path, Picture]]]:
+    """Decoded pictures in groups of at most :data:`BATCH_PIXELS` pixels (unreadable files go to ``report``)."""
+    batch: list[tuple[Path, Path, Picture]] = []
+    pixels = 0
+    for source, rel in jobs:
+        try:
+            picture = read_picture(source, max_megapixels)
+        except PictureError as exc:
+            report.failed[source] = str(exc)
+            log(f"error: {source}: {exc}")
+            continue
+        if batch and pixels + picture.rgb.shape[0] * picture.rgb.shape[1] > BATCH_PIXELS:
+            yield batch
+            batch, pixels = [], 0
+        batch.append((source, rel, picture))
+        pixels += picture.rgb.shape[0] * picture.rgb.shape[1]
+    if batch:
+        yield batch
+
+
+def colorize_files(
+    inputs: Sequence[str | os.PathLike],
+    colorizers: Sequence[Colorizer],
+    out_dir: str | os.PathLike,
+    fmt: str | None = None,
+    max_megapixels: float = MAX_MEGAPIXELS,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda message: tqdm.write(message, file=sys.stderr),
+) -> ColorizeReport:
+    """Colorize every input with every model into ``out_dir``.
+
+    Raises PictureError before any work if ``out_dir`` is (inside) an input folder or a folder holds no
+    pictures. A file that fails (unreadable, too large) is reported and the rest still done.
+    """
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, inputs)
+    jobs = collect_inputs(inputs)
+    names = [c.name for c in colorizers]
+    report = ColorizeReport()
+    bar = tqdm(total=len(jobs), desc="colorize", unit="img", disable=not progress)
+    for batch in _batches(jobs, max_megapixels, report, log):
+        pictures = [picture for _, _, picture in batch]
+        try:
+            results = {c.name: c(pictures) for c in colorizers}
+        except Exception as exc:  # noqa: BLE001 - a model failing on one batch must not stop the others
+            for source, _, _ in batch:
+                report.failed[source] = f"{type(exc).__name__}: {exc}"
+                log(f"error: {source}: {report.failed[source]}")
+            continue
+        for index, (source, rel, picture) in enumerate(batch):
+            if picture.note:
+                report.notes[source] = picture.note
+                log(f"note: {source}: {picture.note}")
+            outputs = [(name, results[name][index]) for name in names]
+            try:
+                _write(outputs, picture, planned_outputs(rel, source, fmt or picture.format, out_dir, names),
+                       fmt or picture.format, report, log)  # fmt: skip
+            except OSError as exc:  # a full disk or a read-only folder: say so per file
+                report.failed[source] = f"cannot write: {exc}"
+                log(f"error: {source}: {report.failed[source]}")
+        bar.update(len(batch))
+    bar.close()
+    return report
+
+
+def _write(
+    outputs: list[tuple[str, np.ndarray]],
+    picture: Picture,
+    targets: dict[str, Path],
+    fmt: str,
+    report: ColorizeReport,
+    log: Callable[[str], None],
+) -> None:
+    keep_alpha = FORMATS[fmt][2]
+    images = [(targets[name], to_image(rgb, picture.alpha, keep_alpha)) for name, rgb in outputs]
+    if len(outputs) > 1:
+        thumb = Image.fromarray(picture.rgb).reduce(max(1, picture.size[0] // STRIP_HEIGHT))
+        alpha = (
+            None if picture.alpha is None else np.asarray(Image.fromarray(picture.alpha).resize(thumb.size))
+        )
+        small = Picture(np.asarray(thumb), alpha, fmt)
+        panels = [("gray", gray_picture(small))]
+        panels += [(name, np.asarray(Image.fromarray(rgb).resize(thumb.size))) for name, rgb in outputs]
+        panels = [(name, np.asarray(to_image(rgb, alpha, keep_alpha=False))) for name, rgb in panels]
+        images.append((targets[COMPARE_DIR], Image.fromarray(comparison_strip(panels))))
+    for target, image in images:
+        written = write_picture(image, target, fmt)
+        report.written.append(written)
+        if written != target:
+            report.renamed[target] = written
+            log(f"{target} exists: wrote {written} instead (colorize never overwrites)")

@@ -1,0 +1,212 @@
+"""Read and write the pictures inference works on: every mode, a pixel cap checked before decoding, no overwriting.
+
+Reading: any PIL-readable file (or bytes) becomes an upright 8-bit RGB array plus its alpha, whatever its mode
+(gray, RGBA, LA, palette, CMYK, 16-bit, EXIF-rotated). The pixel count is read from the header and checked
+against a cap *before* any pixel is decoded, so a small file that declares a huge picture costs nothing.
+An animated picture (GIF, APNG, WebP) gives its first frame, with a note saying so.
+
+Writing: a result never replaces an existing file. The file is created exclusively (``open(..., "xb")``);
+when the name is taken, ``name-1.ext``, ``name-2.ext``... is used instead and the caller is told.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from colorlab.data.images import IMAGE_EXTENSIONS, list_images, to_rgb
+
+# One cap for colorize, evaluate and serve: 24 MP photos fit within the memory goal with room to spare.
+MAX_MEGAPIXELS = 50.0
+INPUT_EXTENSIONS = (*IMAGE_EXTENSIONS, ".gif")
+# Output formats: the name users type -> (PIL format, file suffixes, keeps alpha).
+FORMATS = {
+    "jpg": ("JPEG", (".jpg", ".jpeg"), False),
+    "png": ("PNG", (".png",), True),
+    "webp": ("WEBP", (".webp",), True),
+    "bmp": ("BMP", (".bmp",), False),
+    "tif": ("TIFF", (".tif", ".tiff"), True),
+}
+_FORMAT_OF_PIL = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_ORIENTATION = 0x0112  # the EXIF tag
+WHITE = 255
+
+
+class PictureError(ValueError):
+    """A picture that cannot be used, with a message for the person who gave it."""
+
+
+@dataclass
+class Picture:
+    """A decoded input.
+
+    Attributes:
+        rgb: upright RGB ``(H, W, 3)`` uint8 (may be read-only); under transparent pixels, the file's own
+            colours.
+        alpha: its alpha ``(H, W)`` uint8, or None for an opaque picture.
+        format: the file's format as a :data:`FORMATS` key (``png`` for formats colorlab does not write).
+        note: something the person should know (e.g. only the first frame of an animation was used).
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    format: str
+    note: str | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+    def on_white(self) -> np.ndarray:
+        """The picture as a viewer shows it on a white page: uint8 RGB ``(H, W, 3)`` (itself when opaque)."""
+        if self.alpha is None:
+            return self.rgb
+        out = np.empty_like(self.rgb)
+        for start in range(0, self.rgb.shape[0], 256):  # strips: no full-size 16-bit copies
+            rgb = self.rgb[start : start + 256].astype(np.uint16)
+            alpha = self.alpha[start : start + 256, :, None].astype(np.uint16)
+            out[start : start + 256] = (rgb * alpha + WHITE * (255 - alpha) + 127) // 255
+        return out
+
+
+def _clean(exc: BaseException) -> str:
+    """PIL's message without the ``<_io.BytesIO object at 0x...>`` it puts in for in-memory files."""
+    text = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", str(exc)).strip()
+    return text or type(exc).__name__
+
+
+def check_pixels(width: int, height: int, max_megapixels: float = MAX_MEGAPIXELS) -> None:
+    """Raise :class:`PictureError` when ``width x height`` is over the cap."""
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise PictureError(
+            f"{width} x {height} = {megapixels:.1f} megapixels is over the {max_megapixels:g} megapixel limit"
+        )
+
+
+def read_picture(
+    source: str | os.PathLike | bytes | BinaryIO, max_megapixels: float = MAX_MEGAPIXELS
+) -> Picture:
+    """Decode a file, a file object or bytes to a :class:`Picture`; raises :class:`PictureError` if unusable.
+
+    The size is checked from the header (``Image.open`` reads no pixels) before ``load()`` decodes anything.
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        # PIL refuses outright above 2x its own MAX_IMAGE_PIXELS; below that, our cap (checked next) decides,
+        # so PIL's warning is noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
+            check_pixels(img.width, img.height, max_megapixels)
+            frames = getattr(img, "n_frames", 1)
+            img.seek(0)
+            img.load()
+            return _to_picture(img, frames)
+    except PictureError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise PictureError(f"over the {max_megapixels:g} megapixel limit ({_clean(exc)})") from exc
+    except FileNotFoundError as exc:
+        raise PictureError(f"file not found: {exc.filename}") from exc
+    except UnidentifiedImageError as exc:
+        raise PictureError("not a readable image (unknown or damaged format)") from exc
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError...) for damaged files
+        raise PictureError(f"not a readable image ({_clean(exc)})") from exc
+
+
+def _to_picture(img: Image.Image, frames: int) -> Picture:
+    """Decoded PIL image -> Picture, making as few full-size copies as possible (a 24 MP photo is 72 MB each)."""
+    fmt = _FORMAT_OF_PIL.get(img.format or "", "png")
+    note = f"animated ({frames} frames): only the first frame was colorized" if frames > 1 else None
+    if img.getexif().get(_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode not in _ALPHA_MODES:
+        return Picture(np.asarray(img if img.mode == "RGB" else to_rgb(img)), None, fmt, note)
+    rgba = np.asarray(img.convert("RGBA"))
+    return Picture(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]), fmt, note)
+
+
+def to_image(rgb: np.ndarray, alpha: np.ndarray | None, keep_alpha: bool) -> Image.Image:
+    """uint8 RGB (+ alpha) -> PIL image; without ``keep_alpha`` transparency is flattened onto white."""
+    picture = Picture(rgb, alpha, "png")
+    if alpha is None or not keep_alpha:
+        return Image.fromarray(picture.on_white(), "RGB")
+    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def free_path(path: Path) -> Path:
+    """``path`` if no file is there, else the first free ``stem-N.suffix`` beside it."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def write_picture(img: Image.Image, path: Path, fmt: str) -> Path:
+    """Write ``img`` in ``fmt`` (a :data:`FORMATS` key) at ``path`` or, when taken, the next free name.
+
+    Never replaces a file: the file is created exclusively, so a file that appears between the check and
+    the write (another process) is not replaced either. Returns the path written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"quality": 95} if fmt in ("jpg", "webp") else {}
+    buffer = io.BytesIO()
+    img.save(buffer, format=FORMATS[fmt][0], **options)
+    while True:
+        target = free_path(path)
+        try:
+            with open(target, "xb") as f:
+                f.write(buffer.getbuffer())
+            return target
+        except FileExistsError:
+            continue  # taken in the meantime: look again
+
+
+def output_suffix(source: Path, fmt: str) -> str:
+    """Keep the input's own suffix when it already names ``fmt`` (``.jpeg`` stays ``.jpeg``)."""
+    suffixes = FORMATS[fmt][1]
+    return source.suffix.lower() if source.suffix.lower() in suffixes else suffixes[0]
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """``(file, path relative to the output folder)`` for every file given and every picture under folders.
+
+    Raises PictureError for a folder without pictures (nothing would happen, silently, otherwise).
+    """
+    found: list[tuple[Path, Path]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = list_images(item, INPUT_EXTENSIONS)
+            if not files:
+                raise PictureError(f"no pictures in {item} (looked for {', '.join(INPUT_EXTENSIONS)})")
+            found += [(path, path.relative_to(item)) for path in files]
+        else:
+            found.append((item, Path(item.name)))  # a missing file is reported when it is read
+    return found
+
+
+def check_output_dir(out_dir: Path, inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse an output folder that is an input folder or lies inside one (outputs would become inputs)."""
+    out = out_dir.resolve()
+    for item in map(Path, inputs):
+        if item.is_dir() and (out == item.resolve() or item.resolve() in out.parents):
+            raise PictureError(
+                f"output folder {out_dir} is inside the input folder {item}; choose another -o"
+            )

@@ -1,0 +1,265 @@
+"""The web page's server: a FastAPI app around :class:`colorlab.inference.pipeline.Colorizer`.
+
+Everything stays on this machine: uploads are decoded in memory (size and pixel count checked before
+decoding) and only the gray input and the results are written, to a private temporary folder that is
+deleted after ``keep_seconds``, when the server stops, or, after a crash (kill -9), when the next server
+starts. At most ``max_jobs`` requests colorize at once; the others wait their turn, holding no decoded
+picture. FastAPI + a hand-written page rather than Gradio: Gradio is not installed here and is a large
+dependency tree to vet offline (its page fetches assets unless configured otherwise); this needs three routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from colorlab.inference.pictures import (
+    MAX_MEGAPIXELS,
+    Picture,
+    PictureError,
+    read_picture,
+    to_image,
+    write_picture,
+)
+from colorlab.inference.pipeline import Colorizer, gray_picture
+
+WEB_DIR = Path(__file__).parent.parent / "web"
+ALL_MODELS = "all"
+# Formats a browser shows in <img>; others (TIFF, BMP, GIF) come back as PNG.
+WEB_FORMATS = ("jpg", "png", "webp")
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif")
+STORE_PREFIX = "colorlab-serve-"
+OWNER_FILE = "owner.pid"
+MB = 2**20
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_stores(parent: Path) -> list[Path]:
+    """Delete the result folders that servers which died without cleaning up (kill -9) left in ``parent``.
+
+    A folder is stale when the process named in its ``owner.pid`` is gone (or it names none); folders of
+    live servers and of other users are left alone. Returns the folders deleted.
+    """
+    removed = []
+    for folder in parent.glob(f"{STORE_PREFIX}*"):
+        if not folder.is_dir() or folder.stat().st_uid != os.getuid():
+            continue
+        try:
+            pid = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None or not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+class ResultStore:
+    """Per-request folders under a private temporary root, purged once older than ``keep_seconds``.
+
+    Creating one first removes the stale roots of dead servers beside it (see :func:`remove_stale_stores`).
+    """
+
+    def __init__(self, keep_seconds: float, parent: Path | None = None) -> None:
+        self.keep_seconds = keep_seconds
+        parent = Path(parent or tempfile.gettempdir())
+        self.removed_stale = remove_stale_stores(parent)
+        self.root = Path(tempfile.mkdtemp(prefix=STORE_PREFIX, dir=parent))
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
+
+    def new_job(self) -> tuple[str, Path]:
+        """A fresh job id and its (empty) folder."""
+        job = uuid.uuid4().hex
+        folder = self.root / job
+        folder.mkdir()
+        return job, folder
+
+    def file(self, job: str, name: str) -> Path | None:
+        """The stored file ``name`` of ``job``, or None (unknown, expired, or a name that is not ours)."""
+        if not re.fullmatch(r"[0-9a-f]{32}", job) or Path(name).name != name:
+            return None
+        path = self.root / job / name
+        return path if path.is_file() else None
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete every job folder older than ``keep_seconds``; returns how many went."""
+        limit = (time.time() if now is None else now) - self.keep_seconds
+        expired = [p for p in self.root.iterdir() if p.is_dir() and p.stat().st_mtime < limit]
+        for folder in expired:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(expired)
+
+    def close(self) -> None:
+        """Delete everything."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def safe_stem(filename: str) -> str:
+    """A file-system-safe stem of an uploaded file's name (never a path)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename or "image").stem).strip("._")
+    return stem[:60] or "image"
+
+
+def size_error(size: int, max_bytes: int) -> str | None:
+    """The message for an upload of ``size`` bytes over ``max_bytes`` (None when it fits)."""
+    if size <= max_bytes:
+        return None
+    return f"{size / MB:.1f} MB is over the {max_bytes / MB:g} MB limit"
+
+
+def colorize_upload(
+    colorizers: Sequence[Colorizer], picture: Picture, stem: str, folder: Path
+) -> dict[str, Any]:
+    """Write the gray input and one result per model into ``folder``; returns their names and the size."""
+    fmt = picture.format if picture.format in WEB_FORMATS else "png"
+    keep_alpha = fmt != "jpg"
+    gray = write_picture(
+        to_image(gray_picture(picture), picture.alpha, keep_alpha), folder / f"{stem}_gray.{fmt}", fmt
+    )
+    outputs = []
+    for colorizer in colorizers:
+        rgb = colorizer([picture])[0]
+        target = folder / f"{stem}_{safe_stem(colorizer.name)}.{fmt}"
+        written = write_picture(to_image(rgb, picture.alpha, keep_alpha), target, fmt)
+        outputs.append({"model": colorizer.name, "file": written.name})
+    height, width = picture.size
+    return {"gray": gray.name, "outputs": outputs, "width": width, "height": height}
+
+
+async def _upload_size(upload: UploadFile) -> int:
+    """The upload's real size in bytes (starlette spools it to a file; nothing is read into memory)."""
+    if upload.size is not None:
+        return upload.size
+    await upload.seek(0)
+    size = await run_in_threadpool(upload.file.seek, 0, os.SEEK_END)
+    await upload.seek(0)
+    return size
+
+
+def create_app(
+    colorizers: Sequence[Colorizer],
+    keep_seconds: float = 600,
+    max_files: int = 5,
+    max_megabytes: float = 20,
+    max_megapixels: float = MAX_MEGAPIXELS,
+    max_jobs: int = 1,
+    tmp_root: Path | None = None,
+) -> FastAPI:
+    """The web app: the page, ``GET /api/config``, ``POST /api/colorize``, ``GET /api/result/JOB/FILE``."""
+    if not colorizers:
+        raise ValueError("the web page needs at least one model")
+    if max_jobs < 1:
+        raise ValueError(f"max_jobs must be at least 1, got {max_jobs}")
+    by_name = {c.name: c for c in colorizers}
+    max_bytes = int(max_megabytes * MB)
+    store = ResultStore(keep_seconds, tmp_root)
+    jobs = asyncio.Semaphore(max_jobs)
+
+    async def cleanup_loop() -> None:
+        while True:
+            await asyncio.sleep(max(1.0, min(60.0, keep_seconds / 4)))
+            store.purge()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(cleanup_loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            store.close()
+
+    app = FastAPI(title="colorlab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
+    app.state.colorizers = list(colorizers)
+
+    def process(chosen: list[Colorizer], data: bytes, stem: str, folder: Path, url: str) -> dict[str, Any]:
+        picture = read_picture(data, max_megapixels)
+        done = colorize_upload(chosen, picture, stem, folder)
+        outputs = [{"model": o["model"], "url": url + o["file"], "file": o["file"]} for o in done["outputs"]]
+        result = {
+            "width": done["width"],
+            "height": done["height"],
+            "gray": url + done["gray"],
+            "outputs": outputs,
+        }
+        return {**result, "note": picture.note} if picture.note else result
+
+    @app.get("/api/config")
+    def config() -> dict[str, Any]:
+        return {
+            "models": [c.name for c in colorizers],
+            "all": ALL_MODELS,
+            "max_files": max_files,
+            "max_bytes": max_bytes,
+            "types": list(ACCEPTED_TYPES),
+            "keep_minutes": keep_seconds / 60,
+        }
+
+    @app.post("/api/colorize")
+    async def colorize(
+        files: Annotated[list[UploadFile], File()], model: Annotated[str, Form()] = ALL_MODELS
+    ) -> JSONResponse:
+        if model != ALL_MODELS and model not in by_name:
+            raise HTTPException(
+                422, f"unknown model {model!r}; choose one of {sorted(by_name)} or {ALL_MODELS!r}"
+            )
+        if len(files) > max_files:
+            raise HTTPException(413, f"{len(files)} files: at most {max_files} at a time")
+        chosen = list(colorizers) if model == ALL_MODELS else [by_name[model]]
+        results, stems = [], set()
+        async with jobs:  # waiting requests hold only starlette's spooled upload files, no decoded picture
+            job, folder = store.new_job()
+            for upload in files:
+                name = upload.filename or "image"
+                too_big = size_error(await _upload_size(upload), max_bytes)
+                if too_big:
+                    results.append({"name": name, "error": f"{name}: {too_big}"})
+                    continue
+                stem = safe_stem(name)
+                while stem in stems:
+                    stem += "_"
+                stems.add(stem)
+                data = await upload.read()  # one upload in memory at a time
+                try:
+                    done = await run_in_threadpool(process, chosen, data, stem, folder, f"/api/result/{job}/")
+                except PictureError as exc:
+                    results.append({"name": name, "error": f"{name}: {exc}"})
+                    continue
+                finally:
+                    del data
+                results.append({"name": name, **done})
+        return JSONResponse({"results": results})
+
+    @app.get("/api/result/{job}/{name}")
+    def result(job: str, name: str) -> FileResponse:
+        path = store.file(job, name)
+        if path is None:
+            raise HTTPException(404, "no such result (results are deleted after a while; colorize again)")
+        return FileResponse(path, filename=name)
+
+    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="page")
+    return app
