@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from colorlab.color import lab_normalized_to_rgb
@@ -24,7 +25,8 @@ from colorlab.metrics import HIGHER_IS_BETTER
 
 BASELINES_FILE = "baselines.json"
 # Report names by key (results.json uses the keys).
-BASELINE_NAMES = {"gray": "gray (ab = 0)", "mean_ab": "mean ab (train)", "lookup": "L->ab lookup (train)"}
+BASELINE_NAMES = {"gray": "gray (ab = 0)", "mean_ab": "mean ab (train)", "lookup": "L->ab lookup (train)",
+                  "bicubic": "bicubic (upscaled L)"}  # fmt: skip
 
 
 class TrivialColorizer(ABC):
@@ -74,6 +76,31 @@ class LookupColorizer(TrivialColorizer):
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         index = lightness_bins(L[:, 0], len(self.table))
         return self.table.to(L.device)[index].permute(0, 3, 1, 2).to(L.dtype)
+
+
+def bicubic_l(L: torch.Tensor, scale: int) -> torch.Tensor:
+    """Normalised L ``(B, 1, H, W)`` -> its bicubic ×``scale`` enlargement, clamped to [-1, 1]."""
+    return F.interpolate(L, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
+
+
+class BicubicUpscaler(TrivialColorizer):
+    """The upscaling baseline: the small input's L enlarged bicubically, ab = 0 (upscalers are scored on L).
+
+    Args:
+        scale: the enlargement factor.
+    """
+
+    name = BASELINE_NAMES["bicubic"]
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+
+    def colorize(self, L: torch.Tensor) -> torch.Tensor:
+        return L.new_zeros(L.shape[0], 2, L.shape[2] * self.scale, L.shape[3] * self.scale)
+
+    def colorize_rgb(self, L: torch.Tensor) -> torch.Tensor:
+        """Small normalised L -> the gray sRGB picture of its bicubic enlargement."""
+        return lab_normalized_to_rgb(bicubic_l(L, self.scale), self.colorize(L))
 
 
 def lightness_bins(L: torch.Tensor, bins: int) -> torch.Tensor:
@@ -155,12 +182,14 @@ def fit_baselines(
     source: str = "",
 ) -> Baselines:
     """Fit the mean ab and the L -> ab lookup on Lab batches ``{"L", "ab"}`` (and ``L_input`` when the model
-    sees a degraded L: the lookup maps what the model sees). Stops after ``max_pixels`` pixels."""
+    sees a degraded L of the same size: the lookup maps what the model sees; a smaller ``L_input``, the input of
+    an upscaler, has no pixel-wise ab). Stops after ``max_pixels`` pixels."""
     sums = torch.zeros(bins, 2, dtype=torch.float64)
     counts = torch.zeros(bins, dtype=torch.float64)
     images = 0
     for batch in batches:
-        L = batch.get("L_input", batch["L"])[:, 0].detach().cpu()
+        L_input = batch.get("L_input", batch["L"])
+        L = (L_input if L_input.shape[-2:] == batch["L"].shape[-2:] else batch["L"])[:, 0].detach().cpu()
         ab = batch["ab"].detach().cpu().double().permute(0, 2, 3, 1).reshape(-1, 2)
         index = lightness_bins(L, bins).flatten()
         sums.index_add_(0, index, ab)

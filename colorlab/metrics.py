@@ -202,3 +202,15 @@ def colorization_metrics(prefix: str) -> MetricCollection:
         },
         prefix=prefix,
     )
+
+
+def luminance_metrics(prefix: str) -> MetricCollection:
+    """PSNR and SSIM only, keyed ``{prefix}psnr`` and ``ssim``: for approaches scored on the gray picture of L
+    (super-resolution), where colour metrics say nothing."""
+    return MetricCollection(
+        {
+            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+        },
+        prefix=prefix,
+    )

@@ -15,7 +15,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics import MetricCollection
 
+from colorlab.baselines import Baselines, TrivialColorizer
 from colorlab.color import float_to_uint8, l_to_gray_rgb, lab_normalized_to_rgb
 from colorlab.metrics import colorization_metrics
 from colorlab.visualize import comparison_grid, log_image
@@ -29,6 +31,9 @@ class ColorizationModule(L.LightningModule):
         scheduler: optional LR scheduler factory, stepped once per epoch.
         grid_images: how many validation images the logged image grid shows.
     """
+
+    # True for approaches whose predict_lab returns a restored L (inference then keeps it, not the input's).
+    restores_l = False
 
     def __init__(
         self,
@@ -51,8 +56,8 @@ class ColorizationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.grid_images = grid_images
-        self.val_metrics = colorization_metrics("val/")
-        self.test_metrics = colorization_metrics("test/")
+        self.val_metrics = self.new_metrics("val/")
+        self.test_metrics = self.new_metrics("test/")
         self._grid: dict[str, list[torch.Tensor]] = {}
 
     # ---- the contract -------------------------------------------------------------------------------
@@ -78,6 +83,24 @@ class ColorizationModule(L.LightningModule):
         L_out, ab = self.predict_lab(L)
         return lab_normalized_to_rgb(L_out, ab)
 
+    # ---- what evaluation compares ------------------------------------------------------------------
+
+    def new_metrics(self, prefix: str) -> MetricCollection:
+        """The metrics this approach is scored with (the shared colorization set)."""
+        return colorization_metrics(prefix)
+
+    def evaluation_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The sRGB picture ``(B, 3, H, W)`` in [0, 1] a prediction is scored against: the clean truth."""
+        return batch["rgb"]
+
+    def input_preview(self, model_in: torch.Tensor) -> torch.Tensor:
+        """The model's input as the sRGB picture the image grid shows in its first column."""
+        return l_to_gray_rgb(model_in)
+
+    def trivial_baselines(self, fitted: Baselines) -> dict[str, TrivialColorizer]:
+        """The trivial answers reports score beside this approach, by key (see :mod:`colorlab.baselines`)."""
+        return fitted.colorizers()
+
     # ---- training -----------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -97,12 +120,12 @@ class ColorizationModule(L.LightningModule):
     def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> torch.Tensor:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         model_in = self.model_input(batch)
-        pred = self.colorize_rgb(model_in)
-        metrics.update(pred, batch["rgb"])
+        pred, target = self.colorize_rgb(model_in), self.evaluation_target(batch)
+        metrics.update(pred, target)
         self.log_dict(metrics, batch_size=pred.shape[0])
         if batch_idx == 0:
             n = self.grid_images
-            self._grid[stage] = [l_to_gray_rgb(model_in[:n]), pred[:n], batch["rgb"][:n]]
+            self._grid[stage] = [self.input_preview(model_in[:n]), pred[:n], target[:n]]
         return pred
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -39,6 +39,8 @@ class _RestorationModule(ColorizationModule):
         **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
     """
 
+    restores_l = True
+
     def __init__(
         self,
         loss: PixelLoss = "l1",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from colorlab.inference.chain import load_upscaler
 from colorlab.inference.pictures import MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help=f"shorter side the models run at (default: their training "
                         f"scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--restore", action="store_true", help="keep the L a restoration model returns")
+    parser.add_argument("--upscale-ckpt", type=Path,
+                        help="an upscaler checkpoint: the page then offers 'upscale xK' (upscale_x2.yaml)")  # fmt: skip
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
     )
@@ -70,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         colorizers = load_models(args)
+        upscaler = load_upscaler(args.upscale_ckpt, args.device) if args.upscale_ckpt is not None else None
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     import uvicorn
@@ -79,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: other machines can upload photos to this server")
     app = create_app(colorizers, args.keep_minutes * 60, args.max_files, args.max_mb, args.max_megapixels,
-                     args.max_jobs)  # fmt: skip
+                     args.max_jobs, upscaler=upscaler)  # fmt: skip
     for folder in app.state.store.removed_stale:
         print(f"removed {folder}, left behind by a server that did not shut down")
     for c in colorizers:

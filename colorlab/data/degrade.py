@@ -298,6 +298,19 @@ class Downscale(Degradation):
         return TF.resize(down, size, interpolation=mode, antialias=False)
 
 
+# ---- super-resolution pairs ---------------------------------------------------------------------------
+
+
+def shrink(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """The low-resolution copy of a super-resolution pair: uint8 ``(C, H, W)`` -> ``(C, H/factor, W/factor)``,
+    antialiased bicubic (MATLAB ``imresize``'s kernel, the usual SR benchmark downscaler)."""
+    _check_image(image)
+    if factor < 1 or image.shape[-2] % factor or image.shape[-1] % factor:
+        raise ValueError(f"cannot shrink {tuple(image.shape[-2:])} by {factor}: sides must divide by it")
+    size = [image.shape[-2] // factor, image.shape[-1] // factor]
+    return TF.resize(image, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+
 # ---- pipeline -----------------------------------------------------------------------------------------
 
 

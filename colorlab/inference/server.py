@@ -27,6 +27,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from colorlab.approaches.upscale import Upscaler
+from colorlab.inference.chain import Chain
 from colorlab.inference.pictures import (
     MAX_MEGAPIXELS,
     Picture,
@@ -131,9 +133,14 @@ def size_error(size: int, max_bytes: int) -> str | None:
 
 
 def colorize_upload(
-    colorizers: Sequence[Colorizer], picture: Picture, stem: str, folder: Path
+    colorizers: Sequence[Colorizer],
+    picture: Picture,
+    stem: str,
+    folder: Path,
+    upscaler: Upscaler | None = None,
 ) -> dict[str, Any]:
-    """Write the gray input and one result per model into ``folder``; returns their names and the size."""
+    """Write the gray input and one result per model (upscaled by ``upscaler`` when given) into ``folder``;
+    returns their names and the size."""
     fmt = picture.format if picture.format in WEB_FORMATS else "png"
     keep_alpha = fmt != "jpg"
     gray = write_picture(
@@ -141,9 +148,13 @@ def colorize_upload(
     )
     outputs = []
     for colorizer in colorizers:
-        rgb = colorizer([picture])[0]
-        target = folder / f"{stem}_{safe_stem(colorizer.name)}.{fmt}"
-        written = write_picture(to_image(rgb, picture.alpha, keep_alpha), target, fmt)
+        if upscaler is None:
+            rgb, alpha, suffix = colorizer([picture])[0], picture.alpha, ""
+        else:
+            chain = Chain(colorizer, upscaler=upscaler)
+            rgb, alpha, suffix = chain(picture), chain.alpha(picture), f"_x{chain.scale}"
+        target = folder / f"{stem}_{safe_stem(colorizer.name)}{suffix}.{fmt}"
+        written = write_picture(to_image(rgb, alpha, keep_alpha), target, fmt)
         outputs.append({"model": colorizer.name, "file": written.name})
     height, width = picture.size
     return {"gray": gray.name, "outputs": outputs, "width": width, "height": height}
@@ -167,8 +178,13 @@ def create_app(
     max_megapixels: float = MAX_MEGAPIXELS,
     max_jobs: int = 1,
     tmp_root: Path | None = None,
+    upscaler: Upscaler | None = None,
 ) -> FastAPI:
-    """The web app: the page, ``GET /api/config``, ``POST /api/colorize``, ``GET /api/result/JOB/FILE``."""
+    """The web app: the page, ``GET /api/config``, ``POST /api/colorize``, ``GET /api/result/JOB/FILE``.
+
+    With an ``upscaler`` the page offers "upscale ×k": the colorized results come back k times larger (and
+    the pixel limit applies to them, so inputs over ``max_megapixels / k²`` are refused).
+    """
     if not colorizers:
         raise ValueError("the web page needs at least one model")
     if max_jobs < 1:
@@ -196,9 +212,12 @@ def create_app(
     app.state.store = store
     app.state.colorizers = list(colorizers)
 
-    def process(chosen: list[Colorizer], data: bytes, stem: str, folder: Path, url: str) -> dict[str, Any]:
-        picture = read_picture(data, max_megapixels)
-        done = colorize_upload(chosen, picture, stem, folder)
+    def process(
+        chosen: list[Colorizer], data: bytes, stem: str, folder: Path, url: str, upscale: bool
+    ) -> dict[str, Any]:
+        scale = upscaler.scale if upscale and upscaler is not None else 1
+        picture = read_picture(data, max_megapixels / scale**2)
+        done = colorize_upload(chosen, picture, stem, folder, upscaler if scale > 1 else None)
         outputs = [{"model": o["model"], "url": url + o["file"], "file": o["file"]} for o in done["outputs"]]
         result = {
             "width": done["width"],
@@ -217,12 +236,17 @@ def create_app(
             "max_bytes": max_bytes,
             "types": list(ACCEPTED_TYPES),
             "keep_minutes": keep_seconds / 60,
+            "upscale": upscaler.scale if upscaler is not None else None,
         }
 
     @app.post("/api/colorize")
     async def colorize(
-        files: Annotated[list[UploadFile], File()], model: Annotated[str, Form()] = ALL_MODELS
+        files: Annotated[list[UploadFile], File()],
+        model: Annotated[str, Form()] = ALL_MODELS,
+        upscale: Annotated[bool, Form()] = False,
     ) -> JSONResponse:
+        if upscale and upscaler is None:
+            raise HTTPException(422, "no upscale model is loaded (start serve with --upscale-ckpt)")
         if model != ALL_MODELS and model not in by_name:
             raise HTTPException(
                 422, f"unknown model {model!r}; choose one of {sorted(by_name)} or {ALL_MODELS!r}"
@@ -245,7 +269,9 @@ def create_app(
                 stems.add(stem)
                 data = await upload.read()  # one upload in memory at a time
                 try:
-                    done = await run_in_threadpool(process, chosen, data, stem, folder, f"/api/result/{job}/")
+                    done = await run_in_threadpool(
+                        process, chosen, data, stem, folder, f"/api/result/{job}/", upscale
+                    )
                 except PictureError as exc:
                     results.append({"name": name, "error": f"{name}: {exc}"})
                     continue

@@ -22,6 +22,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {
     "experiment": "colorlab.commands.experiment:main",
     "colorize": "colorlab.commands.colorize:main",
+    "restore-colorize-upscale": "colorlab.commands.restore_colorize_upscale:main",
     "export": "colorlab.commands.export:main",
     "serve": "colorlab.commands.serve:main",
     "evaluate": "colorlab.commands.evaluate:main",

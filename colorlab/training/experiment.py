@@ -25,7 +25,7 @@ from colorlab.approaches.base import ColorizationModule
 from colorlab.baselines import BASELINE_NAMES, BASELINES_FILE, Baselines, fit_on_datamodule, learning_verdict
 from colorlab.data.datamodule import LabDataModule
 from colorlab.inference.checkpoints import allowed_globals
-from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, colorization_metrics
+from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness
 from colorlab.report import write_experiment_report
 from colorlab.training.config import config_args, load_config
 from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
@@ -39,24 +39,26 @@ HEADLINE = "delta_e00"
 @torch.no_grad()
 def test_set_metrics(
     datamodule: LabDataModule,
-    device: torch.device,
+    model: ColorizationModule,
     colorize: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     frechet: FrechetEffNetDistance | None = None,
 ) -> tuple[dict[str, float], float]:
-    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness.
+    """Test-set metrics of ``colorize`` (a Lab batch -> sRGB in [0, 1]) and the truth's mean colorfulness,
+    scored as ``model`` is (its metrics against its evaluation target, on its device).
 
     ``frechet``, when given, adds the Fréchet distance; its truth statistics are kept after the first call, so
     one instance scores several colorizers on the same (fixed) test split for the price of one truth pass.
     """
     datamodule.setup("test")
-    metrics = colorization_metrics("test/").to(device)
+    device = model.device
+    metrics = model.new_metrics("test/").to(device)
     truth_colorfulness, count = 0.0, 0
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
-        pred = colorize(batch)
-        metrics.update(pred, batch["rgb"])
+        pred, target = colorize(batch), model.evaluation_target(batch)
+        metrics.update(pred, target)
         if frechet is not None:
-            frechet.update(pred, batch["rgb"])
+            frechet.update(pred, target)
         truth_colorfulness += colorfulness(batch["rgb"]).sum().item()
         count += batch["rgb"].shape[0]
     values = {k.removeprefix("test/"): v.item() for k, v in metrics.compute().items()}
@@ -69,21 +71,22 @@ def test_set_metrics(
 
 def reference_metrics(
     datamodule: LabDataModule,
-    device: torch.device,
+    model: ColorizationModule,
     baselines: Baselines,
     frechet: FrechetEffNetDistance | None,
 ) -> dict[str, dict[str, float]]:
-    """Test-set metrics of every trivial baseline (keyed ``gray``, ``mean_ab``, ``lookup``) and the ground
-    truth's own colorfulness (``truth``)."""
+    """Test-set metrics of every trivial baseline of ``model`` (keyed ``gray``, ``mean_ab``, ``lookup``; an
+    upscaler's ``bicubic``) and, when colour is scored, the ground truth's own colorfulness (``truth``)."""
     reference: dict[str, dict[str, float]] = {}
     truth_colorfulness = 0.0
-    for key, baseline in baselines.colorizers().items():
+    for key, baseline in model.trivial_baselines(baselines).items():
 
         def colorize(batch: dict[str, torch.Tensor], baseline=baseline) -> torch.Tensor:
             return baseline.colorize_rgb(batch.get("L_input", batch["L"]))
 
-        reference[key], truth_colorfulness = test_set_metrics(datamodule, device, colorize, frechet)
-    reference["truth"] = {"colorfulness": truth_colorfulness}
+        reference[key], truth_colorfulness = test_set_metrics(datamodule, model, colorize, frechet)
+    scores_colour = any("colorfulness" in values for values in reference.values())
+    reference["truth"] = {"colorfulness": truth_colorfulness} if scores_colour else {}
     return reference
 
 
@@ -115,7 +118,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     """Learning verdicts of the tested model against the best baseline: on the headline metric and, when the
     run selects its checkpoint on another metric, on that one too."""
     baselines = {k: v for k, v in results["reference"].items() if k in BASELINE_NAMES}
-    out = {HEADLINE: learning_verdict(results["test"], baselines, HEADLINE)}
+    out = {}
+    if HEADLINE in results["test"]:  # an upscaler scores luminance only: it is judged on its selection metric
+        out[HEADLINE] = learning_verdict(results["test"], baselines, HEADLINE)
     selected = results.get("selection", {}).get("monitor", "").removeprefix("val/")
     if selected and selected != HEADLINE:
         out[selected] = learning_verdict(results["test"], baselines, selected)
@@ -261,7 +266,7 @@ def results_of(record: PhaseRecord, phases: list[Phase], cli: Any, name: str) ->
         "hardware": hardware(),
         "best_checkpoint": rows[-1]["handover_checkpoint"],
         "test": rows[-1]["test"],
-        "reference": reference_metrics(datamodule, device, baselines, baseline_frechet(run, device)),
+        "reference": reference_metrics(datamodule, cli.model, baselines, baseline_frechet(run, device)),
         "phases": rows,
         **evaluation_summary(datamodule, run, baselines),
     }

@@ -95,6 +95,7 @@ async function colorize(event) {
   const body = new FormData();
   picked.forEach((f) => body.append("files", f, f.name));
   body.append("model", $("model").value);
+  if (config.upscale && $("upscale").checked) body.append("upscale", "true");
   $("go").disabled = true;
   $("status").textContent = `Colorizing ${picked.length} photo(s)…`;
   showErrors([]);
@@ -121,6 +122,10 @@ async function init() {
   const options = config.models.map((m) => el("option", { value: m }, m));
   if (config.models.length > 1) options.unshift(el("option", { value: config.all }, "all models (side by side)"));
   $("model").replaceChildren(...options);
+  if (config.upscale) {
+    $("upscale-factor").textContent = config.upscale;
+    $("upscale-option").hidden = false;
+  }
 
   const drop = $("drop");
   $("files").addEventListener("change", (e) => pick(e.target.files));
