@@ -39,7 +39,7 @@ test-all: ## every test, slow ones included
 lint: ## ruff
 	$(PYTHON) -m ruff check colorlab tests
 
-bench: ## measure throughput of Lab conversion, a training step and full-resolution colorize (prints targets)
+bench: ## throughput of Lab conversion, a training step, full-res colorize (vs targets) and loader images/s, shards vs folder
 	$(PYTHON) scripts/bench.py
 
 results: ## retrain every approach under the README protocol on $(COLORLAB_DATA) and rewrite docs/results.md

@@ -189,28 +189,31 @@ class FrechetEffNetDistance(FrechetInceptionDistance):
         self.reset_real_features = False
 
 
-def colorization_metrics(prefix: str) -> MetricCollection:
+def colorization_metrics(prefix: str, sync: bool = True) -> MetricCollection:
     """The shared metric set, keyed ``{prefix}psnr``, ``ssim``, ``delta_e00``, ``colorfulness`` and
-    ``colorfulness_gap`` (the Fréchet distance needs a feature net, so it is added where enabled)."""
+    ``colorfulness_gap`` (the Fréchet distance needs a feature net, so it is added where enabled).
+
+    ``sync=False`` computes on this process's updates alone, even under DDP (an evaluation on rank 0 only).
+    """
     return MetricCollection(
         {
-            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-            "delta_e00": DeltaE2000(),
-            "colorfulness": Colorfulness(),
-            "colorfulness_gap": ColorfulnessGap(),
+            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3), sync_on_compute=sync),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0, sync_on_compute=sync),
+            "delta_e00": DeltaE2000(sync_on_compute=sync),
+            "colorfulness": Colorfulness(sync_on_compute=sync),
+            "colorfulness_gap": ColorfulnessGap(sync_on_compute=sync),
         },
         prefix=prefix,
     )
 
 
-def luminance_metrics(prefix: str) -> MetricCollection:
+def luminance_metrics(prefix: str, sync: bool = True) -> MetricCollection:
     """PSNR and SSIM only, keyed ``{prefix}psnr`` and ``ssim``: for approaches scored on the gray picture of L
-    (super-resolution), where colour metrics say nothing."""
+    (super-resolution), where colour metrics say nothing. ``sync`` as in :func:`colorization_metrics`."""
     return MetricCollection(
         {
-            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3), sync_on_compute=sync),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0, sync_on_compute=sync),
         },
         prefix=prefix,
     )

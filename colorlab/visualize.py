@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
@@ -47,8 +48,11 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
+@rank_zero_only
 def log_image(logger: object, key: str, image: np.ndarray, step: int, caption: str = "") -> None:
-    """Send an image to a Lightning logger: W&B and TensorBoard natively, file loggers as PNG files."""
+    """Send an image to a Lightning logger: W&B and TensorBoard natively, file loggers as PNG files.
+
+    Under DDP only rank 0 logs, like Lightning's loggers themselves."""
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
     if isinstance(logger, WandbLogger):

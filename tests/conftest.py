@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Screening verdicts of photo folders (colorlab.data.screening) go to a scratch cache, not ~/.cache.
+os.environ.setdefault("COLORLAB_CACHE", tempfile.mkdtemp(prefix="colorlab-test-cache-"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from colorlab.approaches.chromagan import ChromaGANColorizer
+from colorlab.models.blocks import output_head
 from colorlab.models.chromagan import ChromaGANGenerator, ScratchTrunk
 from colorlab.models.critics import PatchGAN
 from colorlab.models.features import ImageNetClassifier
@@ -51,8 +52,9 @@ def test_generator_heads_any_size():
 def test_every_generator_parameter_gets_a_gradient():
     torch.manual_seed(0)
     net = ChromaGANGenerator(**TINY)
+    torch.nn.init.normal_(output_head(net).conv.weight, std=0.1)  # past step 0 (the head starts at zero)
     ab, log_probs = net(torch.rand(2, 1, 32, 32) * 2 - 1)
-    (ab.square().mean() - log_probs[:, 3].mean()).backward()
+    ((ab - 0.3).square().mean() - log_probs[:, 3].mean()).backward()
     for name, param in net.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
     assert any(p.grad.abs().sum() > 0 for p in net.class_head.parameters())

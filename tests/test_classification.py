@@ -187,10 +187,11 @@ def test_overfits_fixed_batch_and_logs_uniform_prior(rgb_uint8, caplog):
     torch.manual_seed(0)
     module = _module()
     with caplog.at_level(logging.INFO):
-        losses = fit_fixed_batch(module, rgb_uint8, steps=50)
+        # 80 steps: from the neutral start (cross-entropy 3.8 here, lower than uniform logits) halving takes longer
+        losses = fit_fixed_batch(module, rgb_uint8, steps=80)
     assert "uniform ab prior" in caplog.text
     assert torch.equal(module.class_weights, torch.ones(NUM_BINS))
-    assert len(losses) == 50
+    assert len(losses) == 80
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
 
 

@@ -14,6 +14,7 @@ from colorlab.approaches.regression import RegressionColorizer
 from colorlab.color import (
     TARGET_CHANNELS,
     hsv_to_rgb,
+    l_to_gray_rgb,
     lab_batch,
     rgb_to_gray_l,
     rgb_to_hsv,
@@ -128,20 +129,22 @@ def test_chroma_spaces_keep_the_input_lightness(rgb_uint8):
 
 
 class _Oracle(nn.Module):
-    """A "net" that outputs a fixed prediction (the true target of the fixed batch)."""
+    """A "net" whose prediction is a fixed target (for ``rgb`` it outputs the change from the gray picture,
+    which the approach adds back)."""
 
-    def __init__(self, target: torch.Tensor) -> None:
+    def __init__(self, target: torch.Tensor, space: str) -> None:
         super().__init__()
         self.target = nn.Parameter(target)
+        self.space = space
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return self.target
+        return self.target - (rgb_to_target(l_to_gray_rgb(L), "rgb") if self.space == "rgb" else 0)
 
 
 @pytest.mark.parametrize("space", SPACES)
 def test_colorize_answers_in_lab_whatever_the_space(space, rgb_uint8):
     batch = lab_batch(rgb_uint8)
-    module = RegressionColorizer(_Oracle(rgb_to_target(batch["rgb"], space)), target_space=space)
+    module = RegressionColorizer(_Oracle(rgb_to_target(batch["rgb"], space), space), target_space=space)
     L_out, ab = module.predict_lab(batch["L"])
     assert ab.shape == batch["ab"].shape
     assert (ab - batch["ab"]).abs().max() < 2e-3
@@ -152,8 +155,8 @@ def test_colorize_answers_in_lab_whatever_the_space(space, rgb_uint8):
 def test_rgb_space_keeps_or_replaces_the_predicted_lightness(rgb_uint8):
     batch = lab_batch(rgb_uint8)
     darker = rgb_to_target(batch["rgb"] * 0.6, "rgb")
-    replaced = RegressionColorizer(_Oracle(darker), target_space="rgb", keep_input_l=True)
-    as_is = RegressionColorizer(_Oracle(darker), target_space="rgb", keep_input_l=False)
+    replaced = RegressionColorizer(_Oracle(darker, "rgb"), target_space="rgb", keep_input_l=True)
+    as_is = RegressionColorizer(_Oracle(darker, "rgb"), target_space="rgb", keep_input_l=False)
     assert torch.equal(replaced.predict_lab(batch["L"])[0], batch["L"])
     assert (as_is.colorize_rgb(batch["L"]) - batch["rgb"] * 0.6).abs().max() < 1e-4
     assert (as_is.predict_lab(batch["L"])[0] < batch["L"] - 0.05).float().mean() > 0.5
@@ -170,13 +173,13 @@ def test_overfits_fixed_batch_in_every_space(space, keep_input_l, rgb_uint8):
     )
     losses = fit_fixed_batch(module, rgb_uint8, steps=40)
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
-    ab = module.eval().colorize(lab_batch(rgb_uint8)["L"])
+    ab = module.eval().predict_lab(lab_batch(rgb_uint8)["L"])[1]
     assert ab.shape == (4, 2, 32, 32) and torch.isfinite(ab).all()
 
 
 def test_wrong_net_width_or_space_is_explained():
     with pytest.raises(ValueError, match="needs a net with 3 output channels"):
-        RegressionColorizer(UNet(out_channels=2, base_channels=4, depth=1), target_space="rgb").colorize(
+        RegressionColorizer(UNet(out_channels=2, base_channels=4, depth=1), target_space="rgb").predict_lab(
             torch.zeros(1, 1, 8, 8)
         )
     with pytest.raises(ValueError, match="unknown target_space"):

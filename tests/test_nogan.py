@@ -207,7 +207,7 @@ def test_generator_pretrain_overfits_fixed_batch(rgb_uint8):
         feature_weight=0.05,
         generator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-2),
     )
-    losses = fit_fixed_batch(module, rgb_uint8, steps=30)
+    losses = fit_fixed_batch(module, rgb_uint8, steps=40)  # from the gray start (a lower first loss)
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
     assert {"train/l1", "train/feature"} <= set(module.trainer.callback_metrics)
 

@@ -28,11 +28,11 @@ def test_overfits_fixed_batch(net, loss, rgb_uint8):
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
 
 
-def test_colorize_contract_any_size():
+def test_predict_lab_contract_any_size():
     module = RegressionColorizer(UNet(base_channels=4, depth=2)).eval()
     L = torch.rand(2, 1, 37, 53) * 2 - 1
-    ab = module.colorize(L)
-    assert ab.shape == (2, 2, 37, 53)
+    L_out, ab = module.predict_lab(L)
+    assert torch.equal(L_out, L) and ab.shape == (2, 2, 37, 53)
     assert ab.abs().max() <= 1
     rgb = module.colorize_rgb(L)
     assert rgb.shape == (2, 3, 37, 53) and 0 <= rgb.min() and rgb.max() <= 1

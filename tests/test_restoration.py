@@ -12,6 +12,7 @@ from colorlab.approaches.restoration import RestoreColorizer, RestoreThenColoriz
 from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
 from colorlab.data.degrade import Degrade, GaussianBlur, GaussianNoise
 from colorlab.metrics import colorization_metrics
+from colorlab.models.blocks import output_head
 from colorlab.models.unet import UNet
 from colorlab.training.experiment import run_experiment
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
@@ -127,13 +128,17 @@ def test_validation_scores_the_restored_picture(rgb_uint8, degraded):
         assert logged[0][name] == pytest.approx(value.item(), rel=1e-4), name
 
 
-def test_predict_lab_returns_restored_l_in_range(degraded):
+def test_predict_lab_starts_neutral_and_returns_restored_l_in_range(degraded):
     module = RestoreColorizer(UNet(out_channels=3, base_channels=4, depth=1)).eval()
     L_in = rgb_to_gray_l(uint8_to_float(degraded))
     L_out, ab = module.predict_lab(L_in)
+    assert torch.equal(L_out, L_in) and not ab.any()  # untrained: zero residual, ab 0 (the neutral answer)
+    torch.nn.init.normal_(output_head(module.net).conv.weight, std=3.0)  # a net that overshoots
+    L_out, ab = module.predict_lab(L_in)
     assert L_out.shape == L_in.shape and ab.shape == (4, 2, 32, 32)
     assert L_out.abs().max() <= 1 and not torch.equal(L_out, L_in)
-    assert torch.equal(module.colorize(L_in), ab)
+    with pytest.raises(NotImplementedError, match="predict_lab"):  # the contract runs one way
+        module.colorize(L_in)
 
 
 def test_bad_configurations_are_explained():
@@ -142,4 +147,4 @@ def test_bad_configurations_are_explained():
     with pytest.raises(ValueError, match="train_stages"):
         _two_stage(train_stages=[])
     with pytest.raises(ValueError, match="3 channels"):
-        RestoreColorizer(UNet(out_channels=2, base_channels=4, depth=1)).colorize(torch.zeros(1, 1, 8, 8))
+        RestoreColorizer(UNet(out_channels=2, base_channels=4, depth=1)).predict_lab(torch.zeros(1, 1, 8, 8))

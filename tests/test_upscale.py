@@ -394,11 +394,11 @@ def test_the_chain_names_what_is_wrong(chain_ckpts: dict[str, Path], tmp_path: P
 def test_serve_offers_upscaling_when_an_upscaler_is_loaded(chain_ckpts: dict[str, Path], tmp_path: Path):
     import io
 
-    from colorlab.inference.server import create_app
     from fastapi.testclient import TestClient
 
     from colorlab.inference.chain import load_upscaler
     from colorlab.inference.pipeline import Colorizer
+    from colorlab.inference.server import create_app
 
     colorizer = Colorizer.load(chain_ckpts["restore_colorize"], name="rc", restore=True)
     old_photo_files(tmp_path / "in")

@@ -2,9 +2,16 @@
 
 Each batch: the fake is generated once and detached for the critic's ``critic_updates`` steps, then the
 generator takes ``generator_updates`` steps (each after the first regenerates, since the weights moved).
-Every update is toggle -> zero_grad -> manual_backward -> clip -> step, so gradient clipping and mixed
-precision (Lightning's scaler inside ``manual_backward``) keep working. Schedulers step once per epoch.
+Every update is toggle -> zero_grad -> manual_backward -> step. Under fp16 mixed precision Lightning scales
+the loss in ``manual_backward`` and unscales the gradients inside ``step`` before it calls
+``on_before_optimizer_step``, which is where the gradients are clipped: clipping earlier would clip the
+scaled gradients and shrink every update by the loss scale. Schedulers step once per epoch.
 Subclasses define :meth:`generator_loss` and may override :meth:`critic_scores` / :meth:`critic_loss`.
+
+Under DDP, each update's backward reaches only one of the two nets (the critic learns from a detached fake;
+NoGAN's phases freeze one net or an encoder for whole epochs), so :meth:`setup` asks Lightning's DDP strategy
+to look for unused parameters. Making every parameter take part instead would cost a backward through the
+generator on every critic step; the search is a walk over the autograd graph, cheap next to that.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
@@ -85,7 +93,9 @@ class AdversarialColorizer(ColorizationModule):
         return fake[0] if isinstance(fake, tuple) else fake
 
     @abstractmethod
-    def generator_loss(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generator_loss(
+        self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Generator loss terms (``"loss"`` is optimised), usually reconstruction + ``self.adversarial(...)``."""
 
     def critic_scores(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -117,14 +127,26 @@ class AdversarialColorizer(ColorizationModule):
 
     # ---- the update loop --------------------------------------------------------------------------
 
+    def setup(self, stage: str) -> None:
+        """Under DDP, let the strategy find the parameters a backward did not reach (see the module docstring)."""
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy):
+            # Read when the strategy wraps the model, after this hook; an explicit user choice is kept.
+            strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+
     def _update(self, optimizer: Any, loss: torch.Tensor) -> None:
         self.toggle_optimizer(optimizer)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if self.gradient_clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
+        optimizer.step()  # unscales fp16 gradients, then on_before_optimizer_step clips them, then steps
         self.untoggle_optimizer(optimizer)
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Clip the (already unscaled) gradients of the net about to step."""
+        if self.gradient_clip is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
+            )
 
     def train_critic(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
         """``critic_updates`` critic steps on the detached fake; returns the last step's terms."""
@@ -135,7 +157,9 @@ class AdversarialColorizer(ColorizationModule):
             self._update(opt_critic, losses["loss"])
         return losses
 
-    def train_generator(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_generator(
+        self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """``generator_updates`` generator steps (regenerating after the first); returns the last terms."""
         opt_generator, _ = self.optimizers()
         losses: dict[str, torch.Tensor] = {}
@@ -164,12 +188,7 @@ class AdversarialColorizer(ColorizationModule):
                 scheduler.step()
 
     def configure_optimizers(self) -> Any:
-        opt_generator = self.generator_optimizer(self.generator.parameters())
-        opt_critic = self.critic_optimizer(self.critic.parameters())
-        configs = []
-        for optimizer, scheduler in ((opt_generator, self.generator_scheduler), (opt_critic, self.critic_scheduler)):
-            config: dict[str, Any] = {"optimizer": optimizer}
-            if scheduler is not None:
-                config["lr_scheduler"] = {"scheduler": scheduler(optimizer), "interval": "epoch"}
-            configs.append(config)
-        return configs
+        return [
+            self.build_optimizer(self.generator_optimizer, self.generator, self.generator_scheduler),
+            self.build_optimizer(self.critic_optimizer, self.critic, self.critic_scheduler),
+        ]

@@ -1,9 +1,16 @@
-"""The LightningModule every colorization approach inherits: one contract, one set of metrics.
+"""The LightningModule every colorization approach inherits: one contract, one set of metrics, one optimizer
+builder.
 
-Contract: ``colorize(L) -> ab`` maps normalised L ``(B, 1, H, W)`` in [-1, 1] to normalised ab
-``(B, 2, H, W)`` (see :mod:`colorlab.color`). Evaluation, inference, export and the web page only use it
-(through :meth:`ColorizationModule.predict_lab`, which restoration approaches extend to also return a
-restored L), so any approach can be compared with any other.
+Contract: ``predict_lab(L) -> (L_out, ab)`` maps normalised L ``(B, 1, H, W)`` in [-1, 1] to the normalised
+Lab of the output picture (see :mod:`colorlab.color`). Evaluation, inference, export and the web page only
+call it (or :meth:`ColorizationModule.colorize_rgb`, built on it), so any approach can be compared with any
+other. It runs one way: the default keeps the input's L and asks :meth:`~ColorizationModule.colorize` for
+ab, the hook that colorizers implement; an approach that outputs its own L (restoration, RGB targets)
+overrides ``predict_lab`` instead and has no ``colorize``.
+
+Optimizers: :meth:`ColorizationModule.build_optimizer` is the one place that turns a net into parameter
+groups (pretrained encoders at ``encoder_lr_mult`` of the base rate, frozen parameters left out), a linear
+warm-up and a scheduler; every approach, GAN generators and critics included, uses it.
 """
 
 from __future__ import annotations
@@ -15,21 +22,29 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
 from torchmetrics import MetricCollection
 
 from colorlab.baselines import Baselines, TrivialColorizer
 from colorlab.color import float_to_uint8, l_to_gray_rgb, lab_normalized_to_rgb
 from colorlab.metrics import colorization_metrics
+from colorlab.models.blocks import pretrained_encoders
 from colorlab.visualize import comparison_grid, log_image
 
 
 class ColorizationModule(L.LightningModule):
-    """Shared training/evaluation behaviour; subclasses define ``colorize`` and ``training_loss``.
+    """Shared training/evaluation behaviour; subclasses define ``training_loss`` and either ``colorize``
+    (ab for the input's L) or ``predict_lab`` (their own L and ab).
 
     Args:
         optimizer: optimizer factory, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 1e-3}}``.
         scheduler: optional LR scheduler factory, stepped once per epoch.
         grid_images: how many validation images the logged image grid shows.
+        encoder_lr_mult: learning rate of pretrained encoders (modules with ``pretrained = True``, see
+            :func:`colorlab.models.blocks.pretrained_encoders`) as a fraction of the optimizer's rate, so
+            the ImageNet features are adapted, not overwritten, while the fresh decoder learns fast.
+        warmup_steps: optimizer steps over which every parameter group's rate rises linearly to its full
+            value (0: none); a group added mid-run (an encoder unfrozen later) warms up from its own start.
     """
 
     # True for approaches whose predict_lab returns a restored L (inference then keeps it, not the input's).
@@ -40,8 +55,19 @@ class ColorizationModule(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
         grid_images: int = 8,
+        encoder_lr_mult: float = 1.0,
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__()
+        if (
+            type(self).colorize is ColorizationModule.colorize
+            and type(self).predict_lab is ColorizationModule.predict_lab
+        ):
+            raise TypeError(f"{type(self).__name__} must define colorize(L) -> ab or override predict_lab(L)")
+        if encoder_lr_mult < 0 or warmup_steps < 0:
+            raise ValueError(
+                f"need encoder_lr_mult >= 0 and warmup_steps >= 0, got {encoder_lr_mult}, {warmup_steps}"
+            )
         # Collects the init args of the whole subclass chain; under LightningCLI these are the YAML's
         # class_path/init_args, so `load_colorizer` can rebuild any approach from its checkpoint alone.
         with warnings.catch_warnings():
@@ -56,15 +82,25 @@ class ColorizationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.grid_images = grid_images
+        self.encoder_lr_mult = encoder_lr_mult
+        self.warmup_steps = warmup_steps
         self.val_metrics = self.new_metrics("val/")
         self.test_metrics = self.new_metrics("test/")
         self._grid: dict[str, list[torch.Tensor]] = {}
 
     # ---- the contract -------------------------------------------------------------------------------
 
-    @abstractmethod
+    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """THE contract: normalised L ``(B, 1, H, W)`` -> normalised ``(L_out, ab)`` of the output picture,
+        each ``(B, 1 or 2, H, W)``. Default: the input's L and :meth:`colorize`'s ab."""
+        return L, self.colorize(L)
+
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        """Normalised L ``(B, 1, H, W)`` -> normalised ab ``(B, 2, H, W)``."""
+        """The hook of colorizers that keep the input's L: normalised L ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``.
+
+        Call :meth:`predict_lab` from tools; approaches that output their own L override that instead.
+        """
+        raise NotImplementedError(f"{type(self).__name__} outputs its own L: call predict_lab(L)")
 
     @abstractmethod
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -74,10 +110,6 @@ class ColorizationModule(L.LightningModule):
         """The L the model sees: the degraded ``L_input`` when the data provides one, else ``L``."""
         return batch.get("L_input", batch["L"])
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised (L, ab) of the output picture; plain colorizers keep the input's L."""
-        return L, self.colorize(L)
-
     def colorize_rgb(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L -> the colorized sRGB picture in [0, 1], clipped to the gamut."""
         L_out, ab = self.predict_lab(L)
@@ -85,9 +117,10 @@ class ColorizationModule(L.LightningModule):
 
     # ---- what evaluation compares ------------------------------------------------------------------
 
-    def new_metrics(self, prefix: str) -> MetricCollection:
-        """The metrics this approach is scored with (the shared colorization set)."""
-        return colorization_metrics(prefix)
+    def new_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
+        """The metrics this approach is scored with (the shared colorization set); ``sync=False`` for an
+        evaluation that runs on one process alone."""
+        return colorization_metrics(prefix, sync=sync)
 
     def evaluation_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The sRGB picture ``(B, 3, H, W)`` in [0, 1] a prediction is scored against: the clean truth."""
@@ -110,10 +143,60 @@ class ColorizationModule(L.LightningModule):
         return losses["loss"]
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
+        return self.build_optimizer(self.optimizer_factory, self, self.scheduler_factory)
+
+    # ---- optimizers ---------------------------------------------------------------------------------
+
+    def parameter_groups(self, module: nn.Module, exclude: set[int] = frozenset()) -> list[dict[str, Any]]:
+        """``module``'s trainable parameters (not in ``exclude``, by id) as optimizer groups: the rest at the
+        base rate first, then pretrained encoders with ``lr_mult = encoder_lr_mult``. Frozen ones are left out."""
+        encoder = {id(p) for m in pretrained_encoders(module) for p in m.parameters()}
+        trainable = [p for p in module.parameters() if p.requires_grad and id(p) not in exclude]
+        groups = [
+            {"params": [p for p in trainable if id(p) not in encoder], "name": "net", "lr_mult": 1.0},
+            {"params": [p for p in trainable if id(p) in encoder], "name": "pretrained_encoder",
+             "lr_mult": self.encoder_lr_mult},
+        ]  # fmt: skip
+        return [
+            {**group, "warmup_steps": self.warmup_steps, "warmup_done": 0}
+            for group in groups
+            if group["params"]
+        ]
+
+    def build_optimizer(
+        self, factory: OptimizerCallable, module: nn.Module, scheduler: LRSchedulerCallable | None = None
+    ) -> dict[str, Any]:
+        """The one optimizer builder: ``module``'s :meth:`parameter_groups`, each group's rate scaled by its
+        ``lr_mult``, the linear warm-up attached, and the scheduler (stepped per epoch) when given."""
+        groups = self.parameter_groups(module)
+        if not groups:
+            raise ValueError(f"{type(module).__name__} has no trainable parameters to optimise")
+        optimizer = factory(groups)
+        for group in optimizer.param_groups:
+            group["lr"] *= group["lr_mult"]
+        attach_warmup(optimizer)
+        config: dict[str, Any] = {"optimizer": optimizer}
+        if scheduler is not None:
+            config["lr_scheduler"] = {"scheduler": scheduler(optimizer), "interval": "epoch"}
+        return config
+
+    def add_trainable_parameters(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> int:
+        """Add ``module``'s trainable parameters that ``optimizer`` does not hold yet (an encoder unfrozen
+        mid-run) as new groups: their rate follows the first group's current (scheduled) rate times their
+        ``lr_mult``, and they warm up from their own first step. Returns the number of parameters added."""
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        reference = next(g for g in optimizer.param_groups if g.setdefault("lr_mult", 1.0) > 0)
+        added = 0
+        for group in self.parameter_groups(module, exclude=held):
+            group["lr"] = reference["lr"] / reference["lr_mult"] * group["lr_mult"]
+            if "initial_lr" in reference:  # set by schedulers; keeps their per-group base rates in step
+                group["initial_lr"] = reference["initial_lr"] / reference["lr_mult"] * group["lr_mult"]
+            optimizer.add_param_group(group)
+            for config in self.trainer.lr_scheduler_configs if self._trainer is not None else []:
+                if config.scheduler.optimizer is optimizer and hasattr(config.scheduler, "base_lrs"):
+                    config.scheduler.base_lrs.append(group.get("initial_lr", group["lr"]))
+            added += sum(p.numel() for p in group["params"])
+        return added
 
     # ---- evaluation ---------------------------------------------------------------------------------
 
@@ -156,3 +239,33 @@ class ColorizationModule(L.LightningModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """uint8 colorized RGB ``(B, 3, H, W)``."""
         return float_to_uint8(self.colorize_rgb(self.model_input(batch)))
+
+
+# ---- warm-up ------------------------------------------------------------------------------------------
+
+
+def _warm_up(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    for group in optimizer.param_groups:
+        steps, done = group.get("warmup_steps", 0), group.get("warmup_done", 0)
+        if done < steps:
+            group["lr_before_warmup"] = group["lr"]
+            group["lr"] *= (done + 1) / steps
+
+
+def _after_warm_up(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    for group in optimizer.param_groups:
+        if "lr_before_warmup" in group:
+            group["lr"] = group.pop("lr_before_warmup")
+        group["warmup_done"] = group.get("warmup_done", 0) + 1
+
+
+def attach_warmup(optimizer: torch.optim.Optimizer) -> None:
+    """Linear warm-up per parameter group: step ``t`` (0-based, counted in the group's ``warmup_done``)
+    runs at ``(t + 1) / warmup_steps`` of the group's rate until ``warmup_steps`` steps are done.
+
+    The factor is applied around each ``step()`` and undone after it, so any scheduler (which reads and
+    writes ``lr``) composes with it exactly, a step that mixed precision skips does not count, and the
+    counters, kept in the param groups, resume with the optimizer's state.
+    """
+    optimizer.register_step_pre_hook(_warm_up)
+    optimizer.register_step_post_hook(_after_warm_up)

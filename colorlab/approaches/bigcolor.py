@@ -180,6 +180,17 @@ class BigColorColorizer(AdversarialColorizer):
         """Fold the live generator into the EMA (the first update copies it)."""
         self.ema_updates += 1
         self.generator_ema.update(self.generator, step=int(self.ema_updates))
+        self._average_ema_buffers()
+
+    def _average_ema_buffers(self) -> None:
+        """Under DDP, average the EMA's BatchNorm statistics over the ranks. Its weights follow the generator's,
+        identical on every rank, but the statistics come from each rank's own batches."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size < 2:
+            return
+        for buffer in self.generator_ema.module.buffers():
+            if buffer.is_floating_point():
+                buffer.copy_(trainer.strategy.reduce(buffer.clone(), reduce_op="mean"))
 
     def configure_optimizers(self) -> Any:
         configs = super().configure_optimizers()

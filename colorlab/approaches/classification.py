@@ -5,6 +5,12 @@ them, at ``1 / downsample`` resolution, with soft-encoded targets (5 nearest bin
 multinomial cross-entropy whose per-pixel weight rebalances rare colours (empirical prior, smoothed, mixed
 with uniform by lambda). ``colorize`` decodes the logits by annealed mean (T = 0.38), mode or mean and
 upsamples ab to the input's size.
+
+Neutral start: the net's zero-initialised output layer gets the bias :func:`neutral_logits`, a Gaussian bump
+(sigma 20 Lab units) on the gray bin, tilted so the configured decoding gives ab = 0 exactly. Uniform logits
+would not: over the asymmetric sRGB gamut their annealed mean is ab = (15.6, 6.0). On the 33 validation
+photos the bump also starts at a lower cross-entropy than uniform logits (4.51 vs 5.57 nats; sigma 10:
+6.98, 30: 4.55, 50: 4.98).
 """
 
 from __future__ import annotations
@@ -27,8 +33,32 @@ from colorlab.color import (
     upsample_ab,
 )
 from colorlab.data.prior import load_prior
+from colorlab.models.blocks import output_head
 
 Decode = Literal["annealed_mean", "mode", "mean"]
+NEUTRAL_SIGMA = 20.0  # Lab units; see the module docstring for the measured choice
+
+
+def neutral_logits(
+    centers: torch.Tensor, decode: Decode, temperature: float, sigma: float = NEUTRAL_SIGMA
+) -> torch.Tensor:
+    """Bin logits ``(Q,)`` whose ``decode`` gives ab = 0: ``-|c|**2 / (2 sigma**2)`` over the bin centres
+    ``(Q, 2)`` (Lab units; the gray bin is the mode), plus a linear tilt ``c . u`` solved by Newton's method
+    so the decoded mean is 0 despite the gamut's asymmetry."""
+    c = centers.double()
+    bump = -c.square().sum(dim=1) / (2 * sigma**2)
+    if decode == "mode":
+        return bump.float()
+    scale = temperature if decode == "annealed_mean" else 1.0
+    u = torch.zeros(2, dtype=torch.float64)
+    # The decoded mean is the gradient of a convex log-partition in u: Newton's method converges fast.
+    for _ in range(50):
+        p = torch.softmax(bump / scale + c @ u, dim=0)
+        mean = p @ c
+        if mean.abs().max() < 1e-9:
+            break
+        u = u - torch.linalg.solve((p[:, None] * c).T @ c - torch.outer(mean, mean), mean)
+    return (bump + scale * (c @ u)).float()
 
 
 def downsample_mean(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -92,6 +122,14 @@ class ClassificationColorizer(ColorizationModule):
         centers = ab_gamut_bins()
         self.register_buffer("bin_centers", centers, persistent=False)
         self.register_buffer("class_weights", torch.ones(len(centers)))
+        head = output_head(net).conv
+        if head.out_channels != len(centers):
+            raise ValueError(
+                f"the net outputs {head.out_channels} channels but there are {len(centers)} ab bins; "
+                f"set the net's out_channels to {len(centers)}"
+            )
+        with torch.no_grad():
+            head.bias.copy_(neutral_logits(centers, decode, temperature))
 
     @property
     def num_bins(self) -> int:

@@ -4,7 +4,9 @@ One module, three phases (``phase``), each run as its own fit that starts from t
 (``python -m colorlab experiment`` chains them, see :mod:`colorlab.training.phases`):
 
 1. ``generator``: the U-Net learns ab with L1 + a perceptual feature loss; its pretrained encoder can stay
-   frozen for the first epochs (``unfreeze_at_epoch``).
+   frozen for the first epochs (``unfreeze_at_epoch``). A frozen encoder is not in the optimizer: its
+   parameter group is added when it unfreezes (at ``encoder_lr_mult`` of the rate, with its own warm-up),
+   and the state is saved so a resumed run rebuilds the same groups.
 2. ``critic``: the generator is frozen (eval mode, no gradients); the critic learns real vs generated.
 3. ``gan``: both train, one net per batch, switched by loss thresholds as in DeOldify's
    ``AdaptiveGANSwitcher``: the critic trains until its loss falls below ``critic_threshold``, then the
@@ -103,7 +105,9 @@ class NoGANColorizer(AdversarialColorizer):
         finally:
             self.generator.train(training)
 
-    def generator_loss(self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generator_loss(
+        self, batch: dict[str, torch.Tensor], fake_ab: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """L1 on ab + feature loss on the sRGB picture, + the adversarial term in the ``gan`` phase."""
         losses = {"l1": (fake_ab - batch["ab"]).abs().mean()}
         total = self.pixel_weight * losses["l1"]
@@ -158,17 +162,41 @@ class NoGANColorizer(AdversarialColorizer):
         ones = torch.ones((), device=fake_ab.device)
         return {**losses, "critic_turn": ones * critic_turn, "switches": ones * self.switches}
 
-    def on_train_epoch_start(self) -> None:
+    def encoder_trainable_at(self, epoch: int) -> bool:
+        """Whether the generator's encoder trains in ``epoch`` under ``unfreeze_at_epoch``."""
+        return epoch >= self.unfreeze_at_epoch
+
+    def setup(self, stage: str) -> None:
+        # The encoder state the optimizer is built for: epoch 0's (a resumed fit's saved state replaces it in
+        # on_load_checkpoint, which runs after this and before configure_optimizers).
+        self._encoder_trainable_at_start = self.unfreeze_at_epoch is not None and self.encoder_trainable_at(0)
+
+    def configure_optimizers(self) -> Any:
+        # Freeze here, not in setup: under DDP the net is wrapped before this hook, so the encoder is
+        # registered for gradient sync and its gradients are averaged once it unfreezes.
         if self.unfreeze_at_epoch is not None:
-            self.generator.set_encoder_trainable(self.current_epoch >= self.unfreeze_at_epoch)
+            self.generator.set_encoder_trainable(self._encoder_trainable_at_start)
+        return super().configure_optimizers()
+
+    def on_train_epoch_start(self) -> None:
+        if self.unfreeze_at_epoch is None:
+            return
+        trainable = self.encoder_trainable_at(self.current_epoch)
+        self.generator.set_encoder_trainable(trainable)
+        if trainable:
+            self.add_trainable_parameters(self.trainer.optimizers[0], self.generator)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nogan"] = {"critic_turn": self.critic_turn, "switches": self.switches}
+        if self.unfreeze_at_epoch is not None:
+            checkpoint["nogan"]["encoder_trainable"] = self.generator.encoder_trainable
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("nogan", {})
         self.critic_turn = state.get("critic_turn", True)
         self.switches = state.get("switches", 0)
+        if "encoder_trainable" in state and self.unfreeze_at_epoch is not None:
+            self._encoder_trainable_at_start = state["encoder_trainable"]
 
     # ---- evaluation -------------------------------------------------------------------------------
 

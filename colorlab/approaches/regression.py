@@ -2,7 +2,9 @@
 
 The target is Lab ab by default; ``target_space`` switches it to full RGB or to the chroma of YUV,
 YCbCr or HSV (see :func:`colorlab.color.rgb_to_target`). The loss is computed in that space, while
-``colorize`` always answers in Lab ab, so the shared metrics compare every space on the same footing.
+``predict_lab`` always answers in Lab, so the shared metrics compare every space on the same footing.
+In every space a net output of 0 means the gray picture of the input (the neutral start, since nets
+start at 0): chroma targets are 0 for gray anyway; for ``rgb`` the net predicts the change from it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import torch
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import TARGET_CHANNELS, TargetSpace, rgb_to_lab_normalized, rgb_to_target, target_to_rgb
+from colorlab.color import (
+    TARGET_CHANNELS,
+    TargetSpace,
+    l_to_gray_rgb,
+    rgb_to_lab_normalized,
+    rgb_to_target,
+    target_to_rgb,
+)
 from colorlab.losses import PixelLoss, pixel_loss
 
 
@@ -52,7 +61,8 @@ class RegressionColorizer(ColorizationModule):
         self.keep_input_l = keep_input_l
 
     def predict_target(self, L: torch.Tensor) -> torch.Tensor:
-        """Normalised L ``(B, 1, H, W)`` -> the net's prediction in the target space ``(B, C, H, W)``."""
+        """Normalised L ``(B, 1, H, W)`` -> the prediction in the target space ``(B, C, H, W)``: the net's
+        output, plus the input's gray picture for ``rgb`` (so a zero output is gray, as in the other spaces)."""
         pred = self.net(L)
         channels = TARGET_CHANNELS[self.target_space]
         if pred.shape[1] != channels:
@@ -60,6 +70,8 @@ class RegressionColorizer(ColorizationModule):
                 f"target_space {self.target_space!r} needs a net with {channels} output channels "
                 f"(e.g. out_channels: {channels}), got {pred.shape[1]}"
             )
+        if self.target_space == "rgb":
+            pred = pred + rgb_to_target(l_to_gray_rgb(L), "rgb")
         return pred
 
     def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,9 +83,6 @@ class RegressionColorizer(ColorizationModule):
         L_pred, ab = rgb_to_lab_normalized(target_to_rgb(pred, L, self.target_space))
         keep_predicted = self.target_space == "rgb" and not self.keep_input_l
         return (L_pred if keep_predicted else L), ab
-
-    def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        return self.predict_lab(L)[1]
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pred = self.predict_target(self.model_input(batch))

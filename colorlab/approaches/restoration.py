@@ -7,6 +7,9 @@ returns the restored L, so the shared metrics, grids and full-resolution inferen
 * :class:`RestoreColorizer`: one network predicts the clean L and ab together (3 output channels).
 * :class:`RestoreThenColorize`: a restorer cleans L, a colorizer colours the restored L; trained jointly
   or stage by stage (``train_stages`` freezes the others; the experiment's ``run.phases`` chain the stages).
+
+Both start neutral: the nets' heads are zero at initialisation (:class:`colorlab.models.blocks.OutputHead`),
+so the residual leaves the input's L as it is and ab is 0 until training moves them.
 """
 
 from __future__ import annotations
@@ -69,9 +72,6 @@ class _RestorationModule(ColorizationModule):
         """Degraded normalised L -> (restored L in [-1, 1], ab): the final picture."""
         L_out, ab = self.forward_lab(L)
         return L_out.clamp(-1.0, 1.0), ab
-
-    def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        return self.predict_lab(L)[1]
 
     def lab_losses(
         self, L_out: torch.Tensor, ab: torch.Tensor, batch: dict[str, torch.Tensor]

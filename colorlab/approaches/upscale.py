@@ -70,9 +70,9 @@ class _UpscaleMixin:
         """An upscaler leaves colour to the colorizer: ab = 0 at the input's size."""
         return torch.zeros_like(L).expand(-1, 2, -1, -1)
 
-    def new_metrics(self, prefix: str) -> MetricCollection:
+    def new_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
         """PSNR and SSIM only: an upscaler is scored on luminance."""
-        return luminance_metrics(prefix)
+        return luminance_metrics(prefix, sync=sync)
 
     def evaluation_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The gray picture of the clean high-resolution L: upscaling is scored on luminance."""

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from colorlab.training.experiment import run_experiment
-from colorlab.training.runs import NothingToResume, RunFolder
+from colorlab.training.runs import NothingToResume, RunFolder, is_rank_zero
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -23,6 +23,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         results = run_experiment(args.config, overrides, resume=args.resume)
     except NothingToResume as exc:
         raise SystemExit(f"error: {exc}") from None
+    if not is_rank_zero():  # under DDP the other ranks return after the (synced) test; rank 0 reports
+        return results
     run = RunFolder(results["run_dir"])
     for phase in results["phases"] if len(results["phases"]) > 1 else []:
         print(f"\nphase {phase['name']}:\n  metrics:     {RunFolder(phase['folder']).metrics_csv}\n"

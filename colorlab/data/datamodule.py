@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import warnings
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
 from colorlab.data.datasets import (
@@ -24,8 +25,9 @@ from colorlab.data.datasets import (
     load_samples,
     open_cifar,
 )
-from colorlab.data.images import IMAGE_EXTENSIONS, list_images, split_decodable
+from colorlab.data.images import IMAGE_EXTENSIONS
 from colorlab.data.resumable import ResumableDataLoader
+from colorlab.data.screening import screen_folder
 
 DATA_ENV = "COLORLAB_DATA"
 
@@ -62,6 +64,15 @@ def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], lis
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = max(1, round(n * val_fraction))
     return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def exact_shard_sampler(dataset: Dataset) -> Sampler | None:
+    """Under DDP, this rank's share of ``dataset`` (every ``world_size``-th item), not padded with repeats as
+    Lightning's default DistributedSampler is; None in a single process."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    return UnrepeatedDistributedSamplerWrapper(SequentialSampler(dataset), shuffle=False)
 
 
 def split_files(files: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
@@ -140,20 +151,24 @@ class LabDataModule(L.LightningDataModule):
             if dataset is not None
         }
 
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, train: bool, sampler: Sampler | None = None) -> DataLoader:
         kwargs = {
             "batch_size": self.batch_size,
-            "drop_last": train and len(dataset) > self.batch_size,
+            # Under DDP each rank sees 1/world_size of the set: drop a ragged last batch when a full one exists.
+            "drop_last": train and len(dataset) // self._world_size() >= self.batch_size,
             "num_workers": self.num_workers,
             "pin_memory": self.pin_memory,
             "persistent_workers": self.persistent_workers,
         }
-        if train and (self.trainer is None or self.trainer.world_size == 1):
+        if train and self._world_size() == 1:
             # Saves its place in checkpoints (mid-epoch resume); under DDP Lightning's DistributedSampler shuffles.
             # A loader rebuilt mid-fit (reload_dataloaders_every_n_epochs) continues the epoch count.
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
             return ResumableDataLoader(dataset, shuffle=True, epoch=epoch, **kwargs)
-        return DataLoader(dataset, shuffle=train, **kwargs)
+        return DataLoader(dataset, shuffle=train and sampler is None, sampler=sampler, **kwargs)
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
@@ -162,7 +177,9 @@ class LabDataModule(L.LightningDataModule):
         return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
+        # Under DDP each rank tests a disjoint share and the metrics sync their sums, so the test metrics
+        # cover exactly the test set (Lightning keeps a sampler that is already distributed).
+        return self._loader(self.test_set, train=False, sampler=exact_shard_sampler(self.test_set))
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)
@@ -223,6 +240,8 @@ class FolderDataModule(LabDataModule):
     subsets rank them the wrong way 0.6 % of the time (4.8 % with 30, 0 % with 120). Training keeps 90 % of
     its photos; the short budgets here see each photo a few times, so the 60 cost little.
     Files that do not decode (corrupt, truncated, not an image) are skipped with one warning listing them.
+    The folder is screened once, in parallel, by ``prepare_data`` (one process per machine under DDP) and
+    the verdicts are cached (see :mod:`colorlab.data.screening`), so other ranks and later runs only list files.
 
     Args:
         root: data folder; defaults to ``$COLORLAB_DATA``.
@@ -253,11 +272,17 @@ class FolderDataModule(LabDataModule):
         self.max_images = max_images
 
     def _decodable(self, folder: Path) -> list[Path]:
-        good, bad = split_decodable(list_images(folder, IMAGE_EXTENSIONS))
+        good, bad = screen_folder(folder)
         if bad:
             listing = "\n".join(f"  {path}: {reason}" for path, reason in bad.items())
-            warnings.warn(f"skipping {len(bad)} file(s) under {folder} that are not readable images:\n{listing}")
+            rank_zero_warn(
+                f"skipping {len(bad)} file(s) under {folder} that are not readable images:\n{listing}"
+            )
         return good
+
+    def prepare_data(self) -> None:
+        """Screen the folders once per machine (Lightning runs this before any rank's ``setup``)."""
+        self.file_lists()
 
     def file_lists(self) -> tuple[list[Path], list[Path], list[Path]]:
         """The disjoint (train, val, test) image files after screening out undecodable ones."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorlab.models.blocks import ConvBlock, activation, crop_padding, pad_to_multiple
+from colorlab.models.blocks import ConvEncoder, OutputHead, UNetSkeleton
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -57,28 +57,7 @@ class GeneratorBlock(nn.Module):
         return h + self.shortcut(x)
 
 
-class GrayEncoder(nn.Module):
-    """L ``(B, 1, H, W)`` -> feature pyramid, full resolution first, ``depth`` max-pool + ConvBlock stages."""
-
-    def __init__(self, in_channels: int, widths: list[int]) -> None:
-        super().__init__()
-        self.stages = nn.ModuleList(
-            [ConvBlock(in_channels, widths[0])]
-            + [
-                nn.Sequential(nn.MaxPool2d(2), ConvBlock(widths[i], widths[i + 1]))
-                for i in range(len(widths) - 1)
-            ]
-        )
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
-
-
-class BigColorGenerator(nn.Module):
+class BigColorGenerator(UNetSkeleton):
     """Encoder + z/class-conditioned generator: ``(L, z, labels) -> ab``.
 
     Args:
@@ -103,25 +82,22 @@ class BigColorGenerator(nn.Module):
         class_dim: int = 64,
         final_activation: str | None = "tanh",
     ) -> None:
-        super().__init__()
         if z_dim < 1:
             raise ValueError(f"z_dim must be >= 1, got {z_dim}")
         widths = [base_channels * 2**i for i in range(depth + 1)]
+        cond_dim = z_dim + (class_dim if num_classes > 0 else 0)
+        super().__init__(
+            encoder=ConvEncoder(in_channels, widths),
+            decoder=[
+                GeneratorBlock(widths[i + 1], widths[i], widths[i], cond_dim) for i in reversed(range(depth))
+            ],
+            head=nn.Sequential(
+                nn.BatchNorm2d(widths[0]), nn.ReLU(), OutputHead(widths[0], out_channels, 3, final_activation)
+            ),
+        )
         self.z_dim = z_dim
         self.num_classes = num_classes
-        self.multiple = 2**depth
-        self.encoder = GrayEncoder(in_channels, widths)
         self.class_embedding = nn.Embedding(num_classes, class_dim) if num_classes > 0 else None
-        cond_dim = z_dim + (class_dim if num_classes > 0 else 0)
-        self.blocks = nn.ModuleList(
-            GeneratorBlock(widths[i + 1], widths[i], widths[i], cond_dim) for i in reversed(range(depth))
-        )
-        self.head = nn.Sequential(
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(),
-            nn.Conv2d(widths[0], out_channels, 3, padding=1),
-            activation(final_activation),
-        )
 
     def condition(
         self, batch: int, z: torch.Tensor | None, labels: torch.Tensor | None, like: torch.Tensor
@@ -145,10 +121,4 @@ class BigColorGenerator(nn.Module):
         self, L: torch.Tensor, z: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         """L ``(B, 1, H, W)`` (any H, W), z ``(B, z_dim)``, labels ``(B,)`` int -> ab ``(B, 2, H, W)``."""
-        cond = self.condition(L.shape[0], z, labels, L)
-        x, pad = pad_to_multiple(L, self.multiple)
-        features = self.encoder(x)
-        y = features.pop()
-        for block in self.blocks:
-            y = block(y, features.pop(), cond)
-        return crop_padding(self.head(y), pad)
+        return super().forward(L, self.condition(L.shape[0], z, labels, L))

@@ -1,44 +1,106 @@
-"""Small building blocks shared by the colorization nets."""
+"""The pieces every colorization net is built from, written once.
+
+The net protocol (what inference, export and the approaches rely on):
+
+- ``forward`` takes normalised L ``(B, 1, H, W)`` of ANY H, W; a net pads internally to its ``multiple``
+  (the factor its H and W must divide, declared as an ``int`` attribute) and crops back.
+- Its last layer is an :class:`OutputHead`, zero-initialised, so an untrained net answers the neutral
+  colour (ab 0, a zero restoration residual; approaches with other neutral answers set the head's bias).
+- A pretrained encoder is a :class:`TimmEncoder` (or declares ``pretrained``), so approaches can give it its
+  own learning rate (see :func:`pretrained_encoders`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorlab.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, load_pretrained_timm
+
+# ---- layers -------------------------------------------------------------------------------------------
+
+_ACTIVATIONS = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True),
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "none": nn.Identity,
+    None: nn.Identity,
+}
+
 
 def activation(name: str | None) -> nn.Module:
-    """Output activation by name: ``tanh`` (ab in [-1, 1]), ``sigmoid`` (RGB in [0, 1]) or ``None``."""
-    layers = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "none": nn.Identity, None: nn.Identity}
-    if name not in layers:
-        raise ValueError(f"unknown activation {name!r}; choose one of tanh, sigmoid, none")
-    return layers[name]()
+    """An activation by name: ``relu``, ``leaky_relu`` (slope 0.2), ``tanh`` (ab in [-1, 1]), ``sigmoid``
+    (RGB in [0, 1]) or ``none``/``None``."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(map(str, _ACTIVATIONS))}")
+    return _ACTIVATIONS[name]()
+
+
+def conv_norm_act(
+    in_channels: int,
+    out_channels: int,
+    kernel: int = 3,
+    stride: int = 1,
+    norm: bool = True,
+    act: str | None = "relu",
+) -> nn.Sequential:
+    """Convolution (same padding, optionally strided), BatchNorm (``norm``), activation: the one conv unit."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=not norm)
+    ]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    return nn.Sequential(*layers, activation(act))
 
 
 class ConvBlock(nn.Sequential):
-    """Two 3x3 convolutions, each followed by BatchNorm and ReLU."""
+    """Two :func:`conv_norm_act` units (the first optionally strided)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, act: str = "relu") -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
+            conv_norm_act(in_channels, out_channels, stride=stride, act=act),
+            conv_norm_act(out_channels, out_channels, act=act),
         )
 
 
-class UpBlock(nn.Module):
-    """Upsample to the skip's size, concatenate the skip, then a ConvBlock (a U-Net decoder stage)."""
+class OutputHead(nn.Sequential):
+    """A net's last convolution and output activation, zero-initialised: an untrained net outputs
+    ``activation(0)`` everywhere (ab 0 under ``tanh``), the neutral answer (issue 9: with default-initialised
+    heads the experiment YAMLs started at a mean |ab| of up to 18 Lab units and a CIEDE2000 up to 13 worse
+    than gray, on 33 validation photos at 64 px)."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv = ConvBlock(in_channels + skip_channels, out_channels)
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int = 1, final_activation: str | None = "tanh"
+    ):
+        conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+        super().__init__(conv, activation(final_activation))
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([x, skip], dim=1))
+    @property
+    def conv(self) -> nn.Conv2d:
+        """The output convolution (its bias sets the untrained output)."""
+        return self[0]
+
+
+def output_head(net: nn.Module) -> OutputHead:
+    """The one :class:`OutputHead` of ``net`` (error if it has none or several)."""
+    heads = [m for m in net.modules() if isinstance(m, OutputHead)]
+    if len(heads) != 1:
+        raise ValueError(
+            f"{type(net).__name__} has {len(heads)} OutputHead layers; the approach needs exactly one"
+        )
+    return heads[0]
+
+
+# ---- sizes --------------------------------------------------------------------------------------------
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -55,3 +117,167 @@ def crop_padding(x: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
     """Undo :func:`pad_to_multiple`."""
     pad_h, pad_w = pad
     return x[..., : x.shape[-2] - pad_h, : x.shape[-1] - pad_w]
+
+
+# ---- encoders -----------------------------------------------------------------------------------------
+
+
+class ImageNetNormalize(nn.Module):
+    """sRGB ``(B, 3, H, W)`` in [0, 1] -> the ImageNet-normalised input of a pretrained network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return (rgb - self.mean) / self.std
+
+
+class GrayToImageNet(ImageNetNormalize):
+    """Normalised L ``(B, 1, H, W)`` in [-1, 1] -> ImageNet-normalised gray RGB ``(B, 3, H, W)``.
+
+    The gray level is ``L / 100``, a linear stand-in for the sRGB gray of L (both are perceptual lightness
+    scales; an exact Lab -> sRGB conversion would cost a full colour conversion per forward pass).
+    """
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return super().forward(((L + 1) / 2).expand(-1, 3, -1, -1))
+
+
+def timm_pyramid(
+    encoder_name: str, pretrained: bool = False, weights_path: str | None = None, **kwargs: Any
+) -> nn.Module:
+    """A timm ``features_only`` model, with local ImageNet weights when ``pretrained`` (never a download)."""
+    net = timm.create_model(encoder_name, pretrained=False, features_only=True, **kwargs)
+    if pretrained:
+        load_pretrained_timm(net, encoder_name, weights_path)
+    return net
+
+
+class TimmEncoder(nn.Module):
+    """THE pretrained encoder pyramid: gray L in, the features of a timm ``features_only`` net out.
+
+    Args:
+        encoder_name: any timm model that supports ``features_only`` (EfficientNet-Lite0 loads offline).
+        pretrained: load local ImageNet weights (see :mod:`colorlab.models.pretrained`).
+        weights_path: explicit weight file; otherwise the offline search order applies.
+        **kwargs: for ``timm.create_model``, e.g. ``out_indices=(2,)`` or ``channels=[...]``.
+    """
+
+    def __init__(
+        self, encoder_name: str = "efficientnet_lite0", pretrained: bool = False, weights_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.pretrained = pretrained
+        self.input = GrayToImageNet()
+        self.net = timm_pyramid(encoder_name, pretrained, weights_path, **kwargs)
+        self.channels: list[int] = self.net.feature_info.channels()
+        self.reductions: list[int] = self.net.feature_info.reduction()
+        self.multiple = max(self.reductions)
+
+    def forward(self, L: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, 1, H, W)`` normalised L (H, W multiples of ``multiple``) -> feature maps, shallow to deep."""
+        return self.net(self.input(L))
+
+
+class ConvEncoder(nn.Module):
+    """An encoder pyramid trained from scratch: a full-resolution :class:`ConvBlock`, then one stage per
+    further width that halves H and W (``pool``: max-pool then a ConvBlock, the classic U-Net; ``stride``:
+    a ConvBlock whose first conv has stride 2).
+
+    Args:
+        in_channels: input channels.
+        widths: channels of each level, full resolution first.
+        downsample: ``pool`` or ``stride``.
+        act: activation of every conv unit (``relu`` or ``leaky_relu``).
+    """
+
+    def __init__(
+        self, in_channels: int, widths: Sequence[int], downsample: str = "pool", act: str = "relu"
+    ) -> None:
+        super().__init__()
+        if downsample not in ("pool", "stride"):
+            raise ValueError(f"downsample must be 'pool' or 'stride', got {downsample!r}")
+        stages: list[nn.Module] = [ConvBlock(in_channels, widths[0], act=act)]
+        for cin, cout in pairwise(widths):
+            if downsample == "pool":
+                stages.append(nn.Sequential(nn.MaxPool2d(2), ConvBlock(cin, cout, act=act)))
+            else:
+                stages.append(ConvBlock(cin, cout, stride=2, act=act))
+        self.stages = nn.ModuleList(stages)
+        self.channels = list(widths)
+        self.multiple = 2 ** (len(widths) - 1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, C, H, W)`` -> one feature map per level, full resolution first."""
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+def pretrained_encoders(module: nn.Module) -> list[nn.Module]:
+    """The submodules of ``module`` that hold pretrained encoder weights (``pretrained`` set to True)."""
+    return [m for m in module.modules() if getattr(m, "pretrained", None) is True and m is not module]
+
+
+# ---- the U-Net skeleton -------------------------------------------------------------------------------
+
+
+class UpBlock(nn.Module):
+    """Upsample to the skip's size, concatenate the skip, then a ConvBlock (a U-Net decoder stage)."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = ConvBlock(in_channels + skip_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], dim=1))
+
+
+class UNetSkeleton(nn.Module):
+    """The one U-Net: pad -> encoder pyramid -> [bottleneck] -> decoder stages with skips -> head -> crop.
+
+    ``encode(x)`` returns feature maps shallow to deep; the deepest starts the decoder, the others are its
+    skips, deepest first. Each decoder stage is called ``stage(y, skip, *condition)`` and the bottleneck
+    ``bottleneck(y, *condition)``, so a latent code (VAE) or a style vector (BigColor) reaches every scale.
+
+    Args:
+        encoder: a pyramid (:class:`ConvEncoder`, :class:`TimmEncoder`) with a ``multiple``.
+        decoder: one stage per skip.
+        head: the :class:`OutputHead` (possibly after other layers).
+        bottleneck: optional module applied to the deepest features.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: Sequence[nn.Module],
+        head: nn.Module,
+        bottleneck: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.bottleneck = bottleneck
+        self.decoder = nn.ModuleList(decoder)
+        self.head = head
+        self.multiple: int = encoder.multiple
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps, shallow to deep."""
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor, *condition: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` for any H, W (and the condition, if any) -> ``(B, out_channels, H, W)``."""
+        x, pad = pad_to_multiple(x, self.multiple)
+        skips = self.encode(x)
+        y = skips.pop()
+        if self.bottleneck is not None:
+            y = self.bottleneck(y, *condition)
+        for stage in self.decoder:
+            y = stage(y, skips.pop(), *condition)
+        return crop_padding(self.head(y), pad)

@@ -17,26 +17,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorlab.models.blocks import ConvBlock, crop_padding, pad_to_multiple
-from colorlab.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, load_pretrained_timm
+from colorlab.models.blocks import (
+    ConvEncoder,
+    OutputHead,
+    TimmEncoder,
+    conv_norm_act,
+    crop_padding,
+    pad_to_multiple,
+)
 
 TRUNK_STRIDE = 8
 
 # ---- helpers ----------------------------------------------------------------------------------------
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    """3x3 convolution, BatchNorm, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 def mlp(widths: Sequence[int]) -> nn.Sequential:
@@ -52,21 +48,24 @@ def mlp(widths: Sequence[int]) -> nn.Sequential:
 # ---- trunks -----------------------------------------------------------------------------------------
 
 
-class ScratchTrunk(nn.Sequential):
-    """VGG-like stride-8 feature extractor trained from scratch: a ConvBlock per stage, max-pool between."""
+class ScratchTrunk(nn.Module):
+    """VGG-like stride-8 feature extractor trained from scratch: the deepest level of a 4-level
+    :class:`colorlab.models.blocks.ConvEncoder` (a ConvBlock per stage, max-pool between)."""
 
     def __init__(self, channels: Sequence[int] = (64, 128, 256, 512)) -> None:
+        super().__init__()
         if len(channels) != 4:
             raise ValueError(f"the trunk needs 4 stages (stride 8), got channels={tuple(channels)}")
-        stages: list[nn.Module] = [ConvBlock(1, channels[0])]
-        for cin, cout in pairwise(channels):
-            stages.append(nn.Sequential(nn.MaxPool2d(2), ConvBlock(cin, cout)))
-        super().__init__(*stages)
+        self.encoder = ConvEncoder(1, channels)
         self.out_channels = channels[-1]
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` normalised L -> ``(B, out_channels, H/8, W/8)``."""
+        return self.encoder(L)[-1]
 
 
 class TimmTrunk(nn.Module):
-    """The stride-8 level of a timm ``features_only`` pyramid; gray L goes in as ImageNet-normalised RGB."""
+    """The stride-8 level of a pretrained timm pyramid (:class:`colorlab.models.blocks.TimmEncoder`)."""
 
     def __init__(
         self,
@@ -75,19 +74,14 @@ class TimmTrunk(nn.Module):
         weights_path: str | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = timm.create_model(encoder_name, pretrained=False, features_only=True, out_indices=(2,))
-        if pretrained:
-            load_pretrained_timm(self.encoder, encoder_name, weights_path)
-        if self.encoder.feature_info.reduction()[-1] != TRUNK_STRIDE:
+        self.encoder = TimmEncoder(encoder_name, pretrained, weights_path, out_indices=(2,))
+        if self.encoder.reductions[-1] != TRUNK_STRIDE:
             raise ValueError(f"{encoder_name}'s feature level 2 is not at stride {TRUNK_STRIDE}")
-        self.out_channels = self.encoder.feature_info.channels()[-1]
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.out_channels = self.encoder.channels[-1]
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` normalised L -> ``(B, out_channels, H/8, W/8)``."""
-        rgb = ((L + 1) / 2).expand(-1, 3, -1, -1)
-        return self.encoder((rgb - self.mean) / self.std)[-1]
+        return self.encoder(L)[-1]
 
 
 # ---- the generator ----------------------------------------------------------------------------------
@@ -95,6 +89,8 @@ class TimmTrunk(nn.Module):
 
 class ChromaGANGenerator(nn.Module):
     """L -> (ab, class log-probabilities). Paper widths are the defaults; shrink them for CPU runs.
+
+    Any H, W: the input is padded to a multiple of 8 (``multiple``), the trunk's stride.
 
     Args:
         encoder: ``scratch`` (VGG-like trunk) or a timm model name whose feature level 2 has stride 8.
@@ -126,17 +122,18 @@ class ChromaGANGenerator(nn.Module):
         decoder_channels: tuple[int, int, int, int] = (256, 128, 64, 32),
     ) -> None:
         super().__init__()
+        self.multiple = TRUNK_STRIDE
         if encoder == "scratch":
             self.trunk: nn.Module = ScratchTrunk(trunk_channels)
         else:
             self.trunk = TimmTrunk(encoder, pretrained, weights_path)
         width = self.trunk.out_channels
-        self.mid = nn.Sequential(conv_bn_relu(width, mid_channels[0]), conv_bn_relu(*mid_channels))
+        self.mid = nn.Sequential(conv_norm_act(width, mid_channels[0]), conv_norm_act(*mid_channels))
         self.global_features = nn.Sequential(
-            conv_bn_relu(width, global_channels, stride=2),
-            conv_bn_relu(global_channels, global_channels),
-            conv_bn_relu(global_channels, global_channels, stride=2),
-            conv_bn_relu(global_channels, global_channels),
+            conv_norm_act(width, global_channels, stride=2),
+            conv_norm_act(global_channels, global_channels),
+            conv_norm_act(global_channels, global_channels, stride=2),
+            conv_norm_act(global_channels, global_channels),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
@@ -144,27 +141,26 @@ class ChromaGANGenerator(nn.Module):
         self.class_head = mlp([global_channels, *class_hidden, num_classes])
         c1, c2, c3, c4 = decoder_channels
 
-        def conv_relu(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.ReLU(inplace=True)]
+        def conv_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
+            return conv_norm_act(cin, cout, kernel, norm=False)
 
         up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.decoder = nn.Sequential(
-            *conv_relu(mid_channels[1] + fusion_channels, c1, kernel=1),
-            *conv_relu(c1, c2),
+            conv_relu(mid_channels[1] + fusion_channels, c1, kernel=1),
+            conv_relu(c1, c2),
             up,
-            *conv_relu(c2, c3),
-            *conv_relu(c3, c3),
+            conv_relu(c2, c3),
+            conv_relu(c3, c3),
             up,
-            *conv_relu(c3, c4),
-            nn.Conv2d(c4, 2, 3, padding=1),
-            nn.Tanh(),
+            conv_relu(c3, c4),
+            OutputHead(c4, 2, 3, "tanh"),
             up,
         )
 
     def forward(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised L ``(B, 1, H, W)`` (any H, W) -> ab ``(B, 2, H, W)`` in [-1, 1] and class
         log-probabilities ``(B, num_classes)`` (``exp`` sums to 1 per image)."""
-        x, pad = pad_to_multiple(L, TRUNK_STRIDE)
+        x, pad = pad_to_multiple(L, self.multiple)
         features = self.trunk(x)
         mid = self.mid(features)
         global_vector = self.global_features(features)

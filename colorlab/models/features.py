@@ -14,7 +14,8 @@ import timm
 import torch
 from torch import nn
 
-from colorlab.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, load_pretrained_timm, resolve_weights
+from colorlab.models.blocks import ImageNetNormalize, timm_pyramid
+from colorlab.models.pretrained import load_pretrained_timm, resolve_weights
 
 
 class _ImageNetInput(nn.Module):
@@ -22,12 +23,7 @@ class _ImageNetInput(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def normalize(self, rgb: torch.Tensor) -> torch.Tensor:
-        """sRGB in [0, 1] -> ImageNet-normalised input."""
-        return (rgb - self.mean) / self.std
+        self.normalize = ImageNetNormalize()
 
     def freeze(self) -> None:
         """No gradients into the weights, BatchNorm statistics fixed."""
@@ -56,9 +52,7 @@ class ImageNetFeatures(_ImageNetInput):
         levels: tuple[int, ...] = (1, 2, 3),
     ) -> None:
         super().__init__()
-        self.net = timm.create_model(encoder_name, pretrained=False, features_only=True, out_indices=levels)
-        if pretrained:
-            load_pretrained_timm(self.net, encoder_name, weights_path)
+        self.net = timm_pyramid(encoder_name, pretrained, weights_path, out_indices=levels)
         self.pretrained = pretrained
         self.freeze()
 
@@ -124,7 +118,9 @@ class ImageNetClassifier(_ImageNetInput):
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         """sRGB ``(B, 3, H, W)`` (resized to ``input_size``) -> logits ``(B, 1000)``."""
         if rgb.shape[-2:] != (self.input_size, self.input_size):
-            rgb = nn.functional.interpolate(rgb, size=(self.input_size,) * 2, mode="bilinear", align_corners=False)
+            rgb = nn.functional.interpolate(
+                rgb, size=(self.input_size,) * 2, mode="bilinear", align_corners=False
+            )
         return self.net(self.normalize(rgb))
 
 
@@ -145,7 +141,9 @@ def build_lpips(net: str = "vgg", backbone_path: str | os.PathLike | None = None
     import lpips
 
     if net not in _LPIPS_BACKBONES:
-        raise ValueError(f"LPIPS backbone {net!r} not supported offline; choose one of {sorted(_LPIPS_BACKBONES)}")
+        raise ValueError(
+            f"LPIPS backbone {net!r} not supported offline; choose one of {sorted(_LPIPS_BACKBONES)}"
+        )
     filename, slices = _LPIPS_BACKBONES[net]
     source = torch.load(resolve_weights(filename, backbone_path), map_location="cpu", weights_only=True)
     model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)

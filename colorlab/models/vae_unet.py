@@ -18,30 +18,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from colorlab.models.blocks import activation, crop_padding, pad_to_multiple
-
-
-def conv_bn_act(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    """3x3 convolution (optionally strided) + BatchNorm + LeakyReLU(0.2)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.LeakyReLU(0.2, inplace=True),
-    )
-
-
-class DownBlock(nn.Sequential):
-    """Halve the resolution: a strided Conv+BN+LeakyReLU, then a plain one."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(
-            conv_bn_act(in_channels, out_channels, stride=2), conv_bn_act(out_channels, out_channels)
-        )
+from colorlab.models.blocks import ConvEncoder, OutputHead, UNetSkeleton, conv_norm_act, pad_to_multiple
 
 
 def broadcast(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A vector ``(B, D)`` as a constant ``(B, D, H, W)`` map of ``like``'s size."""
     return z[:, :, None, None].expand(-1, -1, *like.shape[-2:])
+
+
+class LatentInjection(nn.Module):
+    """The bottleneck: concatenate the broadcast z to the deepest features, fuse with Conv+BN+LeakyReLU."""
+
+    def __init__(self, channels: int, latent_dim: int) -> None:
+        super().__init__()
+        self.fuse = conv_norm_act(channels + latent_dim, channels, act="leaky_relu")
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([x, broadcast(z, x)], dim=1))
 
 
 class TransposedUpBlock(nn.Module):
@@ -55,21 +48,16 @@ class TransposedUpBlock(nn.Module):
             nn.BatchNorm2d(out_channels),
             nn.LeakyReLU(0.2, inplace=True),
         )
-        self.fuse = conv_bn_act(out_channels + skip_channels + latent_dim, out_channels)
+        self.fuse = conv_norm_act(out_channels + skip_channels + latent_dim, out_channels, act="leaky_relu")
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat([self.up(x), skip, broadcast(z, skip)], dim=1))
 
 
-def encoder_stages(in_channels: int, widths: list[int]) -> nn.ModuleList:
-    """Full-resolution stem then one :class:`DownBlock` per further width."""
-    stages = [conv_bn_act(in_channels, widths[0])]
-    stages += [DownBlock(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
-    return nn.ModuleList(stages)
-
-
-class VAEUNet(nn.Module):
+class VAEUNet(UNetSkeleton):
     """U-Net on L with a latent code z at the bottleneck and a recognition encoder for ``q(z | L, ab)``.
+
+    Both encoders are strided :class:`colorlab.models.blocks.ConvEncoder` pyramids with LeakyReLU.
 
     Args:
         in_channels: channels of the condition (1 for normalised L).
@@ -89,26 +77,26 @@ class VAEUNet(nn.Module):
         latent_dim: int = 64,
         final_activation: str | None = "tanh",
     ) -> None:
-        super().__init__()
         widths = [base_channels * 2**i for i in range(depth + 1)]
+        super().__init__(
+            encoder=ConvEncoder(in_channels, widths, downsample="stride", act="leaky_relu"),
+            bottleneck=LatentInjection(widths[-1], latent_dim),
+            decoder=[
+                TransposedUpBlock(widths[i + 1], widths[i], widths[i], latent_dim)
+                for i in reversed(range(depth))
+            ],
+            head=OutputHead(widths[0], out_channels, 1, final_activation),
+        )
         self.latent_dim = latent_dim
-        self.multiple = 2**depth
-        self.encoder = encoder_stages(in_channels, widths)
-        self.recognition = nn.Sequential(
-            *encoder_stages(in_channels + out_channels, widths),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(widths[-1], 2 * latent_dim, 1),
+        self.recognition = ConvEncoder(
+            in_channels + out_channels, widths, downsample="stride", act="leaky_relu"
         )
-        self.inject = conv_bn_act(widths[-1] + latent_dim, widths[-1])
-        self.ups = nn.ModuleList(
-            TransposedUpBlock(widths[i + 1], widths[i], widths[i], latent_dim) for i in reversed(range(depth))
-        )
-        self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 1), activation(final_activation))
+        self.posterior_head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(widths[-1], 2 * latent_dim, 1))
 
     def posterior(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``q(z | L, ab)``: ``(B, 1, H, W)`` and ``(B, 2, H, W)`` -> ``(mu, logvar)``, each ``(B, latent_dim)``."""
         x, _ = pad_to_multiple(torch.cat([L, ab], dim=1), self.multiple)
-        mu, logvar = self.recognition(x).flatten(1).chunk(2, dim=1)
+        mu, logvar = self.posterior_head(self.recognition(x)[-1]).flatten(1).chunk(2, dim=1)
         return mu, logvar
 
     @staticmethod
@@ -120,16 +108,7 @@ class VAEUNet(nn.Module):
         """Colorize L ``(B, 1, H, W)`` (any H, W) given z ``(B, latent_dim)``: ab ``(B, 2, H, W)``."""
         if z.shape != (L.shape[0], self.latent_dim):
             raise ValueError(f"z must have shape ({L.shape[0]}, {self.latent_dim}), got {tuple(z.shape)}")
-        x, pad = pad_to_multiple(L, self.multiple)
-        skips = []
-        for stage in self.encoder:
-            x = stage(x)
-            skips.append(x)
-        y = skips.pop()
-        y = self.inject(torch.cat([y, broadcast(z, y)], dim=1))
-        for up in self.ups:
-            y = up(y, skips.pop(), z)
-        return crop_padding(self.head(y), pad)
+        return super().forward(L, z)
 
     def forward(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: ``(predicted ab, mu, logvar)`` with z drawn from the posterior given the true ab."""

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from colorlab.models.blocks import activation, crop_padding, pad_to_multiple
-from colorlab.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, resolve_weights
+from colorlab.models.blocks import GrayToImageNet, OutputHead, conv_norm_act, crop_padding, pad_to_multiple
+from colorlab.models.pretrained import resolve_weights
 
 VGG16_FILE = "vgg16-397923af.pth"
 # Output channels of VGG16's five conv blocks (torchvision's `features`, Keras' include_top=False).
@@ -70,7 +70,9 @@ class VGG16Colorizer(nn.Module):
         freeze_encoder: bool = True,
     ) -> None:
         super().__init__()
+        self.input = GrayToImageNet()
         self.encoder = vgg16_features(blocks, pretrained, weights_path)
+        self.encoder.pretrained = pretrained  # the net protocol's marker (see blocks.pretrained_encoders)
         self.encoder.requires_grad_(not freeze_encoder)
         widths = list(decoder_channels or [VGG16_WIDTHS[i] // 2 for i in reversed(range(blocks))])
         if len(widths) != blocks:
@@ -78,17 +80,12 @@ class VGG16Colorizer(nn.Module):
                 f"decoder_channels needs {blocks} entries (one per encoder block), got {len(widths)}"
             )
         self.multiple = 2**blocks
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         stages: list[nn.Module] = []
         for cin, cout in zip([VGG16_WIDTHS[blocks - 1], *widths[:-1]], widths):
-            stages += [nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
-        self.decoder = nn.Sequential(
-            *stages, nn.Conv2d(widths[-1], out_channels, 3, padding=1), activation(final_activation)
-        )
+            stages += [nn.Upsample(scale_factor=2), conv_norm_act(cin, cout, norm=False)]
+        self.decoder = nn.Sequential(*stages, OutputHead(widths[-1], out_channels, 3, final_activation))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised L ``(B, 1, H, W)`` in [-1, 1] -> ``(B, out_channels, H, W)`` for any H, W."""
         x, pad = pad_to_multiple(x, self.multiple)
-        rgb = ((x + 1) / 2).expand(-1, 3, -1, -1)
-        return crop_padding(self.decoder(self.encoder((rgb - self.mean) / self.std)), pad)
+        return crop_padding(self.decoder(self.encoder(self.input(x))), pad)

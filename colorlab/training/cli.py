@@ -29,6 +29,7 @@ COMMANDS = {
     "compare": "colorlab.commands.compare:main",
     "prior": "colorlab.commands.prior:main",
     "sweep": "colorlab.commands.sweep:main",
+    "data": "colorlab.commands.data:main",
 }
 
 
@@ -75,7 +76,7 @@ class ColorlabCLI(LightningCLI):
             if "ckpt_path" in section and section.get("ckpt_path") is None:
                 section["ckpt_path"] = str(last)
         elif run.version is None:
-            run.version = RunSettings(name=run.name, root=run.root).new_version()
+            run.version = RunSettings(name=run.name, root=run.root).shared_version()
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         run: RunSettings = self._get(self.config_init, "run")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.baselines import BASELINE_NAMES, BASELINES_FILE, Baselines, fit_on_datamodule, learning_verdict
@@ -34,6 +35,7 @@ from colorlab.visualize import save_png
 
 # The headline metric (README table, issue targets): every report's learning verdict is on it.
 HEADLINE = "delta_e00"
+rank_zero_print = rank_zero_only(print)
 
 
 @torch.no_grad()
@@ -48,10 +50,11 @@ def test_set_metrics(
 
     ``frechet``, when given, adds the Fréchet distance; its truth statistics are kept after the first call, so
     one instance scores several colorizers on the same (fixed) test split for the price of one truth pass.
+    Runs in this process alone (under DDP: on rank 0, over the whole test set, with no collective calls).
     """
     datamodule.setup("test")
     device = model.device
-    metrics = model.new_metrics("test/").to(device)
+    metrics = model.new_metrics("test/", sync=False).to(device)
     truth_colorfulness, count = 0.0, 0
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
@@ -101,7 +104,10 @@ def fit_and_save_baselines(datamodule: LabDataModule, run_dir: Path) -> Baseline
 
 def baseline_frechet(run: Any, device: torch.device) -> FrechetEffNetDistance | None:
     """The Fréchet distance for scoring baselines on the test split, when the run logs it (``run.frechet_effnet``)."""
-    return FrechetEffNetDistance().to(device) if getattr(run, "frechet_effnet", False) else None
+    # sync_on_compute=False: under DDP only rank 0 scores the baselines, so there is no one to sync with.
+    if not getattr(run, "frechet_effnet", False):
+        return None
+    return FrechetEffNetDistance(sync_on_compute=False).to(device)
 
 
 def evaluation_summary(datamodule: LabDataModule, run: Any, baselines: Baselines) -> dict[str, Any]:
@@ -174,7 +180,7 @@ def open_run(run: Any, phases: list[Phase], resume: bool) -> PhaseRecord:
                                   f"before it wrote {RunFolder.PHASES}; start a new run")  # fmt: skip
     else:
         folder = RunFolder(
-            Path(run.root) / run.name / RunSettings(name=run.name, root=run.root).new_version()
+            Path(run.root) / run.name / RunSettings(name=run.name, root=run.root).shared_version()
         )
     return PhaseRecord.open(folder, names, resume)
 
@@ -203,7 +209,7 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
     cli = None
     for previous, phase in zip([None, *phases], phases):
         if phase.name in record.finished:
-            print(f"phase {phase.name}: finished in an earlier run, skipped")
+            rank_zero_print(f"phase {phase.name}: finished in an earlier run, skipped")
             handover = record.handover_checkpoint(phase.name)
             continue
         cli = build(phase)
@@ -224,7 +230,7 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
         record.finish(phase.name, summary)
         handover = record.handover_checkpoint(phase.name) or cli.model.state_dict()
         if phase.name:
-            print(
+            rank_zero_print(
                 f"phase {phase.name}: {summary['epochs']} epochs, {summary['steps']} steps in {folder.path}"
             )
 

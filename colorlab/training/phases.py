@@ -29,7 +29,7 @@ from torch import nn
 from colorlab.inference.checkpoints import load_checkpoint
 from colorlab.report import write_text_atomic
 from colorlab.training.config import override_args
-from colorlab.training.runs import RunFolder
+from colorlab.training.runs import RunFolder, is_rank_zero
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ class PhaseRecord:
         return cls(run, names, saved["finished"])
 
     def save(self) -> None:
-        if not self.stored:
+        # Under DDP every rank keeps the record in memory; rank 0 alone writes it.
+        if not self.stored or not is_rank_zero():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.path, json.dumps({"phases": self.names, "finished": self.finished}, indent=2))

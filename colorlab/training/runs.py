@@ -12,14 +12,27 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
 
 from colorlab.report import REPORT_FILES
 from colorlab.training.rng import RngState
 
 log = logging.getLogger(__name__)
+
+# The run version rank 0 chose, handed to the processes Lightning's DDP launcher starts (they inherit the
+# environment); under torchrun or srun, export it to every rank or pass --run.version.
+VERSION_ENV = "COLORLAB_RUN_VERSION"
+_exported_version: str | None = None  # what this process put in VERSION_ENV (a later run picks a new one)
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0; known from the launcher's environment before DDP starts."""
+    return rank_zero_only.rank == 0
+
 
 WandbMode = Literal["online", "offline", "disabled"]
 
@@ -44,8 +57,8 @@ class ResumableCSVLogger(CSVLogger):
 
     @property
     def experiment(self) -> Any:
-        if self._experiment is not None:
-            return self._experiment
+        if self._experiment is not None or not is_rank_zero():  # only rank 0 writes the log
+            return super().experiment
         path = Path(self.log_dir) / "metrics.csv"
         previous = path.read_text() if path.is_file() else ""
         writer = super().experiment
@@ -163,6 +176,28 @@ class RunSettings:
             version, i = f"{base}-{i}", i + 1
         return version
 
+    def shared_version(self) -> str:
+        """The version every rank of this launch agrees on: ``$COLORLAB_RUN_VERSION`` when the user or rank 0
+        set it, else (on rank 0) a new one, exported for the processes Lightning's DDP launcher starts."""
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # A later run in processes DDP already joined (e.g. a script running several): rank 0 decides.
+            box = [self._rank_zero_version() if dist.get_rank() == 0 else None]
+            dist.broadcast_object_list(box, src=0)
+            return box[0]
+        return self._rank_zero_version()
+
+    def _rank_zero_version(self) -> str:
+        global _exported_version
+        inherited = os.environ.get(VERSION_ENV)
+        if inherited and inherited != _exported_version:
+            return inherited
+        if not is_rank_zero():
+            raise RuntimeError(f"rank {rank_zero_only.rank} does not know the run version: under torchrun or "
+                               f"srun pass --run.version=NAME (or export {VERSION_ENV}) to every rank")  # fmt: skip
+        _exported_version = os.environ[VERSION_ENV] = self.new_version()
+        return _exported_version
+
     def latest_resumable(self) -> Path:
         """The checkpoint to resume from: the newest readable one of the newest interrupted run of this
         experiment (never a finished run's). Raises :class:`NothingToResume` saying why there is none."""
@@ -192,7 +227,8 @@ class RunSettings:
             return loggers
         from lightning.pytorch.loggers import WandbLogger
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if is_rank_zero():  # W&B writes only on rank 0; other ranks must not create folders
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         loggers.append(
             WandbLogger(
                 project=self.wandb_project,

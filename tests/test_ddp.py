@@ -1,0 +1,136 @@
+"""Every approach family under real 2-process CPU DDP (gloo), launched as a user would launch it.
+
+Each launch is a subprocess (Lightning's DDP launcher re-runs the command for rank 1), so the pytest process
+never joins a process group. One launch per test: the regression test drives the README's command itself,
+the family test runs one YAML per family in one launch (both ranks run each YAML), shrunk to 2 steps at 32 px.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from colorlab.data.datamodule import FolderDataModule
+from colorlab.inference.checkpoints import load_colorizer
+from colorlab.training.runs import RunFolder
+from tests.ddp_run import DDP, tiny_overrides
+from tests.tiny_experiment import SIZE, tiny_config, write_photos
+
+REPO = Path(__file__).resolve().parents[1]
+
+# One YAML per family (regression runs through the README command in its own test).
+FAMILIES = [
+    "zhang_cic",
+    "nogan_stable",
+    "pix2pix",
+    "vae_unet",
+    "bigcolor_ema",
+    "chromagan",
+    "restore_colorize",
+]
+
+
+def launch(args: list[str], cwd: Path, data: Path) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` from ``cwd`` as its own process tree (one thread per process, W&B offline)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_MODE": "offline",
+           "COLORLAB_DATA": str(data)}  # fmt: skip
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT", "COLORLAB_RUN_VERSION"):
+        env.pop(key, None)
+    result = subprocess.run(
+        [sys.executable, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 real-photo crops in train/ and val/: an odd test set, so 2 ranks get uneven shares."""
+    return write_photos(tmp_path_factory.mktemp("ddp_photos"), n=5)
+
+
+def single_process_test(checkpoint: Path, photos: Path) -> dict[str, float]:
+    """The test metrics of ``checkpoint`` on the photos' val/ folder, in this one process."""
+    model = load_colorizer(checkpoint)
+    data = FolderDataModule(root=str(photos), image_size=SIZE, batch_size=4, hflip=False)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    return {k.removeprefix("test/"): float(v) for k, v in trainer.test(model, data, verbose=False)[0].items()}
+
+
+def test_readme_ddp_command_one_run_resumes_after_a_crash_and_tests_exactly(tmp_path: Path, photos: Path):
+    config = tiny_config(tmp_path, photos, name="tiny", max_epochs=2, max_steps=-1, log_every_n_steps=1)
+    command = ["-m", "colorlab", "experiment", "--config", str(config), *DDP, "--data.init_args.batch_size=2"]
+    crash = [{"class_path": "tests.helpers.CrashAtEpoch", "init_args": {"epoch": 1}}]
+    with pytest.raises(AssertionError, match="simulated crash"):
+        launch([*command, f"--trainer.callbacks={json.dumps(crash)}"], REPO, photos)
+    runs = RunFolder.runs_of(tmp_path / "runs", "tiny")
+    assert len(runs) == 1, [r.path for r in runs]  # both ranks agreed on the version: one folder
+    run = runs[0]
+    assert run.last_checkpoint and not run.finished
+
+    resumed = launch([*command, "--resume"], REPO, photos)
+    assert [r.path for r in RunFolder.runs_of(tmp_path / "runs", "tiny")] == [run.path]
+    assert resumed.stdout.count("run folder:") == 1  # printed by rank 0 only
+    assert "Traceback" not in resumed.stderr  # rank 1 ended cleanly too
+    assert (run.path / "report.md").is_file() and run.metrics_csv.is_file()
+    results = run.results
+    assert results["epochs"] == 2
+    # 5 test photos on 2 ranks: a padded sampler would count one twice; these metrics are the exact set's.
+    alone = single_process_test(Path(results["best_checkpoint"]), photos)
+    for metric, value in alone.items():
+        assert math.isclose(results["test"][metric], value, rel_tol=1e-5), (metric, results["test"], alone)
+
+
+def test_every_family_trains_validates_and_tests_under_ddp(tmp_path: Path, photos: Path):
+    configs = [str(REPO / "experiments" / f"{name}.yaml") for name in FAMILIES]
+    launch([str(REPO / "tests" / "ddp_run.py"), str(tmp_path), *configs], REPO, photos)
+    for name in FAMILIES:
+        ranks = [json.loads((tmp_path / f"{name}.rank{r}.json").read_text()) for r in (0, 1)]
+        assert ranks[0]["test"] == ranks[1]["test"], name  # metrics synced over the two shares
+        assert all(math.isfinite(v) for v in ranks[0]["test"].values()), (name, ranks[0]["test"])
+        runs = RunFolder.runs_of(tmp_path / "runs", name)
+        assert len(runs) == 1 and runs[0].finished, (name, [r.path for r in runs])
+        assert runs[0].version == ranks[0]["version"] == ranks[1]["version"]
+    phases = RunFolder.runs_of(tmp_path / "runs", "nogan_stable")[0].phases
+    assert list(phases["finished"]) == ["generator_64", "generator_128", "critic", "gan"]
+    ema = [torch.load(tmp_path / f"bigcolor_ema.ema.rank{r}.pt") for r in (0, 1)]
+    assert ema[0].keys() == ema[1].keys()
+    for key in ema[0]:
+        assert torch.equal(ema[0][key], ema[1][key]), f"EMA {key} differs between ranks"
+
+
+OTHERS = sorted(p for p in (REPO / "experiments").glob("*.yaml") if p.stem not in FAMILIES)
+
+
+@pytest.mark.slow
+def test_every_other_experiment_yaml_runs_under_ddp(tmp_path: Path, photos: Path):
+    launch([str(REPO / "tests" / "ddp_run.py"), str(tmp_path), *map(str, OTHERS)], REPO, photos)
+    for config in OTHERS:
+        ranks = [json.loads((tmp_path / f"{config.stem}.rank{r}.json").read_text()) for r in (0, 1)]
+        assert ranks[0]["test"] == ranks[1]["test"], config.stem
+        runs = RunFolder.runs_of(tmp_path / "runs", ranks[0]["name"])
+        assert len(runs) == 1 and runs[0].finished, (config.stem, [r.path for r in runs])
+
+
+@pytest.mark.slow
+def test_nogan_phases_resume_under_ddp_after_a_crash(tmp_path: Path, photos: Path):
+    config = REPO / "experiments" / "nogan_stable.yaml"
+    tiny = tiny_overrides(config, tmp_path) + [*DDP, "--trainer.max_epochs=2", "--trainer.max_steps=-1"]
+    crash = [{"class_path": "tests.helpers.CrashAtEpoch", "init_args": {"epoch": 1}}]
+    command = ["-m", "colorlab", "experiment", "--config", str(config), *tiny]
+    with pytest.raises(AssertionError, match="simulated crash"):
+        launch([*command, f"--trainer.callbacks={json.dumps(crash)}"], REPO, photos)
+    run = RunFolder.runs_of(tmp_path / "runs", "nogan_stable")[0]
+    assert run.phases["finished"] == {}  # the first phase crashed after its first epoch
+    launch([*command, "--resume"], REPO, photos)
+    assert [r.path for r in RunFolder.runs_of(tmp_path / "runs", "nogan_stable")] == [run.path]
+    assert list(run.phases["finished"]) == ["generator_64", "generator_128", "critic", "gan"]
+    assert run.finished
