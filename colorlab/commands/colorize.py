@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from colorlab.inference.folders import colorize_files
+from colorlab.inference.onnx_runtime import onnx_colorizer
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)"
     )
     parser.add_argument("--ckpt-dir", type=Path, help="folder of checkpoints (every *.ckpt, recursive)")
+    parser.add_argument(
+        "--onnx", action="append", default=[], type=Path, help="an exported .onnx model, run by ONNX Runtime"
+    )
     parser.add_argument("--all-models", action="store_true", help="use every checkpoint under --ckpt-dir")
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
@@ -54,8 +58,10 @@ def checkpoints_from_args(args: argparse.Namespace, parser: argparse.ArgumentPar
         parser.error("--all-models needs --ckpt-dir FOLDER")
     if args.ckpt_dir is not None:
         ckpts += find_checkpoints(args.ckpt_dir)
-    if not ckpts:
-        parser.error("give a model: --ckpt MODEL.ckpt (repeatable) or --ckpt-dir FOLDER --all-models")
+    if not ckpts and not args.onnx:
+        parser.error(
+            "give a model: --ckpt MODEL.ckpt (repeatable), --ckpt-dir FOLDER --all-models or --onnx M.onnx"
+        )
     return list({path.resolve(): path for path in ckpts}.values())
 
 
@@ -66,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         ckpts = checkpoints_from_args(args, parser)
         colorizers = [Colorizer.load(path, args.size, args.device, name, args.restore)
-                      for path, name in zip(ckpts, model_names(ckpts))]  # fmt: skip
+                      for path, name in zip(ckpts, model_names(ckpts) if ckpts else [])]  # fmt: skip
+        taken = {c.name for c in colorizers}  # an export beside its checkpoint would get the same name
+        colorizers += [onnx_colorizer(path, args.size, f"{name}-onnx" if name in taken else name)
+                       for path, name in zip(args.onnx, model_names(args.onnx) if args.onnx else [])]  # fmt: skip
         for c in colorizers:
             print(
                 f"model {c.name}: {c.path} ({type(c.module).__name__}, runs at {c.describe()})",

@@ -13,6 +13,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
+from colorlab.training.performance import PerformanceSettings, resolve_accelerator
 from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -33,7 +34,8 @@ COMMANDS = {
 
 
 class ColorlabCLI(LightningCLI):
-    """LightningCLI whose YAMLs also carry a ``run:`` section (run folder, loggers, checkpoints).
+    """LightningCLI whose YAMLs also carry a ``run:`` section (run folder, loggers, checkpoints) and a
+    ``performance:`` section (threads, channels_last, bf16, compile: :mod:`colorlab.training.performance`).
 
     With ``parse_only`` it stops after parsing: no seeding, no run folder, nothing built (see
     :func:`colorlab.training.config.load_config`, the one way to read a config without running it).
@@ -49,6 +51,7 @@ class ColorlabCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunSettings, "run")
+        parser.add_class_arguments(PerformanceSettings, "performance")
 
     def _run_section(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -83,6 +86,10 @@ class ColorlabCLI(LightningCLI):
             config["logger"] = run.loggers()
         if config.get("enable_checkpointing", True) is not False:
             callbacks = [*callbacks, *run.callbacks()]
+        performance: PerformanceSettings = self._get(self.config_init, "performance")
+        if config.get("precision") is None:
+            config["precision"] = performance.precision(resolve_accelerator(config.get("accelerator")))
+        callbacks = [*callbacks, performance.callback()]
         return super()._instantiate_trainer(config, callbacks)
 
 
