@@ -167,6 +167,7 @@ class NoGANColorizer(AdversarialColorizer):
         return epoch >= self.unfreeze_at_epoch
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)  # the adversarial base's DDP settings
         # The encoder state the optimizer is built for: epoch 0's (a resumed fit's saved state replaces it in
         # on_load_checkpoint, which runs after this and before configure_optimizers).
         self._encoder_trainable_at_start = self.unfreeze_at_epoch is not None and self.encoder_trainable_at(0)

@@ -83,6 +83,7 @@ class _UpscaleMixin:
         return l_to_gray_rgb(F.interpolate(model_in, scale_factor=self.scale, mode="nearest"))
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)  # type: ignore[misc]  # the adversarial base's DDP settings, when mixed into it
         # Published weights are a starting point for fitting only: a saved checkpoint holds its own weights,
         # so loading one never needs the .pth file again.
         if stage == "fit" and self.weights is not None:
