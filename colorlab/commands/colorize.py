@@ -85,13 +85,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 progress=not args.no_progress)  # fmt: skip
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
-    print(f"wrote {len(report.written)} file(s) to {args.output}", file=sys.stderr)
-    if report.renamed:
-        print(f"{len(report.renamed)} name(s) were taken; wrote beside them instead:", file=sys.stderr)
-        for wanted, written in report.renamed.items():
-            print(f"  {wanted} -> {written}", file=sys.stderr)
+    print(report.summary(args.output), file=sys.stderr)
     if report.failed:
-        print(f"{len(report.failed)} input(s) failed:", file=sys.stderr)
-        for path, reason in report.failed.items():
-            print(f"  {path}: {reason}", file=sys.stderr)
         raise SystemExit(1)

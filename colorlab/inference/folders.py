@@ -47,6 +47,17 @@ class ColorizeReport:
     failed: dict[Path, str] = field(default_factory=dict)
     notes: dict[Path, str] = field(default_factory=dict)
 
+    def summary(self, output: Path) -> str:
+        """What a command tells the user: files written to ``output``, taken names and failed inputs."""
+        lines = [f"wrote {len(self.written)} file(s) to {output}"]
+        if self.renamed:
+            lines.append(f"{len(self.renamed)} name(s) were taken; wrote beside them instead:")
+            lines += [f"  {wanted} -> {written}" for wanted, written in self.renamed.items()]
+        if self.failed:
+            lines.append(f"{len(self.failed)} input(s) failed:")
+            lines += [f"  {path}: {reason}" for path, reason in self.failed.items()]
+        return "\n".join(lines)
+
 
 def comparison_strip(panels: Sequence[tuple[str, np.ndarray]], max_height: int = STRIP_HEIGHT) -> np.ndarray:
     """Labelled pictures side by side (``gray | model A | ...``), each scaled to at most ``max_height`` px."""
