@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -238,12 +237,17 @@ def bench_colorize(
     size = 160  # unet_effnet's training size (resize 160), what colorize reads from its run folder
     command = [sys.executable, "-m", "colorlab", "colorize", str(photo), "--ckpt", str(ckpt), "--size", str(size),
                "-o", str(folder / "out"), "--no-progress", "--device", "cpu"]  # fmt: skip
-    seconds = []
+    seconds, peak_rss = [], 0
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+        # wait4 gives this child's own peak; RUSAGE_CHILDREN would also count earlier loader workers.
+        _, status, usage = os.wait4(child.pid, 0)
         seconds.append(time.perf_counter() - start)
-    peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"colorize failed: {' '.join(command)}")
+        peak_rss = max(peak_rss, usage.ru_maxrss * 1024)  # Linux reports KiB
     module = module.float().eval()
     with Image.open(photo) as img:
         pixels = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)[None]
