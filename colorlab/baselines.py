@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from colorlab.color import lab_normalized_to_rgb
-from colorlab.metrics import HIGHER_IS_BETTER
+from colorlab.metrics import HIGHER_IS_BETTER, DeltaE2000
 
 BASELINES_FILE = "baselines.json"
 # Report names by key (results.json uses the keys).
@@ -236,6 +236,19 @@ def baselines_for_run(run_dir: str | os.PathLike) -> Baselines:
             f"{folder.path} has neither {BASELINES_FILE} nor a config.yaml with a data section"
         )
     return fit_on_datamodule(datamodule_from_config(data), seed=folder.config.get("seed_everything") or 0)
+
+
+@torch.no_grad()
+def val_delta_e00(baselines: Baselines, datamodule: Any) -> dict[str, float]:
+    """Mean ΔE00 of every baseline (by key) on a LabDataModule's validation split, scored as validation scores
+    a model (the split's own crops, sRGB against the truth): the levels a model's val curve must get below."""
+    datamodule.setup("fit")
+    metrics = {key: DeltaE2000() for key in baselines.colorizers()}
+    for batch in datamodule.val_dataloader():
+        batch = datamodule.on_after_batch_transfer(batch, 0)
+        for key, colorizer in baselines.colorizers().items():
+            metrics[key].update(colorizer.colorize_rgb(batch.get("L_input", batch["L"])), batch["rgb"])
+    return {key: metric.compute().item() for key, metric in metrics.items()}
 
 
 def datamodule_from_config(data: Mapping[str, Any]) -> Any:

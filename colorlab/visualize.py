@@ -4,7 +4,7 @@ metric curves of several runs."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,14 @@ def log_image(logger: object, key: str, image: np.ndarray, step: int, caption: s
         save_png(image, Path(logger.log_dir) / "images" / f"{key.replace('/', '_')}_step{step:06d}.png")
 
 
-def plot_curves(runs: Sequence[Any], out: Path) -> dict[str, Path]:
+def plot_curves(
+    runs: Sequence[Any], out: Path, references: Mapping[str, Mapping[str, float]] | None = None
+) -> dict[str, Path]:
     """One PNG per metric with a line per run (x: optimizer step); returns ``{metric: png}``.
 
     Each run has a ``name`` and ``series``: ``{metric: [(step, value), ...]}`` (see
-    :class:`colorlab.training.compare.RunLog`)."""
+    :class:`colorlab.training.compare.RunLog`). ``references`` draws constant levels as dashed horizontal
+    lines: ``{metric: {label: value}}`` (e.g. the trivial baselines' val ΔE00)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
@@ -88,6 +91,8 @@ def plot_curves(runs: Sequence[Any], out: Path) -> dict[str, Path]:
             if points:
                 steps, values = zip(*points)
                 ax.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=run.name)
+        for i, (label, value) in enumerate((references or {}).get(metric, {}).items()):
+            ax.axhline(value, color=f"0.{2 + 2 * i % 8}", linestyle="--", linewidth=1, label=label)
         better = higher_is_better(metric)
         hint = "" if better is None else (" (higher is better)" if better else " (lower is better)")
         ax.set(title=metric + hint, xlabel="step", ylabel=metric)

@@ -1,15 +1,22 @@
-"""Reproduce the README results table: train every approach under one protocol on the real photos, then
-write ``docs/results.md`` from the runs' ``results.json``.
+"""Reproduce the README results: train one headline experiment per approach family under one protocol on the
+real photos, score every selected checkpoint at full resolution, and write ``docs/results.md``, the grid
+``docs/results_grid.png`` and the val-curve plot ``docs/results_val_delta_e00.png``.
 
-    python scripts/results.py                 # all experiments below, two at a time, one thread each
-    python scripts/results.py unet_l1 pix2pix # just these
-    python scripts/results.py --table-only    # rebuild the table from the runs this script made
+    python scripts/results.py                  # the headline rows, then a second seed for the best two
+    python scripts/results.py unet_effnet      # just these (one seed; --seeds 42 7 for two)
+    python scripts/results.py --studies        # the colour-space and CIFAR-net studies (short budget)
+    python scripts/results.py --table-only     # rebuild the outputs from the runs this script made
 
-Protocol: ``experiments/results/photos_4min.yaml`` (or ``photos_4min_degraded.yaml`` for restoration):
-train on ``$COLORLAB_DATA/train`` minus a seeded 10 % validation split (which picks the checkpoint) for 4
-minutes of wall time, test the best checkpoint on the 33 photos of ``$COLORLAB_DATA/val`` (shorter side 96,
-96x96 center crops). NoGAN's phases get 75 s each, the two stages of restore_then_colorize 2 minutes each.
-Every row is judged against the trivial baselines (gray, training mean ab, L->ab lookup) on the same test split: "learning" says whether it beats the best of them.
+Protocol (``experiments/results/photos_10min.yaml``, ``photos_10min_degraded.yaml`` for restoration): train on
+``$COLORLAB_DATA/train`` minus a seeded 10 % (60 photos) that validates every 100 steps and picks the checkpoint
+by the YAML's own selection metric, for 10 minutes of wall time at 128 px, one run at a time so the cores are
+not shared. NoGAN's two generator phases and its critic phase get 2.5 minutes each (all at the protocol's
+128 px: the command line outranks the phases' own sizes), then its 30-step GAN phase. The selected checkpoints are then
+scored together by ``python -m colorlab evaluate`` on the 33 photos of ``$COLORLAB_DATA/val`` (the test split,
+never used for selection) at full resolution, against the trivial baselines (gray, training mean ab, L->ab
+lookup); "learning" says whether a row beats the best of them on ΔE00. The two rows with the lowest val ΔE00
+(the selection split, not the test split) are retrained with a second seed, and the table shows both seeds.
+The studies (``--studies``) keep the older 4-minute, 96 px protocol (``photos_4min.yaml``).
 """
 
 from __future__ import annotations
@@ -17,62 +24,107 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from colorlab.baselines import BASELINE_NAMES, verdict_line
-
 REPO = Path(__file__).resolve().parents[1]
-PHOTOS = "experiments/results/photos_4min.yaml"
-DEGRADED = "experiments/results/photos_4min_degraded.yaml"
-EXPERIMENTS = {
-    # the CIFAR-100 study's nets, trained here on the photo protocol (CIFAR cannot be downloaded offline)
-    "cifar100_cnn": [PHOTOS],
-    "cifar100_vgg16": [PHOTOS],
-    "unet_l1": [PHOTOS],
-    "unet_effnet": [PHOTOS],
-    "zhang_cic": [PHOTOS],
-    "vae_unet": [PHOTOS],
-    "bigcolor_ema": [PHOTOS],
-    "pix2pix": [PHOTOS],
-    "chromagan": [PHOTOS],
-    "nogan_stable": [PHOTOS, "--trainer.max_time=00:00:01:15"],
-    "nogan_artistic": [PHOTOS, "--trainer.max_time=00:00:01:15"],
+PROTOCOL = "experiments/results/photos_10min.yaml"
+DEGRADED = "experiments/results/photos_10min_degraded.yaml"
+SHORT = "experiments/results/photos_4min.yaml"
+SHORT_DEGRADED = "experiments/results/photos_4min_degraded.yaml"
+# One row per approach family (the first is also the regression U-Net family's row).
+HEADLINE = {
+    "unet_effnet": [PROTOCOL],
+    "zhang_cic": [PROTOCOL],
+    "vae_unet": [PROTOCOL],
+    "chromagan": [PROTOCOL],
+    "pix2pix": [PROTOCOL],
+    "bigcolor_ema": [PROTOCOL],
+    # the command line outranks the phases' own overrides: 2.5 minutes per phase, and validation every 30
+    # steps, so the 30-step GAN phase validates (and checkpoints) once at its end
+    "nogan_stable": [PROTOCOL, "--trainer.max_time=00:00:02:30", "--trainer.val_check_interval=30"],
     "restore_colorize": [DEGRADED],
-    "restore_then_colorize": [DEGRADED, "--trainer.max_time=00:00:02:00"],
-    "colorspace_lab": [PHOTOS],
-    "colorspace_rgb": [PHOTOS],
-    "colorspace_rgb_as_is": [PHOTOS],
-    "colorspace_yuv": [PHOTOS],
-    "colorspace_ycbcr": [PHOTOS],
-    "colorspace_hsv": [PHOTOS],
 }
+STUDIES = {
+    "unet_l1": [SHORT],
+    "cifar100_cnn": [SHORT],
+    "cifar100_vgg16": [SHORT],
+    "nogan_artistic": [SHORT, "--trainer.max_time=00:00:01:15"],
+    "restore_then_colorize": [SHORT_DEGRADED, "--trainer.max_time=00:00:02:00"],
+    **{f"colorspace_{space}": [SHORT] for space in ("lab", "rgb", "rgb_as_is", "yuv", "ycbcr", "hsv")},
+}
+EXPERIMENTS = {**HEADLINE, **STUDIES}
+SEEDS = (42, 7)
+LOGS = REPO / "runs" / "results-logs"
+EVALUATION = REPO / "runs" / "results-evaluate"
+DOCS = REPO / "docs"
 
 
-def run(name: str) -> int:
-    """Train + test one experiment under the protocol; the log goes to runs/results-logs/NAME.log."""
+def log_path(name: str, seed: int) -> Path:
+    """Where the run of ``name`` with ``seed`` logs (and names its run folder)."""
+    return LOGS / f"{name}-seed{seed}.log"
+
+
+def run(name: str, seed: int) -> int:
+    """Train + test one experiment under its protocol with ``seed``, alone on the machine."""
     args = []
     for item in EXPERIMENTS[name]:
         args += ["--config", item] if item.endswith(".yaml") else [item]
-    log = REPO / "runs" / "results-logs" / f"{name}.log"
+    log = log_path(name, seed)
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLORLAB_DATA": os.environ.get("COLORLAB_DATA", str(REPO.parent / "shared/data/photos"))}
-    command = [sys.executable, "-m", "colorlab", "experiment", "--config", f"experiments/{name}.yaml", *args]
+    env = {**os.environ, "COLORLAB_DATA": os.environ.get("COLORLAB_DATA", str(REPO.parent / "shared/data/photos"))}
+    command = [sys.executable, "-m", "colorlab", "experiment", "--config", f"experiments/{name}.yaml", *args,
+               f"--seed_everything={seed}"]  # fmt: skip
+    print(f"{name} seed {seed}: {' '.join(command[1:])}", flush=True)
     with log.open("w") as f:
         code = subprocess.call(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
-    print(f"{name}: exit {code}, log {log}", flush=True)
+    print(f"{name} seed {seed}: exit {code}, log {log}", flush=True)
     return code
 
 
-def protocol_results(name: str) -> dict | None:
-    """results.json of the run this script made for ``name`` (its log names the run folder)."""
-    log = REPO / "runs" / "results-logs" / f"{name}.log"
-    folders = [line.split(":", 1)[1].strip() for line in log.read_text().splitlines()
-               if line.startswith("run folder:")] if log.is_file() else []  # fmt: skip
-    path = REPO / folders[-1] / "results.json" if folders else None
-    return json.loads(path.read_text()) if path and path.is_file() else None
+def run_folder(name: str, seed: int) -> Path | None:
+    """The run folder the log of ``name``/``seed`` names, when that run finished (has results.json)."""
+    log = log_path(name, seed)
+    if not log.is_file():
+        return None
+    folders = [line.split(":", 1)[1].strip() for line in log.read_text().splitlines() if line.startswith("run folder:")]
+    folder = REPO / folders[-1] if folders else None
+    return folder if folder and (folder / "results.json").is_file() else None
+
+
+def val_series(folder: Path) -> list[tuple[int, float]]:
+    """val ΔE00 against the optimizer step, phases laid end to end (each phase's steps after the previous)."""
+    from colorlab.training.compare import read_run
+
+    results = json.loads((folder / "results.json").read_text())
+    phase_folders = [REPO / p["folder"] for p in results.get("phases", [])] or [folder]
+    points, offset = [], 0
+    for phase in phase_folders:
+        log = read_run(phase)
+        points += [(offset + step, value) for step, value in log.series.get("val/delta_e00", [])]
+        offset += log.steps + 1
+    return points
+
+
+def best_val(folder: Path) -> float:
+    """The lowest val ΔE00 the run reached (how the second seed is given to the best two rows)."""
+    return min((v for _, v in val_series(folder)), default=float("inf"))
+
+
+def evaluate(rows: list[tuple[str, int, Path]]) -> dict:
+    """Score the selected checkpoint of every run together at full resolution on the test split."""
+    data = Path(os.environ.get("COLORLAB_DATA", REPO.parent / "shared/data/photos")) / "val"
+    checkpoints = [json.loads((folder / "results.json").read_text())["best_checkpoint"] for _, _, folder in rows]
+    names = [f"{name} s{seed}" for name, seed, _ in rows]
+    if EVALUATION.exists():
+        shutil.rmtree(EVALUATION)
+    command = [sys.executable, "-m", "colorlab", "evaluate", "--ckpt", *checkpoints, "--names", *names,
+               "--data", str(data), "-o", str(EVALUATION)]  # fmt: skip
+    print(" ".join(command[1:]), flush=True)
+    subprocess.run(command, cwd=REPO, check=True)
+    return json.loads((EVALUATION / "results.json").read_text())
 
 
 def _cell(values: dict, key: str, digits: int) -> str:
@@ -80,85 +132,101 @@ def _cell(values: dict, key: str, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def _learning(results: dict) -> str:
-    """``yes (+0.42)`` / ``no (-0.10)`` on ΔE00 against the best baseline of the same run and test split."""
-    verdict = (results.get("learning") or {}).get("delta_e00")
-    if not verdict:
-        return ""
-    best = BASELINE_NAMES.get(verdict["best_baseline"], verdict["best_baseline"])
-    return f"{'yes' if verdict['learning'] else 'no'} ({verdict['margin']:+.2f} vs {best})"
+def table(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
+    """The Markdown results table: full-resolution test metrics per run (seeds of one experiment together),
+    whether each beats the best trivial baseline, then the baselines and the truth."""
+    from colorlab.baselines import BASELINE_NAMES
 
-
-def table(names: list[str]) -> str:
-    """The Markdown results table: test metrics of every run, whether it beats the best trivial baseline of the
-    same test split, then the baselines' and the truth's own rows and the splits they were measured on."""
-    lines = [
-        (
-            "| experiment | approach | PSNR (dB) ↑ | SSIM ↑ | ΔE00 ↓ | learning (ΔE00 vs best baseline) | "
-            "colorfulness | colorfulness gap ↓ | Fréchet EffNet ↓ | selected on | epochs / steps | train time | "
-            "hardware |"
-        ),
-        "|---" * 13 + "|",
-    ]
-    reference, splits = None, {}
-    for name in names:
-        results = protocol_results(name)
-        if results is None:
-            continue
-        test = results["test"]
-        reference = reference or results["reference"]
-        splits = splits or results.get("splits", {})
-        monitor = results.get("selection", {}).get("monitor", "val/delta_e00")
+    means, learning = evaluation["means"], evaluation["learning"]
+    truth = means["ground truth"]["colorfulness"]
+    head = ("| experiment | approach | seed | ΔE00 ↓ | vs best baseline | colorfulness (% of truth) | PSNR (dB) ↑ | "
+            "SSIM ↑ | Fréchet EffNet ↓ | selected on | steps | train time |")  # fmt: skip
+    lines = [head, "|---" * 12 + "|"]
+    for name, seed, folder in rows:
+        results = json.loads((folder / "results.json").read_text())
+        values, verdict = means[f"{name} s{seed}"], learning.get(f"{name} s{seed}") or {}
+        margin = f"{'yes' if verdict.get('learning') else 'no'} ({verdict['margin']:+.2f})" if verdict else ""
         lines.append(
-            f"| `{name}` | {results['model_class']} | {_cell(test, 'psnr', 2)} | {_cell(test, 'ssim', 3)} | "
-            f"{_cell(test, 'delta_e00', 2)} | {_learning(results)} | {_cell(test, 'colorfulness', 1)} | "
-            f"{_cell(test, 'colorfulness_gap', 1)} | {_cell(test, 'frechet_effnet', 3)} | `{monitor}` | "
-            f"{results['epochs']} / {results['steps']} | {results['fit_seconds'] / 60:.1f} min | "
-            f"{results['hardware']} |"
+            f"| `{name}` | {results['model_class']} | {seed} | {_cell(values, 'delta_e00', 2)} | {margin} | "
+            f"{values['colorfulness']:.1f} ({100 * values['colorfulness'] / truth:.0f} %) | "
+            f"{_cell(values, 'psnr', 2)} | {_cell(values, 'ssim', 3)} | "
+            f"{_cell(values, 'frechet_effnet', 1)} | `{results['selection']['monitor']}` | {results['steps']} | "
+            f"{results['fit_seconds'] / 60:.1f} min |"
         )
-    if reference:
-        for key, label in BASELINE_NAMES.items():
-            values = reference.get(key)
-            if values:
-                lines.append(
-                    f"| {label} | baseline | {_cell(values, 'psnr', 2)} | {_cell(values, 'ssim', 3)} | "
-                    f"{_cell(values, 'delta_e00', 2)} | | {_cell(values, 'colorfulness', 1)} | "
-                    f"{_cell(values, 'colorfulness_gap', 1)} | {_cell(values, 'frechet_effnet', 3)} | | - | - | - |"
-                )
-        truth = reference["truth"]["colorfulness"]
-        lines.append(f"| ground truth | - | | | | | {truth:.1f} | | | | - | - | - |")
-    lines += ["", *(f"- {name}: {split['size']} images, {split['role']}" for name, split in splits.items())]
+    for label in [*BASELINE_NAMES.values()]:
+        values = means.get(label)
+        if values:
+            lines.append(
+                f"| {label} | baseline | | {_cell(values, 'delta_e00', 2)} | | "
+                f"{values['colorfulness']:.1f} ({100 * values['colorfulness'] / truth:.0f} %) | "
+                f"{_cell(values, 'psnr', 2)} | {_cell(values, 'ssim', 3)} | "
+                f"{_cell(values, 'frechet_effnet', 1)} | | | |"
+            )
+    lines.append(f"| ground truth | | | | | {truth:.1f} (100 %) | | | | | | |")
     return "\n".join(lines) + "\n"
 
 
-def verdicts(names: list[str]) -> str:
-    """One learning line per run (the report sentence), for the README text under the table."""
+def seed_spread(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
+    """One line per experiment run with several seeds: its test ΔE00 per seed, mean and spread."""
     lines = []
-    for name in names:
-        results = protocol_results(name)
-        verdict = (results or {}).get("learning", {}).get("delta_e00")
-        if results is not None:
-            lines.append(f"- `{name}`: {verdict_line(verdict)}")
+    for name in dict.fromkeys(name for name, _, _ in rows):
+        values = [evaluation["means"][f"{n} s{s}"]["delta_e00"] for n, s, _ in rows if n == name]
+        if len(values) > 1:
+            lines.append(f"- `{name}`: test ΔE00 {' / '.join(f'{v:.2f}' for v in values)} over {len(values)} seeds, "
+                         f"mean {sum(values) / len(values):.2f}, spread {max(values) - min(values):.2f}")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[tuple[str, int, Path]]) -> Path:
+    """val ΔE00 against step for every run, with the trivial baselines' val ΔE00 as dashed lines."""
+    from colorlab.baselines import BASELINE_NAMES, baselines_for_run, datamodule_from_config, val_delta_e00
+    from colorlab.training.compare import RunLog
+    from colorlab.training.runs import RunFolder
+    from colorlab.visualize import plot_curves
+
+    first = next(folder for name, _, folder in rows if name in HEADLINE and name != "restore_colorize")
+    references = val_delta_e00(baselines_for_run(first), datamodule_from_config(RunFolder(first).config["data"]))
+    runs = [RunLog(f"{name} s{seed}", folder, {"val/delta_e00": val_series(folder)}) for name, seed, folder in rows]
+    out = LOGS / "curves"
+    png = plot_curves(runs, out, {"val/delta_e00": {BASELINE_NAMES[k]: v for k, v in references.items()}})
+    return Path(shutil.copy(png["val/delta_e00"], DOCS / "results_val_delta_e00.png"))
 
 
 def main() -> None:
-    """Run the chosen experiments (two at a time) and write docs/results.md."""
+    """Run the chosen experiments one at a time, a second seed for the best two, then evaluate and write."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", default=list(EXPERIMENTS), help="experiments to run")
-    parser.add_argument("--jobs", type=int, default=2, help="experiments at a time (one thread each)")
-    parser.add_argument("--table-only", action="store_true", help="only rebuild docs/results.md")
+    parser.add_argument("names", nargs="*", help="experiments to run (default: the headline rows)")
+    parser.add_argument("--studies", action="store_true", help="run the short-budget studies instead")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds for the named experiments (default: 42)")
+    parser.add_argument("--table-only", action="store_true", help="only rebuild the outputs from finished runs")
     args = parser.parse_args()
-    unknown = set(args.names) - set(EXPERIMENTS)
+    names = args.names or list(STUDIES if args.studies else HEADLINE)
+    unknown = set(names) - set(EXPERIMENTS)
     if unknown:
         parser.error(f"unknown experiments {sorted(unknown)}; choose from {list(EXPERIMENTS)}")
     if not args.table_only:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(run, args.names))
-    out = REPO / "docs" / "results.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(table(list(EXPERIMENTS)) + "\n" + verdicts(list(EXPERIMENTS)))
-    print(f"table: {out}")
+        for name in names:
+            for seed in args.seeds or SEEDS[:1]:
+                run(name, seed)
+        if not args.names and not args.studies:
+            finished = [name for name in HEADLINE if run_folder(name, SEEDS[0])]
+            for name in sorted(finished, key=lambda n: best_val(run_folder(n, SEEDS[0])))[:2]:
+                run(name, SEEDS[1])
+    order = list(HEADLINE) + list(STUDIES)
+    rows = [(name, seed, folder) for name in order for seed in SEEDS if (folder := run_folder(name, seed))]
+    if not rows:
+        sys.exit("no finished runs to report (see runs/results-logs/)")
+    evaluation = evaluate(rows)
+    shutil.copy(EVALUATION / "grid.png", DOCS / "results_grid.png")
+    curves = plot(rows)
+    out = DOCS / "results.md"
+    out.write_text(
+        "# Results (`make results`)\n\n" + "Protocol" + __doc__.split("Protocol", 1)[1] + "\n"
+        + table(rows, evaluation) + "\n" + seed_spread(rows, evaluation) + "\n"
+        + "\n".join(f"- {note}" for note in evaluation["notes"]) + "\n\n"
+        + f"![gray | models | truth]({(DOCS / 'results_grid.png').name})\n\n![val ΔE00]({curves.name})\n"
+    )  # fmt: skip
+    print(f"table: {out}\ngrid: {DOCS / 'results_grid.png'}\ncurves: {curves}")
 
 
 if __name__ == "__main__":

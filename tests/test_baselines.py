@@ -173,26 +173,60 @@ def test_experiment_report_shows_splits_baselines_and_verdict(tmp_path: Path):
     report = (run_dir / "report.md").read_text()
     assert "learning: " in report and "**test** (6 images)" in report and "L->ab lookup (train)" in report
     assert "Fréchet EffNet" in report
-    _results_table_shows_baselines(tmp_path, run_dir)
+    _results_script_reports_the_run(tmp_path, run_dir, photos)
 
 
-def _results_table_shows_baselines(tmp_path: Path, run_dir: Path) -> None:
-    """scripts/results.py turns the run's results.json into the README table with baseline rows and a verdict."""
+def _results_script_reports_the_run(tmp_path: Path, run_dir: Path, photos: Path) -> None:
+    """scripts/results.py scores the run's checkpoint with ``evaluate`` on the test folder and writes the table
+    (model row with its verdict, baseline rows, the truth), the grid and the val curve with baseline levels."""
     import importlib.util
+    import os
+    import sys
+    from unittest import mock
 
-    spec = importlib.util.spec_from_file_location(
-        "results_script", Path(__file__).parents[1] / "scripts/results.py"
-    )
+    spec = importlib.util.spec_from_file_location("results_script", Path(__file__).parents[1] / "scripts/results.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    script.REPO = tmp_path
-    log = tmp_path / "runs" / "results-logs" / "tiny.log"
-    log.parent.mkdir(parents=True)
-    log.write_text(f"...\nrun folder:  {run_dir}\n")
-    table = script.table(["tiny"])
-    assert "| `tiny` | RegressionColorizer |" in table and "`val/frechet_effnet`" in table
+    script.REPO, script.DOCS = tmp_path, tmp_path / "docs"
+    script.LOGS, script.EVALUATION = tmp_path / "results-logs", tmp_path / "results-evaluate"
+    script.HEADLINE, script.STUDIES, script.EXPERIMENTS = {"tiny": []}, {}, {"tiny": []}
+    script.DOCS.mkdir()
+    script.log_path("tiny", 42).parent.mkdir(parents=True)
+    script.log_path("tiny", 42).write_text(f"...\nrun folder:  {run_dir}\n")
+    with mock.patch.dict(os.environ, {"COLORLAB_DATA": str(photos)}), mock.patch.object(
+        sys, "argv", ["results.py", "--table-only"]
+    ):
+        script.main()
+    table = (script.DOCS / "results.md").read_text()
+    assert "| `tiny` | RegressionColorizer | 42 |" in table and "`val/frechet_effnet`" in table
     for label in ("gray (ab = 0)", "mean ab (train)", "L->ab lookup (train)", "ground truth"):
         assert f"| {label} |" in table
-    assert " vs " in table.split("| `tiny` |")[1].splitlines()[0]  # the learning cell names the best baseline
-    assert "- test: 6 images, reporting only" in table
-    assert "learning: " in script.verdicts(["tiny"])
+    row = table.split("| `tiny` |")[1].splitlines()[0]
+    assert " (+" in row or " (-" in row  # the learning cell: yes/no and the margin to the best baseline
+    assert (script.DOCS / "results_grid.png").is_file() and (script.DOCS / "results_val_delta_e00.png").is_file()
+
+
+def test_val_delta_e00_ranks_the_baselines_on_the_validation_split(tmp_path: Path):
+    from colorlab.baselines import val_delta_e00
+    from colorlab.data import FolderDataModule
+
+    root = _tinted_tree(tmp_path)
+    datamodule = FolderDataModule(root=str(root), image_size=8, val_fraction=0.5)
+    fitted = fit_on_datamodule(datamodule, max_images=4)
+    scores = val_delta_e00(fitted, datamodule)
+    assert set(scores) == {GRAY, MEAN_AB, LOOKUP}
+    # every training and validation photo is red: the fitted tint is far closer to the truth than gray
+    assert scores[MEAN_AB] < scores[GRAY] - 10 and scores[LOOKUP] < scores[GRAY] - 10
+
+
+def test_curve_plot_draws_baseline_levels(tmp_path: Path):
+    from colorlab.training.compare import RunLog
+    from colorlab.visualize import plot_curves
+
+    run = RunLog("a", tmp_path, {"val/delta_e00": [(0, 15.0), (100, 12.0)]})
+    pngs = plot_curves([run], tmp_path / "curves", {"val/delta_e00": {"gray": 14.0, "lookup": 13.5}})
+    image = Image.open(pngs["val/delta_e00"])
+    assert image.size == (600, 360)
+    # drawing the two levels changes the picture (the same curve without them differs)
+    plain = Image.open(plot_curves([run], tmp_path / "plain")["val/delta_e00"])
+    assert image.tobytes() != plain.tobytes()

@@ -15,6 +15,7 @@ from colorlab.approaches.nogan import NoGANColorizer
 from colorlab.approaches.pix2pix import Pix2PixColorizer
 from colorlab.approaches.regression import RegressionColorizer
 from colorlab.approaches.restoration import RestoreThenColorize
+from colorlab.color import lab_batch
 from colorlab.losses import FeatureLoss
 from colorlab.models.bigcolor import BigColorGenerator
 from colorlab.models.blocks import (
@@ -284,3 +285,35 @@ def test_nogan_adds_the_encoder_group_at_unfreeze_and_resumes(tmp_path, rgb_uint
         (2, ["net", "pretrained_encoder"], True), (2, ["net", "pretrained_encoder"], True),
     ]  # fmt: skip
     assert resumed.trainer.optimizers[0].param_groups[1]["warmup_done"] == 4
+
+
+def test_frozen_stages_keep_pretrained_values_and_statistics_through_training_and_unfreezing():
+    torch.manual_seed(0)
+    net = TimmUNet(pretrained=False, decoder_channels=(32, 16, 16, 16, 8), encoder_kwargs={"frozen_stages": 2})
+    encoder = net.encoder.net
+    frozen = net.encoder.frozen_parameter_names()
+    assert "conv_stem.weight" in frozen and any(n.startswith("blocks.1.") for n in frozen)
+    assert not any(n.startswith("blocks.2.") for n in frozen)
+    net.set_encoder_trainable(False)
+    net.set_encoder_trainable(True)  # NoGAN's unfreeze must not thaw the frozen stages
+    trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable and not trainable & frozen
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    module = RegressionColorizer(net)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    module.train()
+    batch = lab_batch(torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8))
+    for _ in range(2):
+        optimizer.zero_grad()
+        module.training_loss(batch)["loss"].backward()
+        optimizer.step()
+    after = encoder.state_dict()
+    stem_state = [k for k in before if k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1."))]
+    assert any("running_mean" in k for k in stem_state)
+    assert all(torch.equal(before[k], after[k]) for k in stem_state)  # weights and BatchNorm statistics
+    assert not torch.equal(before["blocks.2.0.conv_pw.weight"], after["blocks.2.0.conv_pw.weight"])
+
+
+def test_frozen_stages_out_of_range_is_a_clear_error():
+    with pytest.raises(ValueError, match="frozen_stages must be in"):
+        TimmUNet(pretrained=False, encoder_kwargs={"frozen_stages": 9})

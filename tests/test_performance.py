@@ -175,9 +175,11 @@ def test_quick_bench_writes_every_field(tmp_path):
     plain = results["lightning_vs_plain"]
     assert {"ratio", "lightning_images_per_second", "plain_images_per_second"} <= plain.keys()
     colorize = results["colorize"]
-    assert {"megapixels", "command_seconds", "peak_rss_bytes", "pipeline_seconds", "onnx"} <= colorize.keys()
+    assert {"megapixels", "command_seconds", "peak_rss_bytes", "pipeline_seconds", "onnx", "import_seconds",
+            "seconds_per_further_photo"} <= colorize.keys()  # fmt: skip
     assert colorize["peak_rss_bytes"] > 0 and colorize["onnx"]["speed_vs_torch"] > 0
-    assert set(results["headline"]) == {"unet_effnet_speedup", "colorize_12mp_seconds", "lightning_vs_plain"}
+    assert set(results["headline"]) == {"unet_effnet_speedup", "colorize_12mp_seconds", "lightning_vs_plain",
+                                        "colorize_12mp_seconds_per_further_photo"}  # fmt: skip
     assert "targets" in done.stdout
 
 

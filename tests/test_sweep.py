@@ -140,3 +140,18 @@ def test_bad_sweep_files_are_clear_errors(tmp_path, change, message):
     spec = write_sweep(tmp_path, tmp_path / "x.yaml", **change)
     with pytest.raises(ValueError, match=message):
         load_spec(spec)
+
+
+def test_grid_sampler_draws_every_combination_once(tmp_path):
+
+    from colorlab.training.sweep import create_study
+
+    params = {"a": {"type": "categorical", "choices": [0.1, 1.0]}, "b": {"type": "categorical", "choices": [0, 3]}}
+    spec = {"study_name": "grid", "storage": f"sqlite:///{tmp_path / 'study.db'}", "output": tmp_path,
+            "sampler": {"type": "grid", "seed": 0}, "pruner": None, "direction": "minimize",
+            "heartbeat_seconds": 60, "params": params}  # fmt: skip
+    study = create_study(spec)
+    study.optimize(lambda t: t.suggest_categorical("a", [0.1, 1.0]) + t.suggest_categorical("b", [0, 3]))
+    assert sorted((t.params["a"], t.params["b"]) for t in study.trials) == [(0.1, 0), (0.1, 3), (1.0, 0), (1.0, 3)]
+    with pytest.raises(ValueError, match="grid sampler needs categorical"):
+        create_study({**spec, "study_name": "g2", "params": {"lr": {"type": "float", "low": 0.1, "high": 1.0}}})

@@ -51,8 +51,9 @@ class TimmUNet(UNetSkeleton):
         decoder_channels: width of each decoder stage, deepest first; one per encoder level.
         final_activation: ``tanh``, ``sigmoid`` or ``none``.
         freeze_encoder: start with the encoder frozen (``set_encoder_trainable`` changes it later).
-        encoder_kwargs: extra arguments for ``timm.create_model``, e.g. ``{channels: [32, 64, 128, 256]}`` for a
-            narrower ResNet (pretrained weights then no longer fit).
+        encoder_kwargs: extra :class:`TimmEncoder` arguments, e.g. ``{frozen_stages: 3}``, or arguments for
+            ``timm.create_model``, e.g. ``{channels: [32, 64, 128, 256]}`` for a narrower ResNet (pretrained
+            weights then no longer fit).
     """
 
     def __init__(

@@ -13,7 +13,8 @@ validation metric to optimise and its direction. Two backends read the same file
 Sweep YAML keys: ``experiment`` (path), ``params`` ({key: {type: float|int|categorical, low, high, log,
 step, choices}}), ``metric``, ``direction`` (minimize|maximize), ``n_trials`` (per worker run),
 ``study_name``, ``storage`` (RDB URL), ``output`` (folder), ``overrides`` ({key: value} for trials only,
-e.g. fewer epochs; not written into best.yaml), ``sampler`` ({type: tpe|random, seed}: a seeded sampler is
+e.g. fewer epochs; not written into best.yaml), ``sampler`` ({type: tpe|random|grid, seed}: grid tries every
+combination of categorical params once; a seeded sampler is
 re-seeded per trial from (seed, trial number), so a rerun continues the search), ``pruner``
 ({type: median|hyperband|threshold|none, ...its arguments}), ``baseline_trial`` (first try the experiment's own
 values), ``heartbeat_seconds`` (trials of a worker silent for twice this long are marked FAIL; default 60).
@@ -209,8 +210,15 @@ def create_study(spec: dict[str, Any]) -> Any:
     # Several workers on one SQLite file wait for each other's writes instead of failing at once.
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     sampler = dict(spec["sampler"]) if isinstance(spec["sampler"], dict) else {"type": spec["sampler"]}
-    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-    built = samplers[sampler.pop("type")](**sampler)
+    kind = sampler.pop("type")
+    if kind == "grid":  # every combination once: the space must be categorical
+        not_listed = [key for key, param in spec["params"].items() if param["type"] != "categorical"]
+        if not_listed:
+            raise ValueError(f"a grid sampler needs categorical params; {not_listed} are not")
+        sampler["search_space"] = {key: param["choices"] for key, param in spec["params"].items()}
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+                "grid": optuna.samplers.GridSampler}  # fmt: skip
+    built = samplers[kind](**sampler)
     if sampler.get("seed") is not None:
         built = TrialSeededSampler(built, sampler["seed"])
     pruner = dict(spec["pruner"] or {"type": "none"})
