@@ -42,7 +42,7 @@ lint: ## ruff
 bench: ## throughput of Lab conversion, a training step, full-res colorize (vs targets) and loader images/s, shards vs folder
 	$(PYTHON) scripts/bench.py
 
-results: ## retrain every approach under the README protocol on $(COLORLAB_DATA) and rewrite docs/results.md
+results: ## one headline run per approach family (10 min each, one at a time, ~2 h on 2 cores): docs/results.md, grid, val curves
 	$(PYTHON) scripts/results.py
 
 sweep: ## hyperparameter search: make sweep NAME=unet_l1 (sweeps/$(NAME).yaml, Optuna + SQLite)

@@ -10,8 +10,8 @@ real photos, score every selected checkpoint at full resolution, and write ``doc
 Protocol (``experiments/results/photos_10min.yaml``, ``photos_10min_degraded.yaml`` for restoration): train on
 ``$COLORLAB_DATA/train`` minus a seeded 10 % (60 photos) that validates every 100 steps and picks the checkpoint
 by the YAML's own selection metric, for 10 minutes of wall time at 128 px, one run at a time so the cores are
-not shared. NoGAN's two generator phases and its critic phase get 2.5 minutes each (all at the protocol's
-128 px: the command line outranks the phases' own sizes), then its 30-step GAN phase. The selected checkpoints are then
+not shared. NoGAN keeps its own phase schedule (a phase's overrides outrank the protocol file; command-line
+flags outrank both): each phase capped at 2.5 minutes and validated every 30 steps. The selected checkpoints are then
 scored together by ``python -m colorlab evaluate`` on the 33 photos of ``$COLORLAB_DATA/val`` (the test split,
 never used for selection) at full resolution, against the trivial baselines (gray, training mean ab, L->ab
 lookup); "learning" says whether a row beats the best of them on ΔE00. The two rows with the lowest val ΔE00
@@ -42,8 +42,8 @@ HEADLINE = {
     "chromagan": [PROTOCOL],
     "pix2pix": [PROTOCOL],
     "bigcolor_ema": [PROTOCOL],
-    # the command line outranks the phases' own overrides: 2.5 minutes per phase, and validation every 30
-    # steps, so the 30-step GAN phase validates (and checkpoints) once at its end
+    # flags outrank the phases' own overrides: at most 2.5 minutes per phase, and validation every 30 steps,
+    # so the 30-step GAN phase validates (and checkpoints) at its end
     "nogan_stable": [PROTOCOL, "--trainer.max_time=00:00:02:30", "--trainer.val_check_interval=30"],
     "restore_colorize": [DEGRADED],
 }
