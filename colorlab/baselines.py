@@ -243,10 +243,11 @@ def val_delta_e00(baselines: Baselines, datamodule: Any) -> dict[str, float]:
     """Mean ΔE00 of every baseline (by key) on a LabDataModule's validation split, scored as validation scores
     a model (the split's own crops, sRGB against the truth): the levels a model's val curve must get below."""
     datamodule.setup("fit")
-    metrics = {key: DeltaE2000() for key in baselines.colorizers()}
+    colorizers = baselines.colorizers()
+    metrics = {key: DeltaE2000() for key in colorizers}
     for batch in datamodule.val_dataloader():
         batch = datamodule.on_after_batch_transfer(batch, 0)
-        for key, colorizer in baselines.colorizers().items():
+        for key, colorizer in colorizers.items():
             metrics[key].update(colorizer.colorize_rgb(batch.get("L_input", batch["L"])), batch["rgb"])
     return {key: metric.compute().item() for key, metric in metrics.items()}
 

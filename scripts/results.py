@@ -62,6 +62,11 @@ EVALUATION = REPO / "runs" / "results-evaluate"
 DOCS = REPO / "docs"
 
 
+def photos() -> str:
+    """The photo folder (train/ and val/): ``$COLORLAB_DATA``, else ``../shared/data/photos``."""
+    return os.environ.get("COLORLAB_DATA", str(REPO.parent / "shared/data/photos"))
+
+
 def log_path(name: str, seed: int) -> Path:
     """Where the run of ``name`` with ``seed`` logs (and names its run folder)."""
     return LOGS / f"{name}-seed{seed}.log"
@@ -74,7 +79,7 @@ def run(name: str, seed: int) -> int:
         args += ["--config", item] if item.endswith(".yaml") else [item]
     log = log_path(name, seed)
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "COLORLAB_DATA": os.environ.get("COLORLAB_DATA", str(REPO.parent / "shared/data/photos"))}
+    env = {**os.environ, "COLORLAB_DATA": photos()}
     command = [sys.executable, "-m", "colorlab", "experiment", "--config", f"experiments/{name}.yaml", *args,
                f"--seed_everything={seed}"]  # fmt: skip
     print(f"{name} seed {seed}: {' '.join(command[1:])}", flush=True)
@@ -115,7 +120,7 @@ def best_val(folder: Path) -> float:
 
 def evaluate(rows: list[tuple[str, int, Path]]) -> dict:
     """Score the selected checkpoint of every run together at full resolution on the test split."""
-    data = Path(os.environ.get("COLORLAB_DATA", REPO.parent / "shared/data/photos")) / "val"
+    data = Path(photos()) / "val"
     checkpoints = [json.loads((folder / "results.json").read_text())["best_checkpoint"] for _, _, folder in rows]
     names = [f"{name} s{seed}" for name, seed, _ in rows]
     if EVALUATION.exists():
@@ -130,6 +135,12 @@ def evaluate(rows: list[tuple[str, int, Path]]) -> dict:
 def _cell(values: dict, key: str, digits: int) -> str:
     value = values.get(key)
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def _metric_cells(values: dict, truth: float) -> str:
+    """ΔE00 aside, the metric cells of one row: colorfulness (share of the truth's), PSNR, SSIM, Fréchet."""
+    return (f"{values['colorfulness']:.1f} ({100 * values['colorfulness'] / truth:.0f} %) | {_cell(values, 'psnr', 2)} | "
+            f"{_cell(values, 'ssim', 3)} | {_cell(values, 'frechet_effnet', 1)}")  # fmt: skip
 
 
 def table(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
@@ -148,19 +159,14 @@ def table(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
         margin = f"{'yes' if verdict.get('learning') else 'no'} ({verdict['margin']:+.2f})" if verdict else ""
         lines.append(
             f"| `{name}` | {results['model_class']} | {seed} | {_cell(values, 'delta_e00', 2)} | {margin} | "
-            f"{values['colorfulness']:.1f} ({100 * values['colorfulness'] / truth:.0f} %) | "
-            f"{_cell(values, 'psnr', 2)} | {_cell(values, 'ssim', 3)} | "
-            f"{_cell(values, 'frechet_effnet', 1)} | `{results['selection']['monitor']}` | {results['steps']} | "
+            f"{_metric_cells(values, truth)} | `{results['selection']['monitor']}` | {results['steps']} | "
             f"{results['fit_seconds'] / 60:.1f} min |"
         )
     for label in [*BASELINE_NAMES.values()]:
         values = means.get(label)
         if values:
             lines.append(
-                f"| {label} | baseline | | {_cell(values, 'delta_e00', 2)} | | "
-                f"{values['colorfulness']:.1f} ({100 * values['colorfulness'] / truth:.0f} %) | "
-                f"{_cell(values, 'psnr', 2)} | {_cell(values, 'ssim', 3)} | "
-                f"{_cell(values, 'frechet_effnet', 1)} | | | |"
+                f"| {label} | baseline | | {_cell(values, 'delta_e00', 2)} | | {_metric_cells(values, truth)} | | | |"
             )
     lines.append(f"| ground truth | | | | | {truth:.1f} (100 %) | | | | | | |")
     return "\n".join(lines) + "\n"
