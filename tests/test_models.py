@@ -21,6 +21,7 @@ from colorlab.models.bigcolor import BigColorGenerator
 from colorlab.models.blocks import (
     GrayToImageNet,
     UNetSkeleton,
+    cat_channels,
     conv_norm_act,
     output_head,
     pretrained_encoders,
@@ -100,6 +101,29 @@ def test_gray_to_imagenet_input():
     L = torch.tensor([-1.0, 0.0, 1.0]).view(3, 1, 1, 1)
     gray = torch.tensor([0.0, 0.5, 1.0]).view(3, 1, 1, 1).expand(3, 3, 1, 1)
     torch.testing.assert_close(GrayToImageNet()(L), (gray - mean) / std)
+
+
+def test_cat_channels_keeps_channels_last_with_a_one_channel_or_broadcast_input():
+    features = torch.randn(2, 8, 6, 6).to(memory_format=torch.channels_last).requires_grad_()
+    L = torch.randn(2, 1, 6, 6, requires_grad=True)  # contiguous: torch.cat alone would return NCHW
+    z = torch.randn(2, 3, 1, 1).expand(-1, -1, 6, 6)
+    assert not torch.cat([features, L], 1).is_contiguous(memory_format=torch.channels_last)
+    out = cat_channels([features, L, z])
+    torch.testing.assert_close(out, torch.cat([features, L, z], 1), rtol=0, atol=0)
+    assert out.is_contiguous(memory_format=torch.channels_last) and out.stride(1) == 1
+    out.sum().backward()
+    assert torch.equal(L.grad, torch.ones_like(L)) and torch.equal(features.grad, torch.ones_like(features))
+    nchw = cat_channels([features.detach().contiguous(), L])  # no channels-last input: plain torch.cat
+    assert nchw.is_contiguous()
+
+
+def test_a_channels_last_unet_decodes_channels_last_through_the_one_channel_skip():
+    net = NETS["timm_unet"]().to(memory_format=torch.channels_last)
+    layouts = []
+    for conv in (m for m in [*net.decoder.modules(), *net.head.modules()] if isinstance(m, torch.nn.Conv2d)):
+        conv.register_forward_pre_hook(lambda _, args: layouts.append(args[0].stride(1) == 1))
+    net(torch.randn(2, 1, 64, 64).to(memory_format=torch.channels_last))
+    assert layouts and all(layouts)
 
 
 def test_conv_norm_act_unit():
@@ -289,7 +313,9 @@ def test_nogan_adds_the_encoder_group_at_unfreeze_and_resumes(tmp_path, rgb_uint
 
 def test_frozen_stages_keep_pretrained_values_and_statistics_through_training_and_unfreezing():
     torch.manual_seed(0)
-    net = TimmUNet(pretrained=False, decoder_channels=(32, 16, 16, 16, 8), encoder_kwargs={"frozen_stages": 2})
+    net = TimmUNet(
+        pretrained=False, decoder_channels=(32, 16, 16, 16, 8), encoder_kwargs={"frozen_stages": 2}
+    )
     encoder = net.encoder.net
     frozen = net.encoder.frozen_parameter_names()
     assert "conv_stem.weight" in frozen and any(n.startswith("blocks.1.") for n in frozen)

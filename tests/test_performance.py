@@ -155,6 +155,39 @@ def test_compile_switch_compiles_the_nets_in_place(tmp_path):
     assert not any("_orig_mod" in key for key in cli.model.state_dict())  # checkpoints keep their keys
 
 
+def test_bf16_on_cpu_runs_depthwise_convs_in_fp32_and_keeps_checkpoint_keys(tmp_path):
+    net = {"class_path": "colorlab.models.unet.TimmUNet",
+           "init_args": {"decoder_channels": [16, 8, 8, 8, 8], "encoder_kwargs": {"frozen_stages": 1}}}  # fmt: skip
+    keys_before = set(lightning_main(["--config", str(tiny_config(tmp_path, write_photos(tmp_path / "photos"))),
+                                      f"--model.init_args.net={json.dumps(net)}"], run=False).model.state_dict())  # fmt: skip
+    cli = fit(tmp_path, "--performance.bf16=on", f"--model.init_args.net={json.dumps(net)}")
+    depthwise = [m for m in cli.model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert depthwise and all(isinstance(m, performance.CpuFp32DepthwiseConv2d) for m in depthwise)
+    plain = [m for m in cli.model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1]
+    assert plain and all(type(m) is torch.nn.Conv2d for m in plain)
+    assert set(cli.model.state_dict()) == keys_before
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+
+
+def test_fp32_depthwise_conv_is_fp32_under_cpu_autocast_and_plain_otherwise():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 5, stride=2, padding=2, groups=8)
+    pointwise = torch.nn.Conv2d(8, 4, 1)
+    model = torch.nn.Sequential(conv, pointwise)
+    x = torch.randn(2, 8, 16, 16)
+    expected = conv(x)
+    assert performance.depthwise_convs_in_fp32(model) == 1  # the pointwise conv is left alone
+    assert type(pointwise) is torch.nn.Conv2d and isinstance(conv, performance.CpuFp32DepthwiseConv2d)
+    assert torch.equal(conv(x), expected)  # no autocast: exactly a Conv2d
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+        assert pointwise(out).dtype == torch.bfloat16  # the rest of the net still runs in bf16
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32
+
+
 # ---- the benchmark --------------------------------------------------------------------------------------
 
 

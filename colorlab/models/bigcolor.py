@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorlab.models.blocks import ConvEncoder, OutputHead, UNetSkeleton
+from colorlab.models.blocks import ConvEncoder, OutputHead, UNetSkeleton, cat_channels
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -51,7 +51,7 @@ class GeneratorBlock(nn.Module):
         self.shortcut = nn.Conv2d(channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], dim=1)
+        x = cat_channels([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip])
         h = self.conv1(F.relu(self.norm1(x, cond)))
         h = self.conv2(F.relu(self.norm2(h, cond)))
         return h + self.shortcut(x)

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations, spectral_norm
 
+from colorlab.models.blocks import cat_channels
+
 Norm = Literal["batch", "instance", "spectral", "none"]
 
 
@@ -21,7 +23,9 @@ class PatchGAN(nn.Module):
         norm: ``batch``, ``instance`` (use with WGAN-GP, which forbids batch coupling), ``spectral`` or ``none``.
     """
 
-    def __init__(self, in_channels: int = 3, base_channels: int = 64, n_layers: int = 3, norm: Norm = "batch") -> None:
+    def __init__(
+        self, in_channels: int = 3, base_channels: int = 64, n_layers: int = 3, norm: Norm = "batch"
+    ) -> None:
         super().__init__()
 
         def conv(cin: int, cout: int, stride: int, normed: bool) -> list[nn.Module]:
@@ -44,7 +48,7 @@ class PatchGAN(nn.Module):
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` image (concatenated with ``condition`` if given) -> ``(B, 1, h, w)`` scores."""
-        x = image if condition is None else torch.cat([condition, image], dim=1)
+        x = image if condition is None else cat_channels([condition, image])
         return self.net(x)
 
 
@@ -97,7 +101,9 @@ class DeOldifyCritic(nn.Module):
         super().__init__()
 
         def conv(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:
-            layer = parametrizations.spectral_norm(nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2 if stride == 1 else 1))
+            layer = parametrizations.spectral_norm(
+                nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2 if stride == 1 else 1)
+            )
             return [layer, nn.LeakyReLU(0.2, inplace=True)]
 
         width = base_channels
@@ -107,13 +113,18 @@ class DeOldifyCritic(nn.Module):
             if i == 0 and self_attention:
                 layers.append(SelfAttention(width * 2))
             width *= 2
-        layers += [*conv(width, width, 3, 1), parametrizations.spectral_norm(nn.Conv2d(width, 1, 4, padding=0, bias=False))]
+        layers += [
+            *conv(width, width, 3, 1),
+            parametrizations.spectral_norm(nn.Conv2d(width, 1, 4, padding=0, bias=False)),
+        ]
         self.net = nn.Sequential(*layers)
         self.min_size = 4 * 2 ** (n_blocks + 1)
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` image (concatenated with ``condition`` if given) -> ``(B, 1, h, w)`` patch logits."""
-        x = image if condition is None else torch.cat([condition, image], dim=1)
+        x = image if condition is None else cat_channels([condition, image])
         if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(f"DeOldifyCritic needs images of at least {self.min_size} px, got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"DeOldifyCritic needs images of at least {self.min_size} px, got {tuple(x.shape[-2:])}"
+            )
         return self.net(x)

@@ -18,7 +18,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from colorlab.models.blocks import ConvEncoder, OutputHead, UNetSkeleton, conv_norm_act, pad_to_multiple
+from colorlab.models.blocks import (
+    ConvEncoder,
+    OutputHead,
+    UNetSkeleton,
+    cat_channels,
+    conv_norm_act,
+    pad_to_multiple,
+)
 
 
 def broadcast(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -34,7 +41,7 @@ class LatentInjection(nn.Module):
         self.fuse = conv_norm_act(channels + latent_dim, channels, act="leaky_relu")
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat([x, broadcast(z, x)], dim=1))
+        return self.fuse(cat_channels([x, broadcast(z, x)]))
 
 
 class TransposedUpBlock(nn.Module):
@@ -51,7 +58,7 @@ class TransposedUpBlock(nn.Module):
         self.fuse = conv_norm_act(out_channels + skip_channels + latent_dim, out_channels, act="leaky_relu")
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat([self.up(x), skip, broadcast(z, skip)], dim=1))
+        return self.fuse(cat_channels([self.up(x), skip, broadcast(z, skip)]))
 
 
 class VAEUNet(UNetSkeleton):
