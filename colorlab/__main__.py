@@ -1,3 +1,3 @@
-from colorlab.training.cli import main
+from colorlab.cli import main
 
 main()

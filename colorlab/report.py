@@ -14,6 +14,7 @@ from typing import Any
 
 from colorlab.baselines import BASELINE_NAMES, verdict_line
 from colorlab.metrics import FRECHET_KEY, HIGHER_IS_BETTER
+from colorlab.training.run_folder import REPORT_FILES
 
 Cell = str | float | int | None
 
@@ -103,13 +104,6 @@ def metric_columns(rows: Sequence[dict[str, float]]) -> list[str]:
 
 # ---- the experiment report ----------------------------------------------------------------------------
 
-# The files an experiment's report consists of, in its run folder (RunFolder reads them back).
-REPORT_FILES = {
-    "report": "report.md",
-    "csv": "test_metrics.csv",
-    "json": "results.json",
-    "grid": "test_grid.png",
-}
 
 
 def experiment_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:

@@ -19,6 +19,7 @@ figures need idle cores. Benchmarks only measure: nothing here fails on a slow m
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -185,34 +186,43 @@ def bench_loader(batches: int, shrink: list[str]) -> dict[str, Any]:
 
 def bench_lightning_vs_plain(module: L.LightningModule, batch: dict[str, torch.Tensor], steps: int,
                              repeats: int) -> dict[str, Any]:  # fmt: skip
-    """Lightning's loop vs a plain loop, same module and Lab batches, alternated (fp32 both)."""
+    """Lightning's loop vs a plain loop, same module and Lab batches (fp32 both).
+
+    Each repeat runs both, in alternating order, and compares their median step times: on a shared 2-core VM
+    whole-loop rates drift by up to 15 % between back-to-back runs, which a median step and alternation absorb.
+    """
     batches = [{k: v.clone() for k, v in batch.items()} for _ in range(steps)]
 
-    def lightning() -> float:
+    def lightning() -> list[float]:
         meter = Throughput()
         trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, callbacks=[meter])  # fmt: skip
         trainer.fit(module, torch.utils.data.DataLoader(batches, batch_size=None))
-        return meter.images_per_second
+        return meter.stamps
 
-    def plain() -> float:
+    def plain() -> list[float]:
         optimizer = module.configure_optimizers()
         optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
         module.train()
         stamps = []
-        for i, item in enumerate(batches):
+        for item in batches:
             optimizer.zero_grad()
             module.training_loss(item)["loss"].backward()
             optimizer.step()
             stamps.append(time.perf_counter())
-        return len(item["rgb"]) * (steps - 1) / (stamps[-1] - stamps[0])
+        return stamps
+
+    def median_step(stamps: list[float]) -> float:
+        return statistics.median(b - a for a, b in itertools.pairwise(stamps))
 
     light, loop = [], []
-    for _ in range(repeats):
-        light.append(lightning())
-        loop.append(plain())
-    return {"ratio": median_ratio(light, loop), "lightning_images_per_second": statistics.median(light),
-            "plain_images_per_second": statistics.median(loop), "repeats": repeats}  # fmt: skip
+    for repeat in range(repeats):
+        order = [(lightning, light), (plain, loop)]
+        for run, steps_of in order if repeat % 2 == 0 else order[::-1]:
+            steps_of.append(median_step(run()))
+    images = len(batch["rgb"])
+    return {"ratio": median_ratio(loop, light), "lightning_images_per_second": images / statistics.median(light),
+            "plain_images_per_second": images / statistics.median(loop), "repeats": repeats}  # fmt: skip
 
 
 def test_photo(path: Path, megapixels: float) -> Path:
@@ -288,7 +298,8 @@ def bench_colorize(
         from colorlab.inference.export import export_onnx
         from colorlab.inference.onnx_runtime import OnnxColorizer
 
-        backend = OnnxColorizer(export_onnx(module, folder / "unet_effnet.onnx", None))
+        onnx_file = export_onnx(module, folder / "unet_effnet.onnx", None)
+        backend = OnnxColorizer(onnx_file)
     except ImportError as exc:
         results["pipeline_seconds"] = statistics.median(pipeline(module) for _ in range(repeats))
         results["onnx"] = f"not measured: {exc}"
@@ -299,8 +310,13 @@ def bench_colorize(
         torch_seconds.append(pipeline(module))
         onnx_seconds.append(pipeline(backend))
     results["pipeline_seconds"] = statistics.median(torch_seconds)
+    # The same command on the export: it starts without Lightning, timm and torchvision (seconds of imports).
+    onnx_command = [*command[:4], "--onnx", str(onnx_file), *command[6:]]
+    onnx_runs = [run_command([*onnx_command, str(photo)]) for _ in range(repeats)]
     results["onnx"] = {"pipeline_seconds": statistics.median(onnx_seconds),
-                       "speed_vs_torch": median_ratio(torch_seconds, onnx_seconds)}  # fmt: skip
+                       "speed_vs_torch": median_ratio(torch_seconds, onnx_seconds),
+                       "command_seconds": statistics.median(s for s, _ in onnx_runs),
+                       "peak_rss_bytes": max(rss for _, rss in onnx_runs)}  # fmt: skip
     return results
 
 
@@ -374,9 +390,9 @@ def print_report(results: dict[str, Any]) -> None:
           f"{cz['seconds_per_further_photo']:.2f} s")  # fmt: skip
     onnx = cz["onnx"]
     if isinstance(onnx, dict):
-        print(
-            f"  ONNX Runtime     pipeline {onnx['pipeline_seconds']:.2f} s, speed x{onnx['speed_vs_torch']:.2f} vs PyTorch"
-        )
+        print(f"  ONNX Runtime     pipeline {onnx['pipeline_seconds']:.2f} s, speed x{onnx['speed_vs_torch']:.2f} vs "
+              f"PyTorch; command --onnx {onnx['command_seconds']:.2f} s, peak RSS "
+              f"{onnx['peak_rss_bytes'] / 2**30:.2f} GiB")  # fmt: skip
     else:
         print(f"  ONNX Runtime     {onnx}")
     if "wait_policy" in results:
@@ -413,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["loader"] = bench_loader(3 if quick else 20, shrink)
     batch = cli.datamodule.on_after_batch_transfer(next(iter(cli.datamodule.train_dataloader())), 0)
     results["lightning_vs_plain"] = bench_lightning_vs_plain(
-        cli.model, batch, 3 if quick else 8, 1 if quick else 3
+        cli.model, batch, 3 if quick else 8, 1 if quick else 6
     )
     results["colorize"] = bench_colorize(cli.model, cli.trainer, 1.0 if quick else 12.0, 1 if quick else 2)
     if not quick:

@@ -16,7 +16,7 @@ from colorlab.baselines import datamodule_from_config
 from colorlab.color import l_to_gray_rgb
 from colorlab.inference.checkpoints import load_colorizer
 from colorlab.metrics import luminance_metrics
-from colorlab.training.runs import RunFolder
+from colorlab.training.run_folder import RunFolder
 from colorlab.visualize import comparison_grid, save_png
 
 

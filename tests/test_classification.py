@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from colorlab.approaches.classification import ClassificationColorizer
+from colorlab.cli import main as cli_main
 from colorlab.color import (
     ab_gamut_bins,
     decode_ab_logits,
@@ -23,7 +24,6 @@ from colorlab.color import (
 )
 from colorlab.data.prior import load_prior, save_prior
 from colorlab.models.unet import UNet
-from colorlab.training.cli import main as cli_main
 from tests.helpers import fit_fixed_batch
 
 NUM_BINS = 261  # grid-10 ab cells reached by 8-bit sRGB colours (see ab_gamut_bins for why not 313)

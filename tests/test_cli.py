@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorlab.training.cli import main
+from colorlab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "experiments" / "quickstart.yaml")
@@ -29,6 +29,20 @@ def tiny(root: Path, *extra: str) -> list[str]:
         "--data.init_args.crops_per_epoch=8", "--data.init_args.val_crops=4",
         *extra,
     ]  # fmt: skip
+
+
+def test_help_and_colorize_start_without_lightning_or_timm():
+    """Each of them costs seconds at start-up; ``--help`` needs neither, ``colorize --onnx`` neither (a
+    checkpoint imports them when it is loaded)."""
+    heavy = ("lightning", "timm", "torchvision", "torchmetrics")
+    code = (
+        "import sys, colorlab.cli, colorlab.commands.colorize\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    done = subprocess.run([sys.executable, "-m", "colorlab", "--help"], capture_output=True, text=True, check=True)
+    assert "colorize" in done.stdout
 
 
 def test_fit_then_test_from_the_command_line(tmp_path: Path):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from colorlab.cli import main as cli_main
 from colorlab.color import rgb_to_lab
 from colorlab.commands.colorize import main
 from colorlab.data.datasets import load_samples
@@ -17,7 +18,6 @@ from colorlab.data.images import to_rgb
 from colorlab.inference.folders import COMPARE_DIR, comparison_strip
 from colorlab.inference.pictures import read_picture
 from colorlab.inference.pipeline import Colorizer, model_names, training_side
-from colorlab.training.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -182,3 +182,12 @@ def test_real_photos_train_a_few_steps(photos_dir: Path):
     assert trainer.global_step == 3
     metrics = trainer.validate(model, dm, verbose=False)[0]
     assert 5 < metrics["val/psnr"] < 60
+
+
+def test_datamodules_load_on_first_use_and_unknown_names_fail():
+    import colorlab.data
+
+    assert colorlab.data.FolderDataModule is FolderDataModule
+    assert "DegradedFolderDataModule" in colorlab.data.__all__
+    with pytest.raises(AttributeError, match="no attribute 'FolderDataModul'"):
+        colorlab.data.FolderDataModul  # noqa: B018

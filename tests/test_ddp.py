@@ -20,7 +20,7 @@ import torch
 
 from colorlab.data.datamodule import FolderDataModule
 from colorlab.inference.checkpoints import load_colorizer
-from colorlab.training.runs import RunFolder
+from colorlab.training.run_folder import RunFolder
 from tests.ddp_run import DDP, tiny_overrides
 from tests.tiny_experiment import SIZE, tiny_config, write_photos
 

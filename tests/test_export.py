@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from colorlab.cli import main as cli_main
 from colorlab.inference.checkpoints import load_colorizer
 from colorlab.inference.export import METADATA_FILE, TOLERANCE, export, run_exported
 from colorlab.inference.pipeline import size_multiple
-from colorlab.training.cli import main as cli_main
 from tests.test_colorize import train_tiny_checkpoint
 
 onnx = pytest.importorskip("onnx")

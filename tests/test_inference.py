@@ -135,6 +135,25 @@ def test_pictures_of_one_model_size_share_a_forward_pass() -> None:
     assert all(o.dtype == np.uint8 for o in outputs)
 
 
+def test_the_model_sees_a_photo_as_training_resized_it() -> None:
+    """Training resized the uint8 photo (torchvision, antialiased) before taking L; so does inference."""
+    from torchvision.transforms import v2
+
+    seen = []
+
+    class _Record(_ConstantColour):
+        def colorize(self, L: torch.Tensor) -> torch.Tensor:
+            seen.append(L.clone())
+            return super().colorize(L)
+
+    rgb = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
+    Colorizer(_Record(), side=30)([Picture(rgb, None, "jpeg")])
+    training_view = v2.Resize(30, antialias=True)(torch.tensor(rgb).permute(2, 0, 1))
+    torch.testing.assert_close(seen[0], input_l(training_view[None]))
+    Colorizer(_Record(), side=None)([Picture(rgb, None, "jpeg")])  # no resizing: the picture's own L
+    torch.testing.assert_close(seen[1], picture_l(rgb))
+
+
 def test_alpha_rule_model_sees_white_output_keeps_the_pictures_own_l() -> None:
     seen = []
 

@@ -21,7 +21,7 @@ from colorlab.models.unet import TimmUNet, UNet
 from colorlab.training.config import load_config
 from colorlab.training.experiment import run_experiment
 from colorlab.training.phases import PhaseRecord, parse_phases
-from colorlab.training.runs import RunFolder
+from colorlab.training.run_folder import RunFolder
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 
 REPO = Path(__file__).resolve().parents[1]

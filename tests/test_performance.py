@@ -211,6 +211,7 @@ def test_quick_bench_writes_every_field(tmp_path):
     assert {"megapixels", "command_seconds", "peak_rss_bytes", "pipeline_seconds", "onnx", "import_seconds",
             "seconds_per_further_photo"} <= colorize.keys()  # fmt: skip
     assert colorize["peak_rss_bytes"] > 0 and colorize["onnx"]["speed_vs_torch"] > 0
+    assert colorize["onnx"]["command_seconds"] > 0 and colorize["onnx"]["peak_rss_bytes"] > 0
     assert set(results["headline"]) == {"unet_effnet_speedup", "colorize_12mp_seconds", "lightning_vs_plain",
                                         "colorize_12mp_seconds_per_further_photo"}  # fmt: skip
     assert "targets" in done.stdout
@@ -276,9 +277,9 @@ def test_colorize_command_runs_an_onnx_export_like_its_checkpoint(tmp_path):
     import numpy as np
     from PIL import Image
 
+    from colorlab.cli import main as cli_main
     from colorlab.inference.checkpoints import load_colorizer
     from colorlab.inference.export import export_onnx
-    from colorlab.training.cli import main as cli_main
     from tests.helpers import fixed_rgb_batch
 
     config = tiny_config(tmp_path, write_photos(tmp_path / "photos"), max_steps=2, limit_val_batches=0)

@@ -27,7 +27,8 @@ from colorlab.inference.checkpoints import (
     load_colorizer,
 )
 from colorlab.training.experiment import run_experiment
-from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
+from colorlab.training.run_folder import NothingToResume, RunFolder
+from colorlab.training.runs import RunSettings
 from tests.tiny_experiment import tiny_config, write_photos
 
 REPO = Path(__file__).resolve().parents[1]

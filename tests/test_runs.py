@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
+from colorlab.training.run_folder import NothingToResume, RunFolder
+from colorlab.training.runs import RunSettings
 
 
 def make_run(root: Path, version: str, *checkpoints: str, phases: list[str] | None = None) -> Path:

@@ -19,9 +19,9 @@ from PIL import Image
 pytest.importorskip("litdata")
 
 from colorlab.approaches.regression import RegressionColorizer
+from colorlab.cli import main as colorlab_main
 from colorlab.data.streaming import ShardItems, StreamingDataModule
 from colorlab.models.unet import UNet
-from colorlab.training.cli import main as colorlab_main
 from tests.helpers import fixed_rgb_batch
 
 REPO = Path(__file__).resolve().parents[1]

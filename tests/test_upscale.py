@@ -280,7 +280,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def fit_tiny(root: Path, name: str, config: str, overrides: list[str], data: Path) -> Path:
     """A real checkpoint of an experiment YAML shrunk to a few channels, trained 2 steps on 32 px crops."""
-    from colorlab.training.cli import main as cli_main
+    from colorlab.cli import main as cli_main
 
     cli_main([
         "fit", "--config", str(REPO / "experiments" / config), f"--run.root={root}", f"--run.name={name}",
@@ -322,7 +322,7 @@ def old_photo_files(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def run_chain(argv: list[str]) -> int:
-    from colorlab.training.cli import main as cli_main
+    from colorlab.cli import main as cli_main
 
     try:
         cli_main(["restore-colorize-upscale", "--no-progress", *argv])

@@ -10,7 +10,8 @@ import argparse
 from typing import Any
 
 from colorlab.training.experiment import run_experiment
-from colorlab.training.runs import NothingToResume, RunFolder, is_rank_zero
+from colorlab.training.run_folder import NothingToResume, RunFolder
+from colorlab.training.runs import is_rank_zero
 
 
 def main(argv: list[str]) -> dict[str, Any]:

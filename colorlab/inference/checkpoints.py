@@ -16,11 +16,12 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from colorlab.approaches.base import ColorizationModule
+if TYPE_CHECKING:
+    from colorlab.approaches.base import ColorizationModule
 
 # The only non-tensor globals colorlab checkpoints hold beyond torch's own weights-only set: the default
 # optimizer class that ``ColorizationModule`` records in its hyper-parameters when built in Python (under
@@ -107,6 +108,8 @@ def checkpoint_class_path(checkpoint: dict[str, Any], path: str | os.PathLike) -
 
 def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ColorizationModule:
     """Rebuild the approach stored in ``path`` with its weights, in eval mode (the file is read as data)."""
+    from colorlab.approaches.base import ColorizationModule  # Lightning: only loading a checkpoint needs it
+
     class_path = checkpoint_class_path(load_checkpoint(path), path)
     module_name, _, class_name = class_path.rpartition(".")
     if not module_name.startswith("colorlab."):

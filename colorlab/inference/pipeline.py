@@ -20,17 +20,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorlab.approaches.base import ColorizationModule
 from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l, uint8_to_float
 from colorlab.inference.checkpoints import CheckpointError, load_colorizer
 from colorlab.inference.pictures import Picture
-from colorlab.training.runs import RunFolder
+from colorlab.training.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from colorlab.approaches.base import ColorizationModule
 
 DEFAULT_SIDE = 256
 MAX_ASPECT = 4
@@ -252,6 +255,18 @@ class Colorizer:
         # Antialiased: plain bilinear would alias fine texture into the model's input.
         return F.interpolate(L, size=small, mode="bilinear", antialias=True)
 
+    def picture_input(self, picture: Picture) -> torch.Tensor:
+        """The model's view of a picture: its on-white RGB resized to the model size, then its L ``(1, 1, h, w)``.
+
+        Resizing the uint8 RGB first (antialiased bilinear) is what training's ``resize`` did to the photos
+        the model learnt from, and skips the full-resolution L: 0.02 s instead of 0.2 s for 12 MP.
+        """
+        small = self.model_size(*picture.size)
+        if small == picture.size:
+            return picture_l(picture.on_white(), self.device, self.strip_pixels)
+        rgb = torch.tensor(picture.on_white()).permute(2, 0, 1)[None]  # a copy: PIL's arrays are read-only
+        return input_l(F.interpolate(rgb, size=small, mode="bilinear", antialias=True).to(self.device))
+
     def predict(self, L_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The model on a batch of model-size L ``(B, 1, h, w)``: (L_out, ab), float32."""
         L_out, ab = self.module.predict_lab(L_small.to(self.device).float())
@@ -264,7 +279,7 @@ class Colorizer:
         Pictures whose model sizes match share one forward pass. Alpha is not applied: pair each result with
         its picture's alpha when writing it.
         """
-        inputs = [self.model_input(picture_l(p.on_white(), self.device, self.strip_pixels)) for p in pictures]
+        inputs = [self.picture_input(p) for p in pictures]
         groups: dict[tuple[int, int], list[int]] = {}
         for index, L_small in enumerate(inputs):
             groups.setdefault(tuple(L_small.shape[-2:]), []).append(index)

@@ -1,10 +1,8 @@
-"""``python -m colorlab``: Lightning's fit/validate/test/predict on experiment YAMLs, plus colorlab's own
-commands (``experiment`` and the tools later modules add), each a plain ``main(argv)`` function."""
+"""Lightning's fit/validate/test/predict on experiment YAMLs: :class:`ColorlabCLI` and :func:`lightning_main`
+(``python -m colorlab fit ...``; the command dispatch itself is :mod:`colorlab.cli`)."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 import warnings
 from typing import Any
 
@@ -14,23 +12,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
 from colorlab.training.performance import PerformanceSettings, resolve_accelerator
-from colorlab.training.runs import NothingToResume, RunFolder, RunSettings
-
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-
-# Commands beyond Lightning's: name -> "module:function" taking argv (imported only when used).
-COMMANDS = {
-    "experiment": "colorlab.commands.experiment:main",
-    "colorize": "colorlab.commands.colorize:main",
-    "restore-colorize-upscale": "colorlab.commands.restore_colorize_upscale:main",
-    "export": "colorlab.commands.export:main",
-    "serve": "colorlab.commands.serve:main",
-    "evaluate": "colorlab.commands.evaluate:main",
-    "compare": "colorlab.commands.compare:main",
-    "prior": "colorlab.commands.prior:main",
-    "sweep": "colorlab.commands.sweep:main",
-    "data": "colorlab.commands.data:main",
-}
+from colorlab.training.run_folder import RunFolder
+from colorlab.training.runs import RunSettings
 
 
 class ColorlabCLI(LightningCLI):
@@ -97,34 +80,3 @@ def lightning_main(argv: list[str], run: bool = True) -> ColorlabCLI:
     """Run (or with ``run=False`` only build) the Lightning CLI on ``argv``."""
     torch.set_float32_matmul_precision("high")
     return ColorlabCLI(args=argv, run=run)
-
-
-def usage() -> str:
-    """The top-level help text."""
-    names = ", ".join([*LIGHTNING_COMMANDS, *COMMANDS])
-    return (
-        "usage: python -m colorlab COMMAND [options]\n"
-        f"commands: {names}\n"
-        "  fit/validate/test/predict --config experiments/X.yaml   Lightning on an experiment YAML\n"
-        "  experiment --config experiments/X.yaml [--resume]     fit, test the best checkpoint, write a report\n"
-        "Run 'python -m colorlab COMMAND --help' for a command's options."
-    )
-
-
-def main(argv: list[str] | None = None) -> Any:
-    """Entry point of ``python -m colorlab`` and the ``colorlab`` script."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage())
-        return None
-    command, rest = argv[0], argv[1:]
-    if command in LIGHTNING_COMMANDS:
-        try:
-            return lightning_main(argv)
-        except NothingToResume as exc:  # --run.resume=true with no interrupted run: say so, exit non-zero
-            raise SystemExit(f"error: {exc}") from None
-    if command in COMMANDS:
-        module_name, function = COMMANDS[command].split(":")
-        return getattr(importlib.import_module(module_name), function)(rest)
-    print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
-    raise SystemExit(2)

@@ -30,7 +30,8 @@ from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness
 from colorlab.report import write_experiment_report
 from colorlab.training.config import config_args, load_config
 from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
-from colorlab.training.runs import NothingToResume, RunFolder, RunSettings, finish_wandb_run
+from colorlab.training.run_folder import NothingToResume, RunFolder
+from colorlab.training.runs import RunSettings, finish_wandb_run
 from colorlab.visualize import save_png
 
 # The headline metric (README table, issue targets): every report's learning verdict is on it.

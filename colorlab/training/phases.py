@@ -29,7 +29,8 @@ from torch import nn
 from colorlab.inference.checkpoints import load_checkpoint
 from colorlab.report import write_text_atomic
 from colorlab.training.config import override_args
-from colorlab.training.runs import RunFolder, is_rank_zero
+from colorlab.training.run_folder import RunFolder
+from colorlab.training.runs import is_rank_zero
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""``python -m colorlab COMMAND``: the command dispatch. Each command's module is imported only when it runs,
+so a command that needs neither Lightning nor timm (``colorize --onnx``, ``--help``) starts without them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+# Commands beyond Lightning's: name -> "module:function" taking argv (imported only when used).
+COMMANDS = {
+    "experiment": "colorlab.commands.experiment:main",
+    "colorize": "colorlab.commands.colorize:main",
+    "restore-colorize-upscale": "colorlab.commands.restore_colorize_upscale:main",
+    "export": "colorlab.commands.export:main",
+    "serve": "colorlab.commands.serve:main",
+    "evaluate": "colorlab.commands.evaluate:main",
+    "compare": "colorlab.commands.compare:main",
+    "prior": "colorlab.commands.prior:main",
+    "sweep": "colorlab.commands.sweep:main",
+    "data": "colorlab.commands.data:main",
+}
+
+
+def usage() -> str:
+    """The top-level help text."""
+    names = ", ".join([*LIGHTNING_COMMANDS, *COMMANDS])
+    return (
+        "usage: python -m colorlab COMMAND [options]\n"
+        f"commands: {names}\n"
+        "  fit/validate/test/predict --config experiments/X.yaml   Lightning on an experiment YAML\n"
+        "  experiment --config experiments/X.yaml [--resume]     fit, test the best checkpoint, write a report\n"
+        "Run 'python -m colorlab COMMAND --help' for a command's options."
+    )
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of ``python -m colorlab`` and the ``colorlab`` script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return None
+    command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_COMMANDS:
+        from colorlab.training.cli import lightning_main
+        from colorlab.training.run_folder import NothingToResume
+
+        try:
+            return lightning_main(argv)
+        except NothingToResume as exc:  # --run.resume=true with no interrupted run: say so, exit non-zero
+            raise SystemExit(f"error: {exc}") from None
+    if command in COMMANDS:
+        module_name, function = COMMANDS[command].split(":")
+        return getattr(importlib.import_module(module_name), function)(rest)
+    print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+    raise SystemExit(2)
