@@ -102,3 +102,11 @@ def test_gray_l_equals_lab_l(photos):
     assert torch.allclose(color.rgb_to_gray_l(rgb), color.rgb_to_lab_normalized(rgb)[0], atol=1e-5)
     dark = torch.full((1, 3, 2, 2), 0.002)  # below the Lab companding threshold
     assert torch.allclose(color.rgb_to_gray_l(dark), color.rgb_to_lab_normalized(dark)[0], atol=1e-5)
+
+
+def test_uint8_gray_l_tables_equal_the_float_conversion():
+    every_level = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
+    mixed = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for rgb in (every_level, mixed):
+        expected = color.rgb_to_gray_l(color.uint8_to_float(rgb))
+        torch.testing.assert_close(color.uint8_rgb_to_gray_l(rgb), expected, atol=1e-6, rtol=0)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l, uint8_to_float
+from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l, uint8_rgb_to_gray_l
 from colorlab.inference.checkpoints import CheckpointError, load_colorizer
 from colorlab.inference.pictures import Picture
 from colorlab.training.run_folder import RunFolder
@@ -109,8 +109,9 @@ def input_l(image: torch.Tensor) -> torch.Tensor:
         )
     if image.shape[1] == 1 and image.dtype != torch.uint8:
         return image
-    rgb = uint8_to_float(image) if image.dtype == torch.uint8 else image.float()
-    return rgb_to_gray_l(rgb.expand(-1, 3, -1, -1))
+    if image.dtype == torch.uint8:
+        return uint8_rgb_to_gray_l(image.expand(-1, 3, -1, -1))
+    return rgb_to_gray_l(image.float().expand(-1, 3, -1, -1))
 
 
 def picture_l(
