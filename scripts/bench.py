@@ -277,10 +277,13 @@ def bench_colorize(
     runs = [run_command([*command, str(photo)]) for _ in range(repeats)]
     seconds, peak_rss = [s for s, _ in runs], max(rss for _, rss in runs)
     # Three copies in one command: the seconds each photo adds once Python, torch and the model are loaded;
-    # and the command's imports alone (Python, torch, torchvision, Lightning): the one-shot start-up cost.
+    # and the command's imports alone: the one-shot start-up cost.
     copies = [str(shutil.copy(photo, folder / f"copy{i}.jpg")) for i in range(3)]
     per_photo = (run_command([*command, *copies])[0] - statistics.median(seconds)) / 2
-    imports = run_command([sys.executable, "-c", "import colorlab.training.cli, colorlab.commands.colorize"])[0]
+    # What loading the checkpoint imports: the command, then its approach (Lightning, timm, torchvision).
+    imports = run_command(
+        [sys.executable, "-c", "import colorlab.commands.colorize, colorlab.approaches.regression"]
+    )[0]
     module = module.float().eval()
     with Image.open(photo) as img:
         pixels = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)[None]
@@ -377,9 +380,11 @@ def print_report(results: dict[str, Any]) -> None:
         )
         print(f"train {name:12s} {row['images_per_second']:8.1f} images/s{extra}")
     for source, rates in results["loader"].items():
-        text = (
-            ", ".join(f"{w} workers {r:.0f}" for w, r in rates.items()) if isinstance(rates, dict) else rates
-        )
+        if isinstance(rates, dict):
+            text = ", ".join(f"{w} workers {r:.0f}" for w, r in rates.items() if w != "pack_seconds")
+            text += f" (packed in {rates['pack_seconds']:.0f} s)" if "pack_seconds" in rates else ""
+        else:
+            text = rates
         print(f"loader {source:11s} images/s: {text}")
     lp, cz = results["lightning_vs_plain"], results["colorize"]
     print(f"lightning/plain    {lp['ratio']:.3f} ({lp['lightning_images_per_second']:.1f} vs "
