@@ -105,7 +105,6 @@ def metric_columns(rows: Sequence[dict[str, float]]) -> list[str]:
 # ---- the experiment report ----------------------------------------------------------------------------
 
 
-
 def experiment_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
     """``(label, test metrics)``: the tested model, then every reference (baselines, the truth)."""
     reference = results.get("reference", {})

@@ -15,6 +15,7 @@ from colorlab.color import (
     rgb_to_lab_normalized,
     upsample_ab,
 )
+from colorlab.inference.chain import Chain
 from colorlab.inference.pictures import Picture
 from colorlab.inference.pipeline import (
     MAX_ASPECT,
@@ -28,7 +29,7 @@ from colorlab.inference.pipeline import (
 
 
 class _ConstantColour(ColorizationModule):
-    """Predicts one fixed ab everywhere and remembers the L size it was given."""
+    """Predicts one fixed ab everywhere and remembers the L (and its size) it was given."""
 
     def __init__(self, ab: tuple[float, float] = (20.0, -30.0), restored_l: float | None = None) -> None:
         super().__init__()
@@ -36,9 +37,11 @@ class _ConstantColour(ColorizationModule):
         self.ab = normalize_ab(torch.tensor(ab)).view(1, 2, 1, 1)
         self.restored_l = restored_l
         self.seen: list[tuple[int, int]] = []
+        self.inputs: list[torch.Tensor] = []
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         self.seen.append(tuple(L.shape[-2:]))
+        self.inputs.append(L.clone())
         return self.ab.expand(L.shape[0], 2, *L.shape[-2:]) + 0 * self.weight
 
     def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,32 +142,24 @@ def test_the_model_sees_a_photo_as_training_resized_it() -> None:
     """Training resized the uint8 photo (torchvision, antialiased) before taking L; so does inference."""
     from torchvision.transforms import v2
 
-    seen = []
-
-    class _Record(_ConstantColour):
-        def colorize(self, L: torch.Tensor) -> torch.Tensor:
-            seen.append(L.clone())
-            return super().colorize(L)
-
     rgb = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
-    Colorizer(_Record(), side=30)([Picture(rgb, None, "jpeg")])
+    resized, full = _ConstantColour(), _ConstantColour()
+    Colorizer(resized, side=30)([Picture(rgb, None, "jpeg")])
     training_view = v2.Resize(30, antialias=True)(torch.tensor(rgb).permute(2, 0, 1))
-    torch.testing.assert_close(seen[0], input_l(training_view[None]))
-    Colorizer(_Record(), side=None)([Picture(rgb, None, "jpeg")])  # no resizing: the picture's own L
-    torch.testing.assert_close(seen[1], picture_l(rgb))
+    torch.testing.assert_close(resized.inputs[0], input_l(training_view[None]))
+    Colorizer(full, side=None)([Picture(rgb, None, "jpeg")])  # no resizing: the picture's own L
+    torch.testing.assert_close(full.inputs[0], picture_l(rgb))
+    chained = _ConstantColour()  # restore-colorize-upscale without a restorer shows it the same
+    Chain(Colorizer(chained, side=30))(Picture(rgb, None, "jpeg"))
+    torch.testing.assert_close(chained.inputs[0], resized.inputs[0])
 
 
 def test_alpha_rule_model_sees_white_output_keeps_the_pictures_own_l() -> None:
-    seen = []
-
-    class _Record(_ConstantColour):
-        def colorize(self, L: torch.Tensor) -> torch.Tensor:
-            seen.append(L.clone())
-            return super().colorize(L)
-
+    model = _ConstantColour()
     rgb = np.full((8, 8, 3), 119, np.uint8)  # L = 50 gray under full transparency
     picture = Picture(rgb, np.zeros((8, 8), np.uint8), "png")
-    out = Colorizer(_Record(), side=None)([picture], dtype=torch.float32)[0]
+    out = Colorizer(model, side=None)([picture], dtype=torch.float32)[0]
+    seen = model.inputs
     assert torch.allclose(seen[0], torch.ones_like(seen[0]), atol=1e-3), "the model saw white (L = 100)"
     out_l = picture_l(np.rint(out * 255).astype(np.uint8))
     assert torch.allclose(out_l, picture_l(rgb), atol=0.02), "the output keeps the picture's own L"

@@ -111,7 +111,13 @@ class Chain:
         if self.restorer is not None:
             L_restored, _ = self.restorer.predict(self.restorer.model_input(L))
             L = restored_l(L_restored.to(L.device), size)
-        L_out, ab = self.colorizer.predict(self.colorizer.model_input(L))
+        # Without a restorer the colorizer sees the photo as `colorize` shows it (resized as in training).
+        L_in = (
+            self.colorizer.model_input(L)
+            if self.restorer is not None
+            else self.colorizer.picture_input(picture)
+        )
+        L_out, ab = self.colorizer.predict(L_in)
         if self.colorizer.restore:
             L = restored_l(L_out.to(L.device), size)
         L = upscale_l(L, self.upscaler, self.factor, self.tile, self.overlap)

@@ -15,7 +15,7 @@ import yaml
 
 log = logging.getLogger(__name__)
 
-# The files an experiment's report consists of, in its run folder.
+# The files an experiment's report consists of, in its run folder (colorlab.report writes them).
 REPORT_FILES = {
     "report": "report.md",
     "csv": "test_metrics.csv",
