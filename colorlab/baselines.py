@@ -224,7 +224,7 @@ def fit_on_datamodule(
 def baselines_for_run(run_dir: str | os.PathLike) -> Baselines:
     """The baselines of a run folder (or a phase folder inside one): its ``baselines.json`` when the experiment
     saved one, else fitted now on the training split rebuilt from the run's ``config.yaml``."""
-    from colorlab.training.run_folder import RunFolder
+    from colorlab.runs.folder import RunFolder
 
     folder = RunFolder(run_dir)
     for candidate in (folder.path, folder.path.parent):

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> Any:
         return None
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
+        from colorlab.runs.folder import NothingToResume
         from colorlab.training.cli import lightning_main
-        from colorlab.training.run_folder import NothingToResume
 
         try:
             return lightning_main(argv)

@@ -14,7 +14,7 @@ from typing import Any
 
 from colorlab.baselines import BASELINE_NAMES, verdict_line
 from colorlab.metrics import FRECHET_KEY, HIGHER_IS_BETTER
-from colorlab.training.run_folder import REPORT_FILES
+from colorlab.runs.folder import REPORT_FILES
 
 Cell = str | float | int | None
 

@@ -186,8 +186,8 @@ def seed_spread(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
 def plot(rows: list[tuple[str, int, Path]]) -> Path:
     """val ΔE00 against step for every run, with the trivial baselines' val ΔE00 as dashed lines."""
     from colorlab.baselines import BASELINE_NAMES, baselines_for_run, datamodule_from_config, val_delta_e00
+    from colorlab.runs.folder import RunFolder
     from colorlab.training.compare import RunLog
-    from colorlab.training.run_folder import RunFolder
     from colorlab.visualize import plot_curves
 
     first = next(folder for name, _, folder in rows if name in HEADLINE and name != "restore_colorize")

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from colorlab.baselines import datamodule_from_config
 from colorlab.color import l_to_gray_rgb
-from colorlab.inference.checkpoints import load_colorizer
+from colorlab.colorizers.loading import load_colorizer
 from colorlab.metrics import luminance_metrics
-from colorlab.training.run_folder import RunFolder
+from colorlab.runs.folder import RunFolder
 from colorlab.visualize import comparison_grid, save_png
 
 

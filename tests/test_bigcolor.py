@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from colorlab.approaches.bigcolor import BigColorColorizer
-from colorlab.inference.checkpoints import load_colorizer
+from colorlab.colorizers.generative import ConditionalGeneratorNet
+from colorlab.colorizers.loading import load_colorizer
 from colorlab.models.bigcolor import BigColorGenerator
 from colorlab.models.critics import PatchGAN
 from colorlab.models.features import ImageNetClassifier, ImageNetFeatures
@@ -52,23 +53,23 @@ def test_forward_backward_reaches_every_parameter(lab_batch_32):
     critic_losses = module.critic_loss(lab_batch_32, fake)
     (generator_losses["loss"] + critic_losses["loss"]).backward()
     trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-    assert {n.split(".")[0] for n, _ in trainable} == {"generator", "critic"}
+    assert {n.split(".")[0] for n, _ in trainable} == {"trained_generator", "critic"}
     for name, param in trainable:
         assert param.grad is not None, f"{name} got no gradient"
         assert torch.isfinite(param.grad).all(), f"{name} has a non-finite gradient"
-    assert all(p.grad is None for p in module.generator_ema.parameters())
+    assert all(p.grad is None for p in module.colorizer.generator.parameters())
 
 
 def test_ema_differs_from_live_weights_and_is_what_colorize_uses(rgb_uint8, lab_batch_32):
     module = tiny_bigcolor(ema_decay=0.9)
     fit_fixed_batch(module, rgb_uint8, steps=20)
     assert module.ema_updates.item() == 10  # one update per generator step
-    assert max_param_difference(module.generator, module.generator_ema.module) > 1e-4
+    assert max_param_difference(module.generator, module.colorizer.generator) > 1e-4
     module.eval()
     L = lab_batch_32["L"]
     with torch.no_grad():
         ab = module.colorize(L)
-        torch.testing.assert_close(ab, module.generator_ema.module(L))
+        torch.testing.assert_close(ab, module.colorizer.generator(L))
         assert (ab - module.generator(L)).abs().max() > 1e-4
 
 
@@ -81,15 +82,15 @@ def test_ema_differs_from_live_weights_and_is_what_colorize_uses(rgb_uint8, lab_
 def test_ema_follows_decay_and_warmup(warmup_power, moves):
     module = tiny_bigcolor(ema_decay=0.75, ema_warmup_power=warmup_power, perceptual_weight=0.0)
     with torch.no_grad():
-        for p in module.generator_ema.module.parameters():
+        for p in module.colorizer.generator.parameters():
             p.zero_()
     for step, move in enumerate(moves, start=1):
         with torch.no_grad():
             for p in module.generator.parameters():
                 p.fill_(float(step))
-        before = [p.detach().clone() for p in module.generator_ema.module.parameters()]
+        before = [p.detach().clone() for p in module.colorizer.generator.parameters()]
         module.update_ema()
-        for old, new in zip(before, module.generator_ema.module.parameters()):
+        for old, new in zip(before, module.colorizer.generator.parameters()):
             torch.testing.assert_close(new, old + move * (step - old), msg=f"update {step}")
     assert module.ema_updates.item() == len(moves)
     with pytest.raises(ValueError, match="ema_decay"):
@@ -119,10 +120,10 @@ def test_class_conditional_generator_uses_the_classifier(lab_batch_32):
     classifier = ImageNetClassifier(pretrained=False, input_size=32)
     module = tiny_bigcolor(generator=generator, classifier=classifier, perceptual_weight=0.0).eval()
     L = lab_batch_32["L"]
-    labels = module.labels(L)
+    labels = module.colorizer.labels(L)
     assert labels.shape == (4,) and labels.dtype == torch.long
     with torch.no_grad():
-        torch.testing.assert_close(module.colorize(L), module.generator_ema.module(L, None, labels))
+        torch.testing.assert_close(module.colorize(L), module.colorizer.generator(L, None, labels))
         assert module.sample(L, 2).shape == (2, 4, 2, 32, 32)
     with pytest.raises(ValueError, match="pass labels"):
         generator(L)
@@ -176,13 +177,13 @@ def test_checkpoint_round_trip_gives_the_ema_generator(tmp_path, rgb_uint8, monk
     path = tmp_path / "model.ckpt"
     cli.trainer.save_checkpoint(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    assert any(k.startswith("generator_ema.module.") for k in checkpoint["state_dict"])
+    assert any(k.startswith("colorizer.generator.") for k in checkpoint["state_dict"])
 
     trained = cli.model.eval()
     loaded = load_colorizer(path)
-    assert isinstance(loaded, BigColorColorizer)
-    assert max_param_difference(trained.generator, trained.generator_ema.module) > 1e-5
+    assert isinstance(loaded, ConditionalGeneratorNet)
+    assert max_param_difference(trained.generator, trained.colorizer.generator) > 1e-5
     L = torch.rand(2, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(loaded.colorize(L), trained.colorize(L))
-        torch.testing.assert_close(loaded.colorize(L), trained.generator_ema.module(L))
+        torch.testing.assert_close(loaded.colorize(L), trained.colorizer.generator(L))

@@ -210,7 +210,7 @@ def test_colorize_contract_any_size(decode):
     module = _module(decode=decode, downsample=4).eval()
     L = torch.rand(2, 1, 37, 53) * 2 - 1
     with torch.no_grad():
-        assert module.logits(L).shape == (2, NUM_BINS, 9, 13)
+        assert module.colorizer.logits(L).shape == (2, NUM_BINS, 9, 13)
         ab = module.colorize(L)
     assert ab.shape == (2, 2, 37, 53) and ab.abs().max() <= 1
     assert module.colorize_rgb(L).shape == (2, 3, 37, 53)
@@ -218,7 +218,7 @@ def test_colorize_contract_any_size(decode):
 
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="out_channels to 261"):
-        ClassificationColorizer(UNet(base_channels=4, depth=1, out_channels=313)).logits(
+        ClassificationColorizer(UNet(base_channels=4, depth=1, out_channels=313)).colorizer.logits(
             torch.zeros(1, 1, 8, 8)
         )
     with pytest.raises(ValueError, match="unknown decode"):

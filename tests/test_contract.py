@@ -20,10 +20,10 @@ import yaml
 from PIL import Image
 
 from colorlab.color import float_to_uint8, lab_normalized_to_rgb, upsample_ab
+from colorlab.colorizers.loading import load_colorizer
 from colorlab.commands.colorize import main as colorize_main
 from colorlab.commands.evaluate import main as evaluate_main
 from colorlab.commands.export import main as export_main
-from colorlab.inference.checkpoints import load_colorizer
 from colorlab.inference.evaluation import image_scores
 from colorlab.inference.export import TOLERANCE, ExportableColorizer, run_exported
 from colorlab.inference.pipeline import Colorizer, picture_l, size_multiple

@@ -18,9 +18,9 @@ import lightning as L
 import pytest
 import torch
 
+from colorlab.colorizers.loading import load_colorizer
 from colorlab.data.datamodule import FolderDataModule
-from colorlab.inference.checkpoints import load_colorizer
-from colorlab.training.run_folder import RunFolder
+from colorlab.runs.folder import RunFolder
 from tests.ddp_run import DDP, tiny_overrides
 from tests.tiny_experiment import SIZE, tiny_config, write_photos
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from colorlab.cli import main as cli_main
-from colorlab.inference.checkpoints import load_colorizer
+from colorlab.colorizers.loading import load_colorizer
 from colorlab.inference.export import METADATA_FILE, TOLERANCE, export, run_exported
 from colorlab.inference.pipeline import size_multiple
 from tests.test_colorize import train_tiny_checkpoint

@@ -142,12 +142,12 @@ def test_pretrained_encoders_are_found_only_when_pretrained():
     assert pretrained_encoders(VGG16Colorizer(blocks=1, pretrained=False)) == []
 
 
-def test_an_approach_must_define_colorize_or_predict_lab():
+def test_an_approach_must_name_its_deployable_colorizer():
     class Nothing(ColorizationModule):
         def training_loss(self, batch):
             return {}
 
-    with pytest.raises(TypeError, match="colorize"):
+    with pytest.raises(TypeError, match="colorizer_class"):
         Nothing()
 
 

@@ -18,10 +18,10 @@ from colorlab.data.datasets import SAMPLE_TRAIN, build_transform, load_samples
 from colorlab.losses import FeatureLoss
 from colorlab.models.critics import DeOldifyCritic, SelfAttention
 from colorlab.models.unet import TimmUNet, UNet
+from colorlab.runs.folder import RunFolder
 from colorlab.training.config import load_config
 from colorlab.training.experiment import run_experiment
 from colorlab.training.phases import PhaseRecord, parse_phases
-from colorlab.training.run_folder import RunFolder
 from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_three_phases_chain(tiny_experiment, phase_starts):
     critic = checkpoint_state(phases["critic"]["handover_checkpoint"])
     # Phase 2 starts from phase 1's best weights, keeps the generator frozen and trains the critic.
     assert same_weights(phase_starts[1][2], generator, "")
-    assert same_weights(critic, generator, "generator.")
+    assert same_weights(critic, generator, "colorizer.generator.")
     assert not same_weights(critic, generator, "critic.")
     assert same_weights(phase_starts[2][2], critic, "")
     # The gan phase validated (and kept a checkpoint) every 2 steps; the report tests every phase.

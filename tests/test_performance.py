@@ -278,7 +278,7 @@ def test_colorize_command_runs_an_onnx_export_like_its_checkpoint(tmp_path):
     from PIL import Image
 
     from colorlab.cli import main as cli_main
-    from colorlab.inference.checkpoints import load_colorizer
+    from colorlab.colorizers.loading import load_colorizer
     from colorlab.inference.export import export_onnx
     from tests.helpers import fixed_rgb_batch
 

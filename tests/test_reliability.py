@@ -20,14 +20,10 @@ import pytest
 import torch
 import yaml
 
-from colorlab.inference.checkpoints import (
-    CheckpointError,
-    UnsafeCheckpointError,
-    load_checkpoint,
-    load_colorizer,
-)
+from colorlab.colorizers.loading import load_colorizer
+from colorlab.runs.checkpoints import CheckpointError, UnsafeCheckpointError, load_checkpoint
+from colorlab.runs.folder import NothingToResume, RunFolder
 from colorlab.training.experiment import run_experiment
-from colorlab.training.run_folder import NothingToResume, RunFolder
 from colorlab.training.runs import RunSettings
 from tests.tiny_experiment import tiny_config, write_photos
 

@@ -20,6 +20,8 @@ from tests.helpers import FixedBatchDataModule, fit_fixed_batch
 REPO = Path(__file__).resolve().parents[1]
 
 NETS = ("restorer", "colorizer")
+# Where each stage lives in the deployed RestoreThenColorizeNet.
+STAGE_ATTRS = {"restorer": "restorer", "colorizer": "colorizer_net"}
 
 
 @pytest.fixture
@@ -76,10 +78,10 @@ def test_one_stage_trains_the_other_is_frozen(stages, frozen, rgb_uint8, degrade
     torch.manual_seed(0)
     module = _two_stage(train_stages=stages, optimizer=_adam())
     trained = "restorer" if frozen == "colorizer" else "colorizer"
-    before = {name: {k: v.clone() for k, v in getattr(module, name).state_dict().items()} for name in NETS}
+    before = {name: {k: v.clone() for k, v in getattr(module.colorizer, STAGE_ATTRS[name]).state_dict().items()} for name in NETS}
     losses = fit_fixed_batch(module, rgb_uint8, steps=20, extra={"input_rgb": degraded})
     assert losses[-1] < losses[0]
-    after = {name: getattr(module, name).state_dict() for name in NETS}
+    after = {name: getattr(module.colorizer, STAGE_ATTRS[name]).state_dict() for name in NETS}
     # Weights and BatchNorm running statistics of the frozen stage are untouched.
     assert all(torch.equal(before[frozen][k], v) for k, v in after[frozen].items())
     assert not all(torch.equal(before[trained][k], v) for k, v in after[trained].items())
@@ -102,7 +104,7 @@ def test_stage_wise_phases_hand_the_restorer_on(tiny_photos, tmp_path, monkeypat
     first, second = (
         torch.load(p["handover_checkpoint"], weights_only=False)["state_dict"] for p in (restore, colorize)
     )
-    assert all(torch.equal(second[k], v) for k, v in first.items() if k.startswith("restorer."))
+    assert all(torch.equal(second[k], v) for k, v in first.items() if k.startswith("colorizer.restorer."))
     assert not all(
         torch.equal(second[k], v)
         for k, v in first.items()

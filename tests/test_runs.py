@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from colorlab.training.run_folder import NothingToResume, RunFolder
+from colorlab.runs.folder import NothingToResume, RunFolder
 from colorlab.training.runs import RunSettings
 
 

@@ -25,6 +25,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
+from colorlab.colorizers.generative import GeneratorNet
 from colorlab.losses import GANKind, GANLoss, gradient_penalty
 
 
@@ -44,6 +45,9 @@ class AdversarialColorizer(ColorizationModule):
         **kwargs: grid_images (see :class:`ColorizationModule`).
     """
 
+    colorizer_class = GeneratorNet
+    legacy_keys = (("generator.", "colorizer.generator."),)
+
     def __init__(
         self,
         generator: nn.Module,
@@ -61,7 +65,7 @@ class AdversarialColorizer(ColorizationModule):
     ) -> None:
         super().__init__(**kwargs)
         self.automatic_optimization = False
-        self.generator = generator
+        self.colorizer = GeneratorNet(generator)
         self.critic = critic
         self.gan = GANLoss(gan_loss)
         if gp_weight > 0 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules()):
@@ -76,10 +80,12 @@ class AdversarialColorizer(ColorizationModule):
         self.generator_scheduler = generator_scheduler
         self.critic_scheduler = critic_scheduler
 
-    # ---- what subclasses define -------------------------------------------------------------------
+    @property
+    def generator(self) -> nn.Module:
+        """The generator that the generator optimizer trains (the deployed one, unless an EMA copy is)."""
+        return self.colorizer.generator
 
-    def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        return self.fake_ab(self.generator(L))
+    # ---- what subclasses define -------------------------------------------------------------------
 
     def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """The generator's output for a training batch: ab, or a tuple starting with ab for multi-head generators.

@@ -2,11 +2,11 @@
 builder.
 
 Contract: ``predict_lab(L) -> (L_out, ab)`` maps normalised L ``(B, 1, H, W)`` in [-1, 1] to the normalised
-Lab of the output picture (see :mod:`colorlab.color`). Evaluation, inference, export and the web page only
-call it (or :meth:`ColorizationModule.colorize_rgb`, built on it), so any approach can be compared with any
-other. It runs one way: the default keeps the input's L and asks :meth:`~ColorizationModule.colorize` for
-ab, the hook that colorizers implement; an approach that outputs its own L (restoration, RGB targets)
-overrides ``predict_lab`` instead and has no ``colorize``.
+Lab of the output picture (see :mod:`colorlab.color`). Each approach holds its deployable part, a plain
+``nn.Module`` from :mod:`colorlab.colorizers` (net plus decode), as ``self.colorizer``; ``predict_lab`` and
+``colorize`` delegate to it, and the approach adds losses, optimizers and the training steps around it.
+Its weights are saved under ``colorizer.*`` with its class path, so tools rebuild it from a checkpoint
+without Lightning (:func:`colorlab.colorizers.loading.load_colorizer`).
 
 Optimizers: :meth:`ColorizationModule.build_optimizer` is the one place that turns a net into parameter
 groups (pretrained encoders at ``encoder_lr_mult`` of the base rate, frozen parameters left out), a linear
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -26,15 +26,17 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 from colorlab.baselines import Baselines, TrivialColorizer
-from colorlab.color import float_to_uint8, l_to_gray_rgb, lab_normalized_to_rgb
+from colorlab.color import float_to_uint8, l_to_gray_rgb
+from colorlab.colorizers.base import DeployableColorizer
+from colorlab.colorizers.loading import COLORIZER_CLASS_KEY, remap_legacy_keys
 from colorlab.metrics import colorization_metrics
 from colorlab.models.blocks import pretrained_encoders
 from colorlab.visualize import comparison_grid, log_image
 
 
 class ColorizationModule(L.LightningModule):
-    """Shared training/evaluation behaviour; subclasses define ``training_loss`` and either ``colorize``
-    (ab for the input's L) or ``predict_lab`` (their own L and ab).
+    """Shared training/evaluation behaviour; subclasses set ``self.colorizer`` (an instance of their
+    ``colorizer_class``) and define ``training_loss``.
 
     Args:
         optimizer: optimizer factory, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 1e-3}}``.
@@ -47,8 +49,10 @@ class ColorizationModule(L.LightningModule):
             value (0: none); a group added mid-run (an encoder unfrozen later) warms up from its own start.
     """
 
-    # True for approaches whose predict_lab returns a restored L (inference then keeps it, not the input's).
-    restores_l = False
+    colorizer: DeployableColorizer
+    colorizer_class: ClassVar[type[DeployableColorizer]]
+    # State-dict prefixes of checkpoints written before the colorizers split -> today's (``colorizer.``...).
+    legacy_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(
         self,
@@ -59,11 +63,8 @@ class ColorizationModule(L.LightningModule):
         warmup_steps: int = 0,
     ) -> None:
         super().__init__()
-        if (
-            type(self).colorize is ColorizationModule.colorize
-            and type(self).predict_lab is ColorizationModule.predict_lab
-        ):
-            raise TypeError(f"{type(self).__name__} must define colorize(L) -> ab or override predict_lab(L)")
+        if not isinstance(getattr(type(self), "colorizer_class", None), type):
+            raise TypeError(f"{type(self).__name__} must name its deployable colorizer_class (see colorlab.colorizers)")
         if encoder_lr_mult < 0 or warmup_steps < 0:
             raise ValueError(
                 f"need encoder_lr_mult >= 0 and warmup_steps >= 0, got {encoder_lr_mult}, {warmup_steps}"
@@ -90,17 +91,31 @@ class ColorizationModule(L.LightningModule):
 
     # ---- the contract -------------------------------------------------------------------------------
 
+    @property
+    def net(self) -> nn.Module:
+        """The colorizer's net (for colorizers built around one ``net``)."""
+        return self.colorizer.net
+
+    @property
+    def restores_l(self) -> bool:
+        """True when ``predict_lab`` returns a restored L (inference then keeps it, not the input's)."""
+        return self.colorizer.restores_l
+
     def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """THE contract: normalised L ``(B, 1, H, W)`` -> normalised ``(L_out, ab)`` of the output picture,
-        each ``(B, 1 or 2, H, W)``. Default: the input's L and :meth:`colorize`'s ab."""
-        return L, self.colorize(L)
+        """THE contract: normalised L ``(B, 1, H, W)`` -> normalised ``(L_out, ab)``, by the colorizer."""
+        return self.colorizer.predict_lab(L)
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        """The hook of colorizers that keep the input's L: normalised L ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``.
+        """Normalised L ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``, for colorizers that keep the input's L."""
+        return self.colorizer.colorize(L)
 
-        Call :meth:`predict_lab` from tools; approaches that output their own L override that instead.
-        """
-        raise NotImplementedError(f"{type(self).__name__} outputs its own L: call predict_lab(L)")
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        colorizer = type(self.colorizer)
+        checkpoint[COLORIZER_CLASS_KEY] = f"{colorizer.__module__}.{colorizer.__qualname__}"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if COLORIZER_CLASS_KEY not in checkpoint:  # written before the colorizers split
+            checkpoint["state_dict"] = remap_legacy_keys(checkpoint["state_dict"], dict(self.legacy_keys))
 
     @abstractmethod
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -112,8 +127,7 @@ class ColorizationModule(L.LightningModule):
 
     def colorize_rgb(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L -> the colorized sRGB picture in [0, 1], clipped to the gamut."""
-        L_out, ab = self.predict_lab(L)
-        return lab_normalized_to_rgb(L_out, ab)
+        return self.colorizer.colorize_rgb(L)
 
     # ---- what evaluation compares ------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ The generator (:class:`colorlab.models.bigcolor.BigColorGenerator`) is trained a
 the shared manual-optimization loop of :class:`AdversarialColorizer`, a fresh ``z ~ N(0, I)`` per
 batch. An exponential moving average of its weights and BatchNorm statistics (timm's ``ModelEmaV3``)
 is updated after every generator step and is the network that validation, test, ``colorize``,
-``sample`` and export use; it lives in the checkpoint under its own ``generator_ema.module.*`` keys, so
-:func:`colorlab.inference.checkpoints.load_colorizer` gives back the EMA generator.
+``sample`` and export use: it is the generator of the deployed colorizer, saved under ``colorizer.generator.*``,
+so :func:`colorlab.colorizers.loading.load_colorizer` gives back the EMA generator.
 
 EMA decay warm-up: a fixed decay of 0.999 averages over ~1000 steps, so in a run of a few hundred
 steps the EMA would still be mostly the first weights. With ``ema_warmup_power`` the decay at update
@@ -28,7 +28,8 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 from colorlab.approaches.adversarial import AdversarialColorizer
-from colorlab.color import l_to_gray_rgb, lab_normalized_to_rgb
+from colorlab.color import lab_normalized_to_rgb
+from colorlab.colorizers.generative import ConditionalGeneratorNet
 from colorlab.losses import FeatureLoss
 from colorlab.models.bigcolor import BigColorGenerator
 from colorlab.models.features import ImageNetClassifier, ImageNetFeatures, build_lpips
@@ -57,6 +58,13 @@ class BigColorColorizer(AdversarialColorizer):
         **kwargs: gan_loss, gp_weight, critic/generator updates, optimizers... (see :class:`AdversarialColorizer`).
     """
 
+    colorizer_class = ConditionalGeneratorNet
+    legacy_keys = (
+        ("generator.", "trained_generator."),
+        ("generator_ema.module.", "colorizer.generator."),
+        ("classifier.", "colorizer.classifier."),
+    )
+
     def __init__(
         self,
         generator: BigColorGenerator,
@@ -83,7 +91,7 @@ class BigColorColorizer(AdversarialColorizer):
         if (classifier is not None) != (generator.num_classes > 0):
             raise ValueError("a classifier needs a class-conditional generator (num_classes > 0) and vice versa; "
                              f"got classifier={type(classifier).__name__}, num_classes={generator.num_classes}")  # fmt: skip
-        self.classifier = classifier
+        self.trained_generator = generator
         self.mse_weight = mse_weight
         self.perceptual_weight = perceptual_weight
         self.adversarial_weight = adversarial_weight
@@ -92,10 +100,14 @@ class BigColorColorizer(AdversarialColorizer):
             perceptual, perceptual_features, lpips_net, lpips_backbone_path
         )
         warmup = ema_warmup_power is not None
-        self.generator_ema = ModelEmaV3(
+        ema = ModelEmaV3(
             generator, decay=ema_decay, use_warmup=warmup, warmup_power=ema_warmup_power if warmup else 1.0
         )
-        self.generator_ema.requires_grad_(False)
+        ema.requires_grad_(False)
+        # The deployed colorizer is the EMA copy. timm's wrapper updates that copy in place; it stays out of the
+        # module tree so the EMA weights are saved once, under ``colorizer.generator``.
+        self.__dict__["ema"] = ema
+        self.colorizer = ConditionalGeneratorNet(ema.module, classifier)
         # Generator steps folded into the EMA so far (drives the warm-up; saved, so resuming continues it).
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
@@ -120,36 +132,15 @@ class BigColorColorizer(AdversarialColorizer):
 
     # ---- generation -------------------------------------------------------------------------------
 
-    def labels(self, L: torch.Tensor) -> torch.Tensor | None:
-        """The class condition: the frozen classifier's top-1 ImageNet class of the gray input, or None."""
-        if self.classifier is None:
-            return None
-        with torch.no_grad():
-            return self.classifier(l_to_gray_rgb(L)).argmax(dim=1)
-
     def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The live generator's ab for a training batch, with a fresh ``z ~ N(0, I)``."""
         L = self.model_input(batch)
         z = torch.randn(L.shape[0], self.generator.z_dim, device=L.device, dtype=L.dtype)
-        return self.generator(L, z, self.labels(L))
-
-    def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        """Deterministic colorization by the EMA generator at z = 0 (the prior's mean)."""
-        return self.generator_ema.module(L, None, self.labels(L))
+        return self.generator(L, z, self.colorizer.labels(L))
 
     def sample(self, L: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` colorizations per image by the EMA generator, ``z ~ N(0, I)``: ``(B, 1, H, W)`` -> ``(n, B, 2, H, W)``.
-
-        Call in eval mode (BatchNorm running statistics), so the samples of a batch do not interact.
-        """
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        batch = L.shape[0]
-        net = self.generator_ema.module
-        z = torch.randn(n * batch, net.z_dim, generator=generator, device=L.device, dtype=L.dtype)
-        labels = self.labels(L)
-        ab = net(L.repeat(n, 1, 1, 1), z, None if labels is None else labels.repeat(n))
-        return ab.view(n, batch, *ab.shape[1:])
+        """``n`` colorizations per image by the EMA generator (see :meth:`ConditionalGeneratorNet.sample`)."""
+        return self.colorizer.sample(L, n, generator)
 
     # ---- losses -----------------------------------------------------------------------------------
 
@@ -179,7 +170,7 @@ class BigColorColorizer(AdversarialColorizer):
     def update_ema(self) -> None:
         """Fold the live generator into the EMA (the first update copies it)."""
         self.ema_updates += 1
-        self.generator_ema.update(self.generator, step=int(self.ema_updates))
+        self.ema.update(self.generator, step=int(self.ema_updates))
         self._average_ema_buffers()
 
     def _average_ema_buffers(self) -> None:
@@ -188,7 +179,7 @@ class BigColorColorizer(AdversarialColorizer):
         trainer = self._trainer
         if trainer is None or trainer.world_size < 2:
             return
-        for buffer in self.generator_ema.module.buffers():
+        for buffer in self.colorizer.generator.buffers():
             if buffer.is_floating_point():
                 buffer.copy_(trainer.strategy.reduce(buffer.clone(), reduce_op="mean"))
 
@@ -198,3 +189,8 @@ class BigColorColorizer(AdversarialColorizer):
         # whatever generator_updates is, and not when mixed precision skips a step with inf gradients.
         configs[0]["optimizer"].register_step_post_hook(lambda *_: self.update_ema())
         return configs
+
+    @property
+    def generator(self) -> nn.Module:
+        """The live generator the optimizer trains (the colorizer deploys its EMA copy)."""
+        return self.trained_generator

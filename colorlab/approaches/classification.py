@@ -15,7 +15,7 @@ photos the bump also starts at a lower cross-entropy than uniform logits (4.51 v
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,19 +23,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import (
-    ab_gamut_bins,
-    decode_ab_logits,
-    denormalize_ab,
-    normalize_ab,
-    rebalancing_weights,
-    soft_encode_ab,
-    upsample_ab,
-)
+from colorlab.color import ab_gamut_bins, denormalize_ab, rebalancing_weights, soft_encode_ab
+from colorlab.colorizers.classification import BinClassifierNet, Decode, downsample_mean
 from colorlab.data.prior import load_prior
 from colorlab.models.blocks import output_head
 
-Decode = Literal["annealed_mean", "mode", "mean"]
 NEUTRAL_SIGMA = 20.0  # Lab units; see the module docstring for the measured choice
 
 
@@ -61,14 +53,6 @@ def neutral_logits(
     return (bump + scale * (c @ u)).float()
 
 
-def downsample_mean(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Area mean ``(B, C, H, W)`` -> ``(B, C, H // factor, W // factor)`` (any H, W; at least 1x1)."""
-    if factor == 1:
-        return x
-    h, w = x.shape[-2:]
-    return F.adaptive_avg_pool2d(x, (max(1, h // factor), max(1, w // factor)))
-
-
 class ClassificationColorizer(ColorizationModule):
     """Any net mapping L ``(B, 1, H, W)`` to ``Q`` bin logits ``(B, Q, H, W)`` (no output activation).
 
@@ -88,6 +72,9 @@ class ClassificationColorizer(ColorizationModule):
         **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
     """
 
+    colorizer_class = BinClassifierNet
+    legacy_keys = (("net.", "colorizer.net."),)
+
     def __init__(
         self,
         net: nn.Module,
@@ -102,25 +89,15 @@ class ClassificationColorizer(ColorizationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if decode not in ("annealed_mean", "mode", "mean"):
-            raise ValueError(f"unknown decode {decode!r}; choose annealed_mean, mode or mean")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if downsample < 1:
-            raise ValueError(f"downsample must be >= 1, got {downsample}")
         if not 0 < rebalance_lambda <= 1:
             raise ValueError(f"rebalance_lambda must be in (0, 1], got {rebalance_lambda}")
-        self.net = net
+        self.colorizer = BinClassifierNet(net, downsample, decode, temperature)
         self.prior_path = prior_path
         self.rebalance_lambda = rebalance_lambda
         self.prior_sigma = prior_sigma
         self.encode_neighbors = encode_neighbors
         self.encode_sigma = encode_sigma
-        self.downsample = downsample
-        self.decode = decode
-        self.temperature = temperature
         centers = ab_gamut_bins()
-        self.register_buffer("bin_centers", centers, persistent=False)
         self.register_buffer("class_weights", torch.ones(len(centers)))
         head = output_head(net).conv
         if head.out_channels != len(centers):
@@ -131,11 +108,6 @@ class ClassificationColorizer(ColorizationModule):
         with torch.no_grad():
             head.bias.copy_(neutral_logits(centers, decode, temperature))
 
-    @property
-    def num_bins(self) -> int:
-        """Number of ab classes ``Q``."""
-        return self.bin_centers.shape[0]
-
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self.class_weights.copy_(self.load_class_weights())
@@ -144,30 +116,16 @@ class ClassificationColorizer(ColorizationModule):
         """Rebalancing weights ``(Q,)`` from ``prior_path``; all ones (uniform prior) when it is ``None``."""
         if self.prior_path is None:
             rank_zero_info("ClassificationColorizer: no prior_path, uniform ab prior (class weights all 1)")
-            return torch.ones(self.num_bins)
-        prior = load_prior(self.prior_path, self.num_bins)
-        centers = self.bin_centers.cpu()
+            return torch.ones(self.colorizer.num_bins)
+        prior = load_prior(self.prior_path, self.colorizer.num_bins)
+        centers = self.colorizer.bin_centers.cpu()
         rank_zero_info(f"ClassificationColorizer: ab prior {self.prior_path}, lambda {self.rebalance_lambda}")
         return rebalancing_weights(prior, centers, self.rebalance_lambda, self.prior_sigma)
 
-    def logits(self, L: torch.Tensor) -> torch.Tensor:
-        """Bin logits ``(B, Q, H / downsample, W / downsample)`` for normalised L ``(B, 1, H, W)``."""
-        logits = self.net(L)
-        if logits.shape[1] != self.num_bins:
-            raise ValueError(
-                f"the net outputs {logits.shape[1]} channels but there are {self.num_bins} ab bins; "
-                f"set the net's out_channels to {self.num_bins}"
-            )
-        return downsample_mean(logits, self.downsample)
-
-    def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        ab = decode_ab_logits(self.logits(L), self.bin_centers, self.decode, self.temperature)
-        return upsample_ab(normalize_ab(ab), L.shape[-2:])
-
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        logits = self.logits(self.model_input(batch))
-        ab = denormalize_ab(downsample_mean(batch["ab"], self.downsample))
-        target = soft_encode_ab(ab, self.bin_centers, self.encode_neighbors, self.encode_sigma)
+        logits = self.colorizer.logits(self.model_input(batch))
+        ab = denormalize_ab(downsample_mean(batch["ab"], self.colorizer.downsample))
+        target = soft_encode_ab(ab, self.colorizer.bin_centers, self.encode_neighbors, self.encode_sigma)
         cross_entropy = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
         weights = self.class_weights[target.argmax(dim=1)]  # the weight of each pixel's nearest bin
         return {"loss": (weights * cross_entropy).mean(), "cross_entropy": cross_entropy.mean()}

@@ -188,11 +188,13 @@ class NoGANColorizer(AdversarialColorizer):
             self.add_trainable_parameters(self.trainer.optimizers[0], self.generator)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["nogan"] = {"critic_turn": self.critic_turn, "switches": self.switches}
         if self.unfreeze_at_epoch is not None:
             checkpoint["nogan"]["encoder_trainable"] = self.generator.encoder_trainable
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         state = checkpoint.get("nogan", {})
         self.critic_turn = state.get("critic_turn", True)
         self.switches = state.get("switches", 0)

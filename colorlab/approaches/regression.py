@@ -15,14 +15,8 @@ import torch
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import (
-    TARGET_CHANNELS,
-    TargetSpace,
-    l_to_gray_rgb,
-    rgb_to_lab_normalized,
-    rgb_to_target,
-    target_to_rgb,
-)
+from colorlab.color import TargetSpace, rgb_to_target
+from colorlab.colorizers.regression import RegressionNet
 from colorlab.losses import PixelLoss, pixel_loss
 
 
@@ -42,6 +36,9 @@ class RegressionColorizer(ColorizationModule):
         **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
     """
 
+    colorizer_class = RegressionNet
+    legacy_keys = (("net.", "colorizer.net."),)
+
     def __init__(
         self,
         net: nn.Module,
@@ -52,39 +49,11 @@ class RegressionColorizer(ColorizationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if target_space not in TARGET_CHANNELS:
-            choices = ", ".join(TARGET_CHANNELS)
-            raise ValueError(f"unknown target_space {target_space!r}; choose one of {choices}")
-        self.net = net
+        self.colorizer = RegressionNet(net, target_space, keep_input_l)
         self.criterion = pixel_loss(loss, huber_delta)
-        self.target_space = target_space
-        self.keep_input_l = keep_input_l
-
-    def predict_target(self, L: torch.Tensor) -> torch.Tensor:
-        """Normalised L ``(B, 1, H, W)`` -> the prediction in the target space ``(B, C, H, W)``: the net's
-        output, plus the input's gray picture for ``rgb`` (so a zero output is gray, as in the other spaces)."""
-        pred = self.net(L)
-        channels = TARGET_CHANNELS[self.target_space]
-        if pred.shape[1] != channels:
-            raise ValueError(
-                f"target_space {self.target_space!r} needs a net with {channels} output channels "
-                f"(e.g. out_channels: {channels}), got {pred.shape[1]}"
-            )
-        if self.target_space == "rgb":
-            pred = pred + rgb_to_target(l_to_gray_rgb(L), "rgb")
-        return pred
-
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised (L, ab) of the picture: the prediction converted to Lab; L is the input's unless
-        ``target_space`` is ``rgb`` with ``keep_input_l`` off."""
-        pred = self.predict_target(L)
-        if self.target_space == "lab":
-            return L, pred
-        L_pred, ab = rgb_to_lab_normalized(target_to_rgb(pred, L, self.target_space))
-        keep_predicted = self.target_space == "rgb" and not self.keep_input_l
-        return (L_pred if keep_predicted else L), ab
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        pred = self.predict_target(self.model_input(batch))
-        target = batch["ab"] if self.target_space == "lab" else rgb_to_target(batch["rgb"], self.target_space)
+        pred = self.colorizer.predict_target(self.model_input(batch))
+        space = self.colorizer.target_space
+        target = batch["ab"] if space == "lab" else rgb_to_target(batch["rgb"], space)
         return {"loss": self.criterion(pred, target)}

@@ -14,7 +14,6 @@ so the residual leaves the input's L as it is and ab is 0 until training moves t
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -22,27 +21,24 @@ import torch
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
+from colorlab.colorizers.restoration import RestorationNet, RestoreThenColorizeNet
 from colorlab.losses import PixelLoss, pixel_loss
 
 Stage = Literal["restore", "colorize"]
-# A tanh output times 2 spans [-2, 2]: enough to move any L in [-1, 1] to any other (e.g. a black
-# impulse on a white wall).
-RESIDUAL_SCALE = 2.0
 
 
 class _RestorationModule(ColorizationModule):
-    """Shared by the restoration approaches: the restored L and the loss on L and ab.
+    """Shared by the restoration approaches: the loss on the restored L and on ab.
 
     Args:
         loss: pixel loss for both L and ab: ``l1``, ``mse`` or ``huber``.
         huber_delta: where Huber switches from quadratic to linear (normalised units).
         l_weight: weight of the loss on the restored L.
         ab_weight: weight of the loss on ab.
-        residual: the net predicts a correction added to the degraded L (as in DnCNN) rather than L itself.
         **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
     """
 
-    restores_l = True
+    colorizer: RestorationNet | RestoreThenColorizeNet
 
     def __init__(
         self,
@@ -50,33 +46,16 @@ class _RestorationModule(ColorizationModule):
         huber_delta: float = 0.1,
         l_weight: float = 1.0,
         ab_weight: float = 1.0,
-        residual: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.criterion = pixel_loss(loss, huber_delta)
         self.l_weight = l_weight
         self.ab_weight = ab_weight
-        self.residual = residual
 
-    def restored_l(self, L_input: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """The restored normalised L from a net's tanh output ``out`` ``(B, 1, H, W)``; not clamped, so
-        the loss keeps its gradient where the estimate overshoots [-1, 1]."""
-        return L_input + RESIDUAL_SCALE * out if self.residual else out
-
-    @abstractmethod
-    def forward_lab(self, L_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Degraded normalised L ``(B, 1, H, W)`` -> (restored L, unclamped; ab ``(B, 2, H, W)``)."""
-
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Degraded normalised L -> (restored L in [-1, 1], ab): the final picture."""
-        L_out, ab = self.forward_lab(L)
-        return L_out.clamp(-1.0, 1.0), ab
-
-    def lab_losses(
-        self, L_out: torch.Tensor, ab: torch.Tensor, batch: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """Unweighted pixel losses of the restored L (``loss_L``) and ab (``loss_ab``) vs the clean truth."""
+    def lab_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Unweighted pixel losses of the restored L (``loss_L``, unclamped) and ab (``loss_ab``) vs the truth."""
+        L_out, ab = self.colorizer.forward_lab(self.model_input(batch))
         return {"loss_L": self.criterion(L_out, batch["L"]), "loss_ab": self.criterion(ab, batch["ab"])}
 
 
@@ -86,22 +65,20 @@ class RestoreColorizer(_RestorationModule):
     Args:
         net: e.g. :class:`colorlab.models.unet.UNet` with ``out_channels: 3``; channel 0 is the L (or its
             correction when ``residual``), channels 1-2 are ab.
-        **kwargs: loss, huber_delta, l_weight, ab_weight, residual (see :class:`_RestorationModule`),
-            optimizer, scheduler, grid_images.
+        residual: the net predicts a correction added to the degraded L (as in DnCNN) rather than L itself.
+        **kwargs: loss, huber_delta, l_weight, ab_weight (see :class:`_RestorationModule`), optimizer,
+            scheduler, grid_images.
     """
 
-    def __init__(self, net: nn.Module, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.net = net
+    colorizer_class = RestorationNet
+    legacy_keys = (("net.", "colorizer.net."),)
 
-    def forward_lab(self, L_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(L_input)
-        if out.shape[1] != 3:
-            raise ValueError(f"RestoreColorizer's net must output 3 channels (L, a, b), not {out.shape[1]}")
-        return self.restored_l(L_input, out[:, :1]), out[:, 1:]
+    def __init__(self, net: nn.Module, residual: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.colorizer = RestorationNet(net, residual)
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        losses = self.lab_losses(*self.forward_lab(self.model_input(batch)), batch)
+        losses = self.lab_losses(batch)
         return {"loss": self.l_weight * losses["loss_L"] + self.ab_weight * losses["loss_ab"], **losses}
 
 
@@ -116,16 +93,24 @@ class RestoreThenColorize(_RestorationModule):
 
     Args:
         restorer: net ``(B, 1, H, W)`` -> ``(B, 1, H, W)``, tanh output (the L, or its correction).
-        colorizer: net ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``, tanh output.
+        colorizer: net ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``, tanh output (the colorizer's ``colorizer_net``).
+        residual: the restorer predicts a correction added to the degraded L rather than L itself.
         train_stages: the stages trained in this run.
-        **kwargs: loss, huber_delta, l_weight, ab_weight, residual (see :class:`_RestorationModule`),
+        **kwargs: loss, huber_delta, l_weight, ab_weight (see :class:`_RestorationModule`),
             optimizer, scheduler, grid_images.
     """
+
+    colorizer_class = RestoreThenColorizeNet
+    legacy_keys = (
+        ("restorer.", "colorizer.restorer."),
+        ("colorizer.", "colorizer.colorizer_net."),
+    )
 
     def __init__(
         self,
         restorer: nn.Module,
         colorizer: nn.Module,
+        residual: bool = True,
         train_stages: Sequence[Stage] = ("restore", "colorize"),
         **kwargs: Any,
     ) -> None:
@@ -133,27 +118,21 @@ class RestoreThenColorize(_RestorationModule):
         stages = set(train_stages)
         if not stages or not stages <= {"restore", "colorize"}:
             raise ValueError(f"train_stages: pick one or both of restore, colorize; got {list(train_stages)}")
-        self.restorer = restorer
-        self.colorizer = colorizer
+        self.colorizer = RestoreThenColorizeNet(restorer, colorizer, residual)
         self.train_stages = stages
-        self.restorer.requires_grad_("restore" in stages)
-        self.colorizer.requires_grad_("colorize" in stages)
+        restorer.requires_grad_("restore" in stages)
+        colorizer.requires_grad_("colorize" in stages)
         self.train(self.training)  # the Trainer keeps the modes it finds, so set the frozen stage's now
 
     def train(self, mode: bool = True) -> RestoreThenColorize:
         super().train(mode)
         # A frozen stage stays in eval mode so its BatchNorm statistics do not drift either.
-        self.restorer.train(mode and "restore" in self.train_stages)
-        self.colorizer.train(mode and "colorize" in self.train_stages)
+        self.colorizer.restorer.train(mode and "restore" in self.train_stages)
+        self.colorizer.colorizer_net.train(mode and "colorize" in self.train_stages)
         return self
 
-    def forward_lab(self, L_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        L_out = self.restored_l(L_input, self.restorer(L_input))
-        # The colorizer sees the clamped L it will see at inference.
-        return L_out, self.colorizer(L_out.clamp(-1.0, 1.0))
-
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        losses = self.lab_losses(*self.forward_lab(self.model_input(batch)), batch)
+        losses = self.lab_losses(batch)
         weights = {"loss_L": self.l_weight * ("restore" in self.train_stages),
                    "loss_ab": self.ab_weight * ("colorize" in self.train_stages)}  # fmt: skip
         return {"loss": sum(weights[k] * losses[k] for k in losses), **losses}

@@ -23,52 +23,28 @@ from torchmetrics import MetricCollection
 from colorlab.approaches.adversarial import AdversarialColorizer
 from colorlab.approaches.base import ColorizationModule
 from colorlab.baselines import Baselines, BicubicUpscaler, TrivialColorizer, bicubic_l
-from colorlab.color import l_to_gray_rgb, rgb_to_gray_l
+from colorlab.color import l_to_gray_rgb
+from colorlab.colorizers.upscale import UpscaleNet
 from colorlab.losses import FeatureLoss, PixelLoss, pixel_loss
 from colorlab.metrics import luminance_metrics
-from colorlab.models.blocks import crop_padding, pad_to_multiple
 from colorlab.models.rrdb import load_rrdb_weights
 
 
 class _UpscaleMixin:
-    """The upscaling shared by both approaches: pad, run the net on gray, add the bicubic base, crop."""
+    """What both upscaling approaches share around their :class:`UpscaleNet`: luminance metrics, the grid
+    preview, published starting weights and the bicubic baseline."""
 
-    net: nn.Module
-    residual: bool
+    colorizer: UpscaleNet
     weights: str | None
 
     @property
     def scale(self) -> int:
         """The upscaling factor (the net's ``scale``)."""
-        return int(self.net.scale)
+        return self.colorizer.scale
 
     def upscale_l(self, L: torch.Tensor) -> torch.Tensor:
-        """Normalised L ``(B, 1, H, W)`` -> upscaled normalised L ``(B, 1, s*H, s*W)`` (not clamped).
-
-        A 1-channel net reads L / 100 in [0, 1]; a 3-channel net (published RGB weights) reads the gray
-        sRGB picture and its output's luminance is kept. With ``residual`` the net adds detail to bicubic.
-        """
-        rgb_net = getattr(self.net, "num_in_ch", 1) == 3
-
-        def net_input(L: torch.Tensor) -> torch.Tensor:
-            return l_to_gray_rgb(L) if rgb_net else (L + 1.0) / 2.0
-
-        padded, pad = pad_to_multiple(L, getattr(self.net, "multiple", 1))
-        out = crop_padding(self.net(net_input(padded)), (pad[0] * self.scale, pad[1] * self.scale))
-        if self.residual:  # bicubic of the unpadded input: the padding must not leak into the baseline
-            out = out + F.interpolate(
-                net_input(L), scale_factor=self.scale, mode="bicubic", align_corners=False
-            )
-        return rgb_to_gray_l(out.clamp(0.0, 1.0)) if out.shape[1] == 3 else out * 2.0 - 1.0
-
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Low-resolution normalised L -> (upscaled L in [-1, 1], ab = 0): the gray upscaled picture."""
-        L_out = self.upscale_l(L).clamp(-1.0, 1.0)
-        return L_out, torch.zeros_like(L_out).expand(-1, 2, -1, -1)
-
-    def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        """An upscaler leaves colour to the colorizer: ab = 0 at the input's size."""
-        return torch.zeros_like(L).expand(-1, 2, -1, -1)
+        """Normalised L ``(B, 1, H, W)`` -> upscaled normalised L (not clamped; see :meth:`UpscaleNet.upscale_l`)."""
+        return self.colorizer.upscale_l(L)
 
     def new_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
         """PSNR and SSIM only: an upscaler is scored on luminance."""
@@ -87,7 +63,7 @@ class _UpscaleMixin:
         # Published weights are a starting point for fitting only: a saved checkpoint holds its own weights,
         # so loading one never needs the .pth file again.
         if stage == "fit" and self.weights is not None:
-            load_rrdb_weights(self.net, self.weights)
+            load_rrdb_weights(self.colorizer.net, self.weights)
 
     def trivial_baselines(self, fitted: Baselines) -> dict[str, TrivialColorizer]:
         """Bicubic ×``scale`` of the low-resolution input: what an upscaler must beat (colour ones say nothing)."""
@@ -109,6 +85,9 @@ class Upscaler(_UpscaleMixin, ColorizationModule):
         **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
     """
 
+    colorizer_class = UpscaleNet
+    legacy_keys = (("net.", "colorizer.net."),)
+
     def __init__(
         self,
         net: nn.Module,
@@ -120,8 +99,7 @@ class Upscaler(_UpscaleMixin, ColorizationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.net = net
-        self.residual = residual
+        self.colorizer = UpscaleNet(net, residual)
         self.criterion = pixel_loss(loss)
         self.feature_loss = feature_loss
         self.feature_weight = feature_weight
@@ -169,16 +147,20 @@ class AdversarialUpscaler(_UpscaleMixin, AdversarialColorizer):
         **kwargs: Any,
     ) -> None:
         super().__init__(generator, critic, **kwargs)
-        self.residual = residual
+        self.colorizer = UpscaleNet(generator, residual)
         self.criterion = pixel_loss(loss)
         self.pixel_weight = pixel_weight
         self.feature_loss = feature_loss
         self.feature_weight = feature_weight
         self.weights = weights
 
+    colorizer_class = UpscaleNet
+    legacy_keys = (("generator.", "colorizer.net."),)
+
     @property
-    def net(self) -> nn.Module:
-        return self.generator
+    def generator(self) -> nn.Module:
+        """The upscaling net the generator optimizer trains (the deployed one)."""
+        return self.colorizer.net
 
     def _as_adversarial_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # The real sample the shared loop reads as "ab" is the clean L.

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 
 from colorlab.approaches.base import ColorizationModule
+from colorlab.colorizers.generative import VAEPriorNet
 from colorlab.losses import PixelLoss, kl_divergence, pixel_loss
 from colorlab.models.vae_unet import VAEUNet
 
@@ -91,6 +92,9 @@ class VAEColorizer(ColorizationModule):
         **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
     """
 
+    colorizer_class = VAEPriorNet
+    legacy_keys = (("net.", "colorizer.net."),)
+
     def __init__(
         self,
         net: VAEUNet,
@@ -99,25 +103,13 @@ class VAEColorizer(ColorizationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.net = net
+        self.colorizer = VAEPriorNet(net)
         self.criterion = pixel_loss(loss)
         self.kl_schedule = kl_schedule if kl_schedule is not None else KLSchedule()
 
-    def colorize(self, L: torch.Tensor) -> torch.Tensor:
-        """Deterministic colorization: the decoder at the prior's mean, z = 0."""
-        return self.net.decode(L, L.new_zeros(L.shape[0], self.net.latent_dim))
-
     def sample(self, L: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` colorizations of each image, z drawn from the prior: L ``(B, 1, H, W)`` -> ab ``(n, B, 2, H, W)``.
-
-        Call in eval mode (BatchNorm running statistics), so the samples of a batch do not interact.
-        """
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        batch = L.shape[0]
-        z = torch.randn(n * batch, self.net.latent_dim, generator=generator, device=L.device, dtype=L.dtype)
-        ab = self.net.decode(L.repeat(n, 1, 1, 1), z)
-        return ab.view(n, batch, *ab.shape[1:])
+        """``n`` colorizations of each image, z drawn from the prior (see :meth:`VAEPriorNet.sample`)."""
+        return self.colorizer.sample(L, n, generator)
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pred, mu, logvar = self.net(self.model_input(batch), batch["ab"])

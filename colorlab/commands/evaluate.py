@@ -31,7 +31,7 @@ from colorlab.inference.evaluation import (
 )
 from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, model_names
-from colorlab.training.run_folder import RunFolder
+from colorlab.runs.folder import RunFolder
 
 
 def build_parser() -> argparse.ArgumentParser:

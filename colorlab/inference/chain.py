@@ -4,7 +4,7 @@ A gray, small, noisy scan goes through up to three models, each on what it is fo
 
 1. **restore** (optional, its own checkpoint): a restoration approach cleans L;
 2. **colorize**: any approach predicts ab (a restore+colorize checkpoint also returns the restored L);
-3. **upscale** (optional): an :class:`colorlab.approaches.upscale.Upscaler` enlarges L ``k`` times, in
+3. **upscale** (optional): an :class:`colorlab.colorizers.upscale.UpscaleNet` enlarges L ``k`` times, in
    overlapping tiles so memory stays bounded whatever the picture's size; without one, a factor ``k``
    upscales L bicubically. ab is upsampled bilinearly to the final size (colour is smooth, detail lives in
    L) and merged with the upscaled L in strips, as the one pipeline does for colorize.
@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from colorlab.approaches.upscale import Upscaler
 from colorlab.baselines import bicubic_l
-from colorlab.inference.checkpoints import load_colorizer
+from colorlab.colorizers.loading import load_colorizer
+from colorlab.colorizers.upscale import UpscaleNet
 from colorlab.inference.folders import ColorizeReport
 from colorlab.inference.pictures import (
     FORMATS,
@@ -46,7 +46,7 @@ from colorlab.models.rrdb import rrdbnet_from_weights
 
 
 def upscale_l(
-    L: torch.Tensor, upscaler: Upscaler | None, factor: int, tile: int, overlap: int
+    L: torch.Tensor, upscaler: UpscaleNet | None, factor: int, tile: int, overlap: int
 ) -> torch.Tensor:
     """L enlarged by the upscaler (tiled) when there is one, else bicubically ``factor`` times."""
     if upscaler is not None:
@@ -54,11 +54,11 @@ def upscale_l(
     return L if factor == 1 else bicubic_l(L, factor)
 
 
-def load_upscaler(path: str | os.PathLike, device: str | torch.device = "cpu") -> Upscaler:
+def load_upscaler(path: str | os.PathLike, device: str | torch.device = "cpu") -> UpscaleNet:
     """An upscaler from a colorlab checkpoint, or from a published ESRGAN / Real-ESRGAN ``.pth`` weight file
     (used as published: it predicts the whole picture); a clear error for anything else."""
     if Path(path).suffix == ".pth":
-        return Upscaler(rrdbnet_from_weights(path), residual=False).to(device).eval()
+        return UpscaleNet(rrdbnet_from_weights(path), residual=False).to(device).eval()
     module = load_colorizer(path, map_location=device)
     if not hasattr(module, "upscale_l"):
         raise ValueError(
@@ -86,7 +86,7 @@ class Chain:
 
     colorizer: Colorizer
     restorer: Colorizer | None = None
-    upscaler: Upscaler | None = None
+    upscaler: UpscaleNet | None = None
     factor: int = 1
     tile: int = DEFAULT_TILE
     overlap: int = DEFAULT_OVERLAP

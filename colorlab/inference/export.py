@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from lightning.pytorch.core.module import _jit_is_scripting
 from torch import nn
 
-from colorlab.approaches.base import ColorizationModule
-from colorlab.inference.checkpoints import load_colorizer
+from colorlab.colorizers.base import DeployableColorizer
+from colorlab.colorizers.loading import load_colorizer
 from colorlab.inference.pipeline import size_multiple
 
 ExportFormat = Literal["onnx", "torchscript"]
@@ -44,7 +44,7 @@ class ExportableColorizer(nn.Module):
     because the nets' own padding branches on the size and would be frozen at the example's size.
     """
 
-    def __init__(self, colorizer: ColorizationModule) -> None:
+    def __init__(self, colorizer: DeployableColorizer) -> None:
         super().__init__()
         self.colorizer = colorizer
         self.multiple = size_multiple(colorizer)
@@ -59,7 +59,7 @@ class ExportableColorizer(nn.Module):
 
 
 def metadata(
-    colorizer: ColorizationModule, ckpt: Path | None, size: int | None, multiple: int
+    colorizer: DeployableColorizer, ckpt: Path | None, size: int | None, multiple: int
 ) -> dict[str, str]:
     """The contract and provenance stored with an exported model (string values, as ONNX wants)."""
     return {
@@ -79,7 +79,7 @@ def example_input(size: int | None, multiple: int) -> torch.Tensor:
 
 
 def export_onnx(
-    colorizer: ColorizationModule, path: Path, size: int | None, ckpt: Path | None = None
+    colorizer: DeployableColorizer, path: Path, size: int | None, ckpt: Path | None = None
 ) -> Path:
     """Write an ONNX graph (fixed ``size`` x ``size``, or dynamic H, W when ``size`` is None)."""
     import onnx
@@ -107,7 +107,7 @@ def export_onnx(
 
 
 def export_torchscript(
-    colorizer: ColorizationModule, path: Path, size: int | None, ckpt: Path | None = None
+    colorizer: DeployableColorizer, path: Path, size: int | None, ckpt: Path | None = None
 ) -> Path:
     """Write a traced TorchScript module (padding and cropping follow the input's size at run time)."""
     wrapper = ExportableColorizer(colorizer)
@@ -131,7 +131,7 @@ def run_exported(path: Path, fmt: ExportFormat, L: torch.Tensor) -> np.ndarray:
         return torch.jit.load(str(path), map_location="cpu")(L)[1].numpy()
 
 
-def max_difference(colorizer: ColorizationModule, path: Path, fmt: ExportFormat, L: torch.Tensor) -> float:
+def max_difference(colorizer: DeployableColorizer, path: Path, fmt: ExportFormat, L: torch.Tensor) -> float:
     """Largest |ab_exported - ab_pytorch| on ``L`` (normalised ab units).
 
     PyTorch runs the same padded ``predict_lab`` as the graph (:class:`ExportableColorizer`, eager): at a size

@@ -28,12 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l, uint8_rgb_to_gray_l
-from colorlab.inference.checkpoints import CheckpointError, load_colorizer
+from colorlab.colorizers.loading import load_colorizer
 from colorlab.inference.pictures import Picture
-from colorlab.training.run_folder import RunFolder
+from colorlab.runs.checkpoints import CheckpointError
+from colorlab.runs.folder import RunFolder
 
 if TYPE_CHECKING:
-    from colorlab.approaches.base import ColorizationModule
+    from colorlab.colorizers.base import DeployableColorizer
 
 DEFAULT_SIDE = 256
 MAX_ASPECT = 4
@@ -196,7 +197,7 @@ class Colorizer:
         strip_pixels: about how many output pixels one merge strip holds (bounds memory).
     """
 
-    module: ColorizationModule
+    module: DeployableColorizer
     side: int | None = DEFAULT_SIDE
     name: str = "model"
     path: Path | None = None
@@ -329,7 +330,7 @@ def restored_l(L_model: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def colorize_full_resolution(
-    model: ColorizationModule, image: torch.Tensor, size: int | None = DEFAULT_SIDE, restore: bool = False
+    model: DeployableColorizer, image: torch.Tensor, size: int | None = DEFAULT_SIDE, restore: bool = False
 ) -> torch.Tensor:
     """Colorize a picture batch at full resolution with :class:`Colorizer`'s rules (``size``: shorter side).
 

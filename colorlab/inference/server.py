@@ -27,7 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from colorlab.approaches.upscale import Upscaler
+from colorlab.colorizers.upscale import UpscaleNet
 from colorlab.inference.chain import Chain
 from colorlab.inference.pictures import (
     MAX_MEGAPIXELS,
@@ -137,7 +137,7 @@ def colorize_upload(
     picture: Picture,
     stem: str,
     folder: Path,
-    upscaler: Upscaler | None = None,
+    upscaler: UpscaleNet | None = None,
 ) -> dict[str, Any]:
     """Write the gray input and one result per model (upscaled by ``upscaler`` when given) into ``folder``;
     returns their names and the size."""
@@ -178,7 +178,7 @@ def create_app(
     max_megapixels: float = MAX_MEGAPIXELS,
     max_jobs: int = 1,
     tmp_root: Path | None = None,
-    upscaler: Upscaler | None = None,
+    upscaler: UpscaleNet | None = None,
 ) -> FastAPI:
     """The web app: the page, ``GET /api/config``, ``POST /api/colorize``, ``GET /api/result/JOB/FILE``.
 

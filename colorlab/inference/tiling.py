@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from colorlab.approaches.upscale import Upscaler
+from colorlab.colorizers.upscale import UpscaleNet
 
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 16
@@ -12,7 +12,7 @@ DEFAULT_OVERLAP = 16
 
 @torch.inference_mode()
 def upscale_tiled(
-    upscaler: Upscaler, L: torch.Tensor, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
+    upscaler: UpscaleNet, L: torch.Tensor, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
 ) -> torch.Tensor:
     """Upscale normalised L ``(B, 1, H, W)`` -> ``(B, 1, k*H, k*W)`` in [-1, 1], ``tile`` px at a time.
 

@@ -11,8 +11,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
+from colorlab.runs.folder import RunFolder
 from colorlab.training.performance import PerformanceSettings, resolve_accelerator
-from colorlab.training.run_folder import RunFolder
 from colorlab.training.runs import RunSettings
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from colorlab.report import METRIC_TITLES, higher_is_better, html_page, html_table, markdown_table
-from colorlab.training.run_folder import RunFolder
+from colorlab.runs.folder import RunFolder
 from colorlab.visualize import plot_curves
 
 

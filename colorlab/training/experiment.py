@@ -25,12 +25,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from colorlab.approaches.base import ColorizationModule
 from colorlab.baselines import BASELINE_NAMES, BASELINES_FILE, Baselines, fit_on_datamodule, learning_verdict
 from colorlab.data.datamodule import LabDataModule
-from colorlab.inference.checkpoints import allowed_globals
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness
 from colorlab.report import write_experiment_report
+from colorlab.runs.checkpoints import allowed_globals
+from colorlab.runs.folder import NothingToResume, RunFolder
 from colorlab.training.config import config_args, load_config
 from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
-from colorlab.training.run_folder import NothingToResume, RunFolder
 from colorlab.training.runs import RunSettings, finish_wandb_run
 from colorlab.visualize import save_png
 

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from colorlab.inference.checkpoints import load_checkpoint
 from colorlab.report import write_text_atomic
+from colorlab.runs.checkpoints import load_checkpoint
+from colorlab.runs.folder import RunFolder
 from colorlab.training.config import override_args
-from colorlab.training.run_folder import RunFolder
 from colorlab.training.runs import is_rank_zero
 
 

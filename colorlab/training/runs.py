@@ -16,8 +16,8 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from colorlab.runs.folder import NothingToResume, RunFolder
 from colorlab.training.rng import RngState
-from colorlab.training.run_folder import NothingToResume, RunFolder
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Load checkpoints as data, never as code; rebuild any colorlab approach from its checkpoint alone.
+"""Load checkpoints as data, never as code.
 
 Every checkpoint colorlab reads goes through :func:`load_checkpoint` (or, for Lightning's own loads, the
 :func:`allowed_globals` context with ``weights_only=True``): ``torch.load(weights_only=True)`` with an
@@ -9,19 +9,15 @@ allow-list of exactly the non-tensor types colorlab checkpoints store. A pickle 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import pickle
 import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from colorlab.approaches.base import ColorizationModule
 
 # The only non-tensor globals colorlab checkpoints hold beyond torch's own weights-only set: the default
 # optimizer class that ``ColorizationModule`` records in its hyper-parameters when built in Python (under
@@ -104,19 +100,3 @@ def checkpoint_class_path(checkpoint: dict[str, Any], path: str | os.PathLike) -
         raise CheckpointError(f"{path} names the approach {class_path} but holds no weights (no 'state_dict'); "
                               "was it saved with weights stripped?")  # fmt: skip
     return class_path
-
-
-def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ColorizationModule:
-    """Rebuild the approach stored in ``path`` with its weights, in eval mode (the file is read as data)."""
-    from colorlab.approaches.base import ColorizationModule  # Lightning: only loading a checkpoint needs it
-
-    class_path = checkpoint_class_path(load_checkpoint(path), path)
-    module_name, _, class_name = class_path.rpartition(".")
-    if not module_name.startswith("colorlab."):
-        raise CheckpointError(f"{path} holds {class_path}, which is not a colorlab approach")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, ColorizationModule)):
-        raise CheckpointError(f"{path} holds {class_path}, which is not a colorlab ColorizationModule")
-    with allowed_globals():
-        model = cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
-    return model.eval()

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from colorlab.runs.checkpoints import CheckpointError, load_checkpoint
+
 log = logging.getLogger(__name__)
 
 # The files an experiment's report consists of, in its run folder (colorlab.report writes them).
@@ -127,7 +129,6 @@ class RunFolder:
         ``last.ckpt`` comes first even when a ``best-*`` file is newer: it is written mid-epoch, where a
         resume continues bitwise, while Lightning restores end-of-epoch checkpoints one logging step off.
         """
-        from colorlab.inference.checkpoints import CheckpointError, load_checkpoint
 
         newest_first = sorted(
             self.checkpoints, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True
