@@ -36,8 +36,9 @@ test: ## the test suite (skips tests marked slow); this is what CI runs
 test-all: ## every test, slow ones included
 	$(PYTHON) -m pytest -q
 
-lint: ## ruff
-	$(PYTHON) -m ruff check colorlab tests
+lint: ## ruff, and the layers contract (import-linter, pyproject's [tool.importlinter])
+	$(PYTHON) -m ruff check colorlab tests scripts
+	$(VENV)/bin/lint-imports
 
 bench: ## throughput of Lab conversion, a training step, full-res colorize (vs targets) and loader images/s, shards vs folder
 	$(PYTHON) scripts/bench.py

@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 import warnings
 from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchmetrics import Metric, MetricCollection
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -110,13 +113,24 @@ class _BatchMean(Metric):
         return (self.total / self.count.clamp_min(1)).float()
 
 
+def delta_e00_per_image(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean CIEDE2000 of each image ``(B,)`` between sRGB ``(B, 3, H, W)`` pictures in [0, 1]."""
+    return delta_e_ciede2000(rgb_to_lab(preds), rgb_to_lab(target)).flatten(1).mean(1)
+
+
+def colorfulness_gap_per_image(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``|colorfulness(pred) - colorfulness(truth)|`` per image ``(B,)``: a desaturated (sepia) or an
+    over-saturated result both score badly, a plausible one well, whatever hue it picks."""
+    return (colorfulness(preds) - colorfulness(target)).abs()
+
+
 class DeltaE2000(_BatchMean):
     """Mean CIEDE2000 between predicted and true sRGB images (lower is better)."""
 
     higher_is_better = False
 
     def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return delta_e_ciede2000(rgb_to_lab(preds), rgb_to_lab(target)).flatten(1).mean(1)
+        return delta_e00_per_image(preds, target)
 
 
 class Colorfulness(_BatchMean):
@@ -129,21 +143,65 @@ class Colorfulness(_BatchMean):
 
 
 class ColorfulnessGap(_BatchMean):
-    """Mean per-image ``|colorfulness(pred) - colorfulness(truth)|`` (lower is better): a desaturated (sepia)
-    or an over-saturated result both score badly, a plausible one well, whatever hue it picks."""
+    """Mean per-image colorfulness gap to the truth (lower is better, see :func:`colorfulness_gap_per_image`)."""
 
     higher_is_better = False
 
     def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (colorfulness(preds) - colorfulness(target)).abs()
+        return colorfulness_gap_per_image(preds, target)
+
+
+# ---- the registry ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric's vocabulary, defined once: stable name, column title, direction and per-image score.
+
+    ``higher_is_better`` is None for a metric with no direction (colorfulness: compare it with the truth's);
+    ``per_image`` maps sRGB ``(B, 3, H, W)`` prediction and truth in [0, 1] to ``(B,)``, None for metrics
+    that need a network or a whole set (LPIPS, Fréchet distances, classifier agreement).
+    """
+
+    name: str
+    title: str
+    higher_is_better: bool | None
+    per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def column(self) -> str:
+        """The title with its direction: ``ΔE00 ↓``."""
+        return self.title + {True: " ↑", False: " ↓", None: ""}[self.higher_is_better]
 
 
 FRECHET_KEY = "frechet_effnet"
-# Whether a larger value is better, per metric name (colorfulness has no direction: compare it with the truth's).
-HIGHER_IS_BETTER = {
-    "psnr": True, "ssim": True, "top1_agree": True, "top5_agree": True,
-    "delta_e00": False, "colorfulness_gap": False, FRECHET_KEY: False, "lpips": False, "fid": False,
+# In report column order. The per-image scores are the definitions the ``val/``/``test/`` metrics average.
+METRICS: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        MetricSpec("psnr", "PSNR (dB)", True,
+                   lambda p, t: peak_signal_noise_ratio(p, t, data_range=1.0, dim=(1, 2, 3), reduction="none")),
+        MetricSpec("ssim", "SSIM", True,
+                   lambda p, t: structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")),
+        MetricSpec("delta_e00", "ΔE00", False, delta_e00_per_image),
+        MetricSpec("lpips", "LPIPS", False),
+        MetricSpec("colorfulness", "colorfulness", None, lambda p, t: colorfulness(p)),
+        MetricSpec("colorfulness_gap", "colorfulness gap", False, colorfulness_gap_per_image),
+        MetricSpec(FRECHET_KEY, "Fréchet EffNet", False),
+        MetricSpec("top1_agree", "top-1 class agreement", True),
+        MetricSpec("top5_agree", "top-5 class agreement", True),
+        MetricSpec("fid", "FID", False),
+    )
 }  # fmt: skip
+# Whether a larger value is better, per metric name (metrics with no direction are left out).
+HIGHER_IS_BETTER = {name: spec.higher_is_better for name, spec in METRICS.items() if spec.higher_is_better is not None}
+METRIC_TITLES = {name: spec.column for name, spec in METRICS.items()}
+
+
+def image_scores(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every per-image score of the registry for sRGB ``(B, 3, H, W)`` in [0, 1] against the truth, each ``(B,)``."""
+    pred, truth = pred.float(), truth.float()
+    return {name: spec.per_image(pred, truth) for name, spec in METRICS.items() if spec.per_image is not None}
 
 
 class FrechetEffNetDistance(FrechetInceptionDistance):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from colorlab.baselines import BASELINE_NAMES, verdict_line
-from colorlab.metrics import FRECHET_KEY, HIGHER_IS_BETTER
+from colorlab.metrics import HIGHER_IS_BETTER, METRIC_TITLES
 from colorlab.runs.folder import REPORT_FILES
 
 Cell = str | float | int | None
@@ -81,9 +81,6 @@ def html_page(title: str, body: str) -> str:
 # ---- metrics in reports -------------------------------------------------------------------------------
 
 # Column titles of the shared metrics, in table order; other metrics follow under their own names.
-METRIC_TITLES = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "delta_e00": "ΔE00 ↓", "lpips": "LPIPS ↓",
-                 "colorfulness": "colorfulness", "colorfulness_gap": "colorfulness gap ↓",
-                 FRECHET_KEY: "Fréchet EffNet ↓"}  # fmt: skip
 # Metric name endings and whether a larger value is better; others (colorfulness, lr, adversarial losses
 # such as loss_critic) have no "best". Only the total loss the optimizer minimises ("loss") has one.
 _DIRECTIONS = {**HIGHER_IS_BETTER, "agree": True, "/loss": False}

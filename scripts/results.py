@@ -90,13 +90,13 @@ def run(name: str, seed: int) -> int:
 
 
 def run_folder(name: str, seed: int) -> Path | None:
-    """The run folder the log of ``name``/``seed`` names, when that run finished (has results.json)."""
-    log = log_path(name, seed)
-    if not log.is_file():
-        return None
-    folders = [line.split(":", 1)[1].strip() for line in log.read_text().splitlines() if line.startswith("run folder:")]
-    folder = REPO / folders[-1] if folders else None
-    return folder if folder and (folder / "results.json").is_file() else None
+    """The newest finished run folder of ``name`` trained with ``seed`` (read from the runs root by
+    :class:`colorlab.runs.folder.RunFolder`, the one reader of run folders)."""
+    from colorlab.runs.folder import RUNS_ROOT, RunFolder
+
+    runs = [run for run in RunFolder.runs_of(REPO / RUNS_ROOT, name)
+            if run.finished and run.config.get("seed_everything") == seed]  # fmt: skip
+    return runs[-1].path if runs else None
 
 
 def val_series(folder: Path) -> list[tuple[int, float]]:
@@ -150,8 +150,10 @@ def table(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
 
     means, learning = evaluation["means"], evaluation["learning"]
     truth = means["ground truth"]["colorfulness"]
-    head = ("| experiment | approach | seed | ΔE00 ↓ | vs best baseline | colorfulness (% of truth) | PSNR (dB) ↑ | "
-            "SSIM ↑ | Fréchet EffNet ↓ | selected on | steps | train time |")  # fmt: skip
+    from colorlab.metrics import METRIC_TITLES as T
+
+    head = (f"| experiment | approach | seed | {T['delta_e00']} | vs best baseline | colorfulness (% of truth) | "
+            f"{T['psnr']} | {T['ssim']} | {T['frechet_effnet']} | selected on | steps | train time |")  # fmt: skip
     lines = [head, "|---" * 12 + "|"]
     for name, seed, folder in rows:
         results = json.loads((folder / "results.json").read_text())

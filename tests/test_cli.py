@@ -121,3 +121,14 @@ def test_help_and_unknown_command(capsys):
     assert "experiment" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+@pytest.mark.parametrize("form", [["-m", "colorlab.sweep"], ["-m", "colorlab", "sweep"]])
+def test_both_sweep_forms_run_the_sweep_command(form, tmp_path):
+    """The design card's ``python -m colorlab.sweep`` and the dispatcher's ``python -m colorlab sweep``."""
+    out = subprocess.run([sys.executable, *form, "--help"], capture_output=True, text=True, cwd=REPO, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "--config" in out.stdout and "sweep" in out.stdout
+    missing = subprocess.run([sys.executable, *form, "--config", str(tmp_path / "none.yaml")],
+                             capture_output=True, text=True, cwd=REPO, check=False)  # fmt: skip
+    assert missing.returncode != 0 and "none.yaml" in missing.stderr

@@ -24,9 +24,9 @@ from colorlab.colorizers.loading import load_colorizer
 from colorlab.commands.colorize import main as colorize_main
 from colorlab.commands.evaluate import main as evaluate_main
 from colorlab.commands.export import main as export_main
-from colorlab.inference.evaluation import image_scores
 from colorlab.inference.export import TOLERANCE, ExportableColorizer, run_exported
 from colorlab.inference.pipeline import Colorizer, picture_l, size_multiple
+from colorlab.metrics import image_scores
 from colorlab.training.cli import lightning_main
 from colorlab.training.config import load_config
 from tests.helpers import FixedBatchDataModule, fixed_rgb_batch

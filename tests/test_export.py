@@ -41,7 +41,7 @@ def test_onnx_fixed_size_matches_pytorch_and_rejects_other_sizes(ckpt, tmp_path)
     L = random_l(3, 1, 40, 40)
     assert np.abs(run_exported(path, "onnx", L) - pytorch_ab(ckpt, L)).max() <= TOLERANCE
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert meta["size"] == "40" and meta["colorlab_approach"].endswith("RegressionColorizer")
+    assert meta["size"] == "40" and meta["colorlab_colorizer"].endswith("RegressionNet")
     with pytest.raises(Exception, match="(?i)dimension|shape"):
         run_exported(path, "onnx", random_l(1, 1, 40, 48))
 

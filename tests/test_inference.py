@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from colorlab.approaches.base import ColorizationModule
 from colorlab.color import (
     float_to_uint8,
     lab_normalized_to_rgb,
@@ -15,6 +14,7 @@ from colorlab.color import (
     rgb_to_lab_normalized,
     upsample_ab,
 )
+from colorlab.colorizers.base import DeployableColorizer
 from colorlab.inference.chain import Chain
 from colorlab.inference.pictures import Picture
 from colorlab.inference.pipeline import (
@@ -28,7 +28,7 @@ from colorlab.inference.pipeline import (
 )
 
 
-class _ConstantColour(ColorizationModule):
+class _ConstantColour(DeployableColorizer):
     """Predicts one fixed ab everywhere and remembers the L (and its size) it was given."""
 
     def __init__(self, ab: tuple[float, float] = (20.0, -30.0), restored_l: float | None = None) -> None:
@@ -47,9 +47,6 @@ class _ConstantColour(ColorizationModule):
     def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         L_out, ab = super().predict_lab(L)
         return (L_out if self.restored_l is None else torch.full_like(L, self.restored_l)), ab
-
-    def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"loss": self.weight}
 
 
 def _gray_photo(h: int, w: int) -> torch.Tensor:

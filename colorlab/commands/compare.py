@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from colorlab.runs.folder import RUNS_ROOT
 from colorlab.training.compare import compare_runs, find_runs, read_run
 
 
@@ -29,7 +30,7 @@ def main(argv: Sequence[str]) -> dict[str, Path]:
     if args.names and len(args.names) != len(folders):
         raise SystemExit(f"{len(folders)} runs found but {len(args.names)} names given")
     runs = [read_run(folder, name) for folder, name in zip(folders, args.names or [None] * len(folders))]
-    paths = compare_runs(runs, Path(args.out or Path("runs") / "compare" / time.strftime("%Y%m%d-%H%M%S")))
+    paths = compare_runs(runs, Path(args.out or RUNS_ROOT / "compare" / time.strftime("%Y%m%d-%H%M%S")))
     print(paths["markdown"].read_text())
     print(f"report: {paths['html']}")
     return paths

@@ -31,7 +31,7 @@ from colorlab.inference.evaluation import (
 )
 from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, model_names
-from colorlab.runs.folder import RunFolder
+from colorlab.runs.folder import RUNS_ROOT, RunFolder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +70,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     default_out = (
-        Path("runs") / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        RUNS_ROOT / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     out = Path(args.out or default_out)
     out.mkdir(parents=True, exist_ok=True)

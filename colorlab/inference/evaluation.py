@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
 from colorlab.baselines import (
@@ -33,10 +32,10 @@ from colorlab.baselines import (
     learning_verdict,
     verdict_line,
 )
-from colorlab.color import float_to_uint8, rgb_to_lab
+from colorlab.color import float_to_uint8
 from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, read_picture
 from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l
-from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, delta_e_ciede2000
+from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, image_scores
 from colorlab.report import html_page, html_table, markdown_table
 from colorlab.visualize import comparison_grid, save_png
 
@@ -65,23 +64,6 @@ Method = Callable[[Sequence[Picture]], list[np.ndarray]]
 
 
 # ---- scores -------------------------------------------------------------------------------------------
-
-
-def image_scores(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image scores of sRGB ``(B, 3, H, W)`` in [0, 1] against the truth, each ``(B,)``.
-
-    The same definitions as the ``val/``/``test/`` metrics of :func:`colorlab.metrics.colorization_metrics`
-    (their epoch values are the means of these), plus the absolute colorfulness gap to the truth.
-    """
-    pred, truth = pred.float(), truth.float()
-    pred_colorfulness = colorfulness(pred)
-    return {
-        "psnr": peak_signal_noise_ratio(pred, truth, data_range=1.0, dim=(1, 2, 3), reduction="none"),
-        "ssim": structural_similarity_index_measure(pred, truth, data_range=1.0, reduction="none"),
-        "delta_e00": delta_e_ciede2000(rgb_to_lab(pred), rgb_to_lab(truth)).flatten(1).mean(1),
-        "colorfulness": pred_colorfulness,
-        "colorfulness_gap": (pred_colorfulness - colorfulness(truth)).abs(),
-    }
 
 
 def class_agreement(pred_logits: torch.Tensor, truth_logits: torch.Tensor) -> dict[str, torch.Tensor]:

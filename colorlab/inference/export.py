@@ -63,7 +63,7 @@ def metadata(
 ) -> dict[str, str]:
     """The contract and provenance stored with an exported model (string values, as ONNX wants)."""
     return {
-        "colorlab_approach": f"{type(colorizer).__module__}.{type(colorizer).__qualname__}",
+        "colorlab_colorizer": f"{type(colorizer).__module__}.{type(colorizer).__qualname__}",
         "colorlab_checkpoint": str(ckpt or ""),
         "input": "L: float32 (B, 1, H, W), L / 50 - 1 in [-1, 1]",
         "outputs": "L_out: (B, 1, H, W) like the input; ab: (B, 2, H, W), ab / 110",

@@ -17,6 +17,10 @@ from colorlab.runs.checkpoints import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
+# Where runs, sweeps, evaluations and comparisons go unless a command is told otherwise (relative to the
+# working directory).
+RUNS_ROOT = Path("runs")
+
 # The files an experiment's report consists of, in its run folder (colorlab.report writes them).
 REPORT_FILES = {
     "report": "report.md",

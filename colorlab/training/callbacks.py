@@ -117,7 +117,7 @@ class WandbValidationTable(L.Callback):
             return
         import wandb
 
-        from colorlab.inference.evaluation import image_scores
+        from colorlab.metrics import image_scores
 
         n = self.max_images
         truth = batch["rgb"][:n]

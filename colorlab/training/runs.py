@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from colorlab.runs.folder import NothingToResume, RunFolder
+from colorlab.runs.folder import RUNS_ROOT, NothingToResume, RunFolder
 from colorlab.training.rng import RngState
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class RunSettings:
     def __init__(
         self,
         name: str = "default",
-        root: str = "runs",
+        root: str = str(RUNS_ROOT),
         version: str | None = None,
         resume: bool = False,
         monitor: str = "val/delta_e00",

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from colorlab.report import markdown_table
+from colorlab.runs.folder import RUNS_ROOT
 from colorlab.training.config import load_config, override_args
 
 DEFAULTS: dict[str, Any] = {
@@ -71,7 +72,7 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
         if any(k not in space for k in needed):
             raise ValueError(f"{path}: params.{key} ({kind}) needs {' and '.join(needed)}")
     spec.setdefault("study_name", path.stem)
-    spec["output"] = Path(spec["output"] or Path("runs") / "sweeps" / spec["study_name"])
+    spec["output"] = Path(spec["output"] or RUNS_ROOT / "sweeps" / spec["study_name"])
     spec["storage"] = spec["storage"] or f"sqlite:///{spec['output'] / 'study.db'}"
     return spec
 
