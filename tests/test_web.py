@@ -198,26 +198,29 @@ def test_stale_job_folders_of_a_killed_server_are_removed_at_start_up(tmp_path):
 
 
 def test_serve_skips_a_checkpoint_that_will_not_load(server, tmp_path, capsys):
-    from colorlab.commands.serve import build_parser, load_models
+    from colorlab.commands.model_options import checkpoints, load_models
+    from colorlab.commands.serve import build_parser
+
+    def serve_models(argv: list[str]) -> list:
+        args = build_parser().parse_args(argv)
+        return load_models(args, checkpoints(args), skip_broken_in_dir=True)
 
     folder = tmp_path / "ckpts"
     folder.mkdir()
     good = server[1].state.colorizers[0].path
     (folder / "good.ckpt").write_bytes(good.read_bytes())
     (folder / "broken.ckpt").write_bytes(b"")
-    models = load_models(build_parser().parse_args(["--ckpt-dir", str(folder)]))
+    models = serve_models(["--ckpt-dir", str(folder)])
     assert [m.path.name for m in models] == ["good.ckpt"]
     assert f"warning: skipping {folder / 'broken.ckpt'}" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"broken\.ckpt is empty"):  # named on its own: an error
-        load_models(
-            build_parser().parse_args(["--ckpt-dir", str(folder), "--ckpt", str(folder / "broken.ckpt")])
-        )
+        serve_models(["--ckpt-dir", str(folder), "--ckpt", str(folder / "broken.ckpt")])
     (folder / "good.ckpt").unlink()
     with pytest.raises(ValueError, match="none of the 1 checkpoints"):
-        load_models(build_parser().parse_args(["--ckpt-dir", str(folder)]))
+        serve_models(["--ckpt-dir", str(folder)])
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .ckpt files under"):
-        load_models(build_parser().parse_args(["--ckpt-dir", str(tmp_path / "empty")]))
+        serve_models(["--ckpt-dir", str(tmp_path / "empty")])
 
 
 class _SlowCounting(torch.nn.Module):

@@ -15,54 +15,30 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from colorlab.commands.model_options import add_model_options, announce, checkpoints, load_models
 from colorlab.inference.folders import colorize_files
 from colorlab.inference.onnx_runtime import onnx_colorizer
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
-from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
+from colorlab.inference.pipeline import model_names
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``colorize`` command's options."""
     parser = argparse.ArgumentParser(prog="python -m colorlab colorize", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument(
-        "--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)"
-    )
-    parser.add_argument("--ckpt-dir", type=Path, help="folder of checkpoints (every *.ckpt, recursive)")
+    add_model_options(parser)
     parser.add_argument(
         "--onnx", action="append", default=[], type=Path, help="an exported .onnx model, run by ONNX Runtime"
     )
-    parser.add_argument("--all-models", action="store_true", help="use every checkpoint under --ckpt-dir")
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
     )
-    parser.add_argument("--size", type=int, help="shorter side the model runs at (default: its run's training "
-                        f"scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
     parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
                         help="refuse larger pictures, checked before decoding (default %(default)g)")  # fmt: skip
     parser.add_argument("--restore", action="store_true", help="keep the L a restoration model returns")
-    parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
-    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
-
-
-def checkpoints_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:
-    """The checkpoints named by ``--ckpt`` and (with ``--all-models`` or ``--ckpt-dir``) the folder."""
-    ckpts = list(args.ckpt)
-    if args.all_models and args.ckpt_dir is None:
-        parser.error("--all-models needs --ckpt-dir FOLDER")
-    if args.ckpt_dir is not None:
-        ckpts += find_checkpoints(args.ckpt_dir)
-    if not ckpts and not args.onnx:
-        parser.error(
-            "give a model: --ckpt MODEL.ckpt (repeatable), --ckpt-dir FOLDER --all-models or --onnx M.onnx"
-        )
-    return list({path.resolve(): path for path in ckpts}.values())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -70,17 +46,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        ckpts = checkpoints_from_args(args, parser)
-        colorizers = [Colorizer.load(path, args.size, args.device, name, args.restore)
-                      for path, name in zip(ckpts, model_names(ckpts) if ckpts else [])]  # fmt: skip
+        ckpts = checkpoints(args, required=not args.onnx)
+        colorizers = load_models(args, ckpts, restore=args.restore)
         taken = {c.name for c in colorizers}  # an export beside its checkpoint would get the same name
-        colorizers += [onnx_colorizer(path, args.size, f"{name}-onnx" if name in taken else name)
-                       for path, name in zip(args.onnx, model_names(args.onnx) if args.onnx else [])]  # fmt: skip
-        for c in colorizers:
-            print(
-                f"model {c.name}: {c.path} ({type(c.module).__name__}, runs at {c.describe()})",
-                file=sys.stderr,
-            )
+        for path, name in zip(args.onnx, model_names(args.onnx) if args.onnx else []):
+            colorizers.append(onnx_colorizer(path, args.size, f"{name}-onnx" if name in taken else name))
+            announce(colorizers[-1])
         report = colorize_files(args.inputs, colorizers, args.output, args.format, args.max_megapixels,
                                 progress=not args.no_progress)  # fmt: skip
     except (FileNotFoundError, ValueError) as exc:

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from colorlab.commands.model_options import add_model_options, checkpoints, load_models
 from colorlab.inference.evaluation import (
     INCEPTION_FILE,
     SEMANTIC_NOTE,
@@ -30,7 +29,6 @@ from colorlab.inference.evaluation import (
     write_reports,
 )
 from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
-from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, model_names
 from colorlab.runs.folder import RUNS_ROOT, RunFolder
 
 
@@ -38,17 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``evaluate`` command's options."""
     parser = argparse.ArgumentParser(prog="python -m colorlab evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--ckpt", nargs="+", required=True, help="checkpoints of any approach")
+    add_model_options(parser)
     parser.add_argument(
         "--data", required=True, help="folder of colour photos (recursive), at any resolution"
     )
     parser.add_argument("-o", "--out", help="output folder (default runs/evaluate/DATA-TIMESTAMP)")
     parser.add_argument("--names", nargs="+", help="row names, one per checkpoint (default: run names)")
-    parser.add_argument("--size", type=int, help="shorter side the models run at (default: each run's "
-                        f"training scale from its config.yaml, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--limit", type=int, help="evaluate only the first N files")
     parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS, help="skip larger photos")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lpips-backbone", help="local torchvision vgg16-397923af.pth for LPIPS")
     parser.add_argument("--fid-weights", help=f"local {INCEPTION_FILE} for FID")
     parser.add_argument("--baselines-from", help="run folder whose training split fits the mean-ab and lookup "
@@ -61,12 +56,12 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     """CLI: ``python -m colorlab evaluate --ckpt A.ckpt [B.ckpt ...] --data DIR [-o OUT]``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    names = args.names or model_names(args.ckpt)
-    if len(names) != len(args.ckpt):
-        parser.error(f"{len(args.ckpt)} checkpoints but {len(names)} names")
     try:
+        ckpts = checkpoints(args)
+        if args.names is not None and len(args.names) != len(ckpts):
+            parser.error(f"{len(ckpts)} checkpoints but {len(args.names)} names")
         files = [path for path, _ in collect_inputs([args.data])][: args.limit]
-        colorizers = [Colorizer.load(p, args.size, args.device, n) for p, n in zip(args.ckpt, names)]
+        colorizers = load_models(args, ckpts, args.names)
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     default_out = (
@@ -76,7 +71,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     lpips, lpips_note = load_lpips(args.lpips_backbone)
     inception, fid_note = load_inception(args.fid_weights)
-    baselines, baselines_note = load_baselines(args.baselines_from or RunFolder.of(args.ckpt[0]).path)
+    baselines, baselines_note = load_baselines(args.baselines_from or RunFolder.of(ckpts[0]).path)
     start = time.perf_counter()
     try:
         result = evaluate(

@@ -14,11 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from colorlab.commands.model_options import add_model_options, announce
 from colorlab.inference.chain import Chain, chain_files, load_upscaler
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
-from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer
+from colorlab.inference.pipeline import Colorizer
 from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 
 
@@ -30,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
     )
-    parser.add_argument("--ckpt", type=Path, help="a restore+colorize checkpoint (or any colorizer)")
+    add_model_options(parser, several=False)
     parser.add_argument("--restore-ckpt", type=Path, help="a separate restoration checkpoint, run first")
     parser.add_argument("--colorize-ckpt", type=Path, help="a separate colorization checkpoint")
     parser.add_argument(
@@ -38,8 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--factor", type=int, default=1,
                         help="enlargement without --upscale-ckpt (bicubic); with it, must match its scale")  # fmt: skip
-    parser.add_argument("--size", type=int, help="shorter side the restore/colorize models run at (default: "
-                        f"their training scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument(
         "--tile", type=int, default=DEFAULT_TILE, help="upscaler tile side, input px (%(default)s)"
     )
@@ -48,9 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
     parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
                         help="largest OUTPUT picture; inputs over it / k² are refused (default %(default)g)")  # fmt: skip
-    parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
-    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -82,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         chain = build_chain(args, parser)
         stages = [s for s in (chain.restorer, chain.colorizer) if s is not None]
         for stage in stages:
-            print(f"{stage.name}: {stage.path} ({type(stage.module).__name__}, runs at {stage.describe()})",
-                  file=sys.stderr)  # fmt: skip
+            announce(stage)
         upscale = (f"{type(chain.upscaler).__name__} x{chain.scale}, tiles {args.tile} px + {args.overlap} px"
                    if chain.upscaler is not None else f"bicubic x{chain.scale}")  # fmt: skip
         print(f"upscale: {upscale}", file=sys.stderr)

@@ -9,24 +9,18 @@ load is skipped with a warning; the others are served.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from colorlab.commands.model_options import add_model_options, checkpoints, load_models
 from colorlab.inference.chain import load_upscaler
 from colorlab.inference.pictures import MAX_MEGAPIXELS
-from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``serve`` command's options."""
     parser = argparse.ArgumentParser(prog="python -m colorlab serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)"
-    )
-    parser.add_argument("--ckpt-dir", type=Path, help="folder of checkpoints (every *.ckpt, recursive)")
+    add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--keep-minutes", type=float, default=10, help="delete uploads' results after this")
@@ -36,35 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pixel limit per photo, checked before decoding (default %(default)g)")  # fmt: skip
     parser.add_argument("--max-jobs", type=int, default=1,
                         help="requests colorized at once; others wait (bounds memory; default 1)")  # fmt: skip
-    parser.add_argument("--size", type=int, help=f"shorter side the models run at (default: their training "
-                        f"scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--restore", action="store_true", help="keep the L a restoration model returns")
     parser.add_argument("--upscale-ckpt", type=Path,
                         help="an upscaler checkpoint: the page then offers 'upscale xK' (upscale_x2.yaml)")  # fmt: skip
-    parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
-    )
     return parser
-
-
-def load_models(args: argparse.Namespace) -> list[Colorizer]:
-    """``--ckpt`` models (an error if one fails) and ``--ckpt-dir`` models (skipped with a warning if one fails)."""
-    from_dir = find_checkpoints(args.ckpt_dir) if args.ckpt_dir is not None else []
-    ckpts = list({p.resolve(): p for p in [*args.ckpt, *from_dir]}.values())
-    if not ckpts:
-        raise FileNotFoundError("give a model: --ckpt MODEL.ckpt (repeatable) or --ckpt-dir FOLDER")
-    explicit = {p.resolve() for p in args.ckpt}
-    colorizers = []
-    for path, name in zip(ckpts, model_names(ckpts)):
-        try:
-            colorizers.append(Colorizer.load(path, args.size, args.device, name, args.restore))
-        except (FileNotFoundError, ValueError) as exc:
-            if path.resolve() in explicit:
-                raise
-            print(f"warning: skipping {path}: {exc}", file=sys.stderr)
-    if not colorizers:
-        raise ValueError(f"none of the {len(ckpts)} checkpoints under {args.ckpt_dir} could be loaded")
-    return colorizers
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -72,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        colorizers = load_models(args)
+        colorizers = load_models(args, checkpoints(args), restore=args.restore, skip_broken_in_dir=True)
         upscaler = load_upscaler(args.upscale_ckpt, args.device) if args.upscale_ckpt is not None else None
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
@@ -86,8 +55,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                      args.max_jobs, upscaler=upscaler)  # fmt: skip
     for folder in app.state.store.removed_stale:
         print(f"removed {folder}, left behind by a server that did not shut down")
-    for c in colorizers:
-        print(f"model {c.name}: {c.path} (runs at {c.describe()})")
     print(
         f"colorlab: {len(colorizers)} model(s) at http://{args.host}:{args.port}, {args.max_jobs} job(s) at once"
     )

@@ -27,19 +27,8 @@ from tqdm import tqdm
 from colorlab.baselines import bicubic_l
 from colorlab.colorizers.loading import load_colorizer
 from colorlab.colorizers.upscale import UpscaleNet
-from colorlab.inference.folders import ColorizeReport
-from colorlab.inference.pictures import (
-    FORMATS,
-    MAX_MEGAPIXELS,
-    Picture,
-    PictureError,
-    check_output_dir,
-    collect_inputs,
-    output_suffix,
-    read_picture,
-    to_image,
-    write_picture,
-)
+from colorlab.inference.folders import ColorizeReport, Job, Outputs, process_files
+from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS, Picture, output_suffix, to_image
 from colorlab.inference.pipeline import STRIP_PIXELS, Colorizer, merge, picture_l, restored_l
 from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_tiled
 from colorlab.models.rrdb import rrdbnet_from_weights
@@ -148,35 +137,18 @@ def chain_files(
     progress: bool = True,
     log: Callable[[str], None] = lambda message: tqdm.write(message, file=sys.stderr),
 ) -> ColorizeReport:
-    """Run the chain on every input into ``out_dir`` (``REL`` -> ``REL_xK``), one picture at a time.
-
-    Raises PictureError before any work if ``out_dir`` is (inside) an input folder. A file that fails
-    (unreadable, too large, a model error) is reported and the rest still done; no file is ever replaced (a
-    taken name gets ``-1``...). ``max_megapixels`` caps the *output*: inputs over ``cap / k²`` are refused
-    before decoding.
+    """Run the chain on every input into ``out_dir`` (``REL`` -> ``REL_xK``), one picture at a time, on the
+    one file loop (:func:`colorlab.inference.folders.process_files`: failures reported, nothing replaced).
+    ``max_megapixels`` caps the *output*: inputs over ``cap / k²`` are refused before decoding.
     """
     out_dir = Path(out_dir)
-    check_output_dir(out_dir, inputs)
-    jobs = collect_inputs(inputs)
-    report = ColorizeReport()
-    for source, rel in tqdm(jobs, desc="restore-colorize-upscale", unit="img", disable=not progress):
-        try:
-            picture = read_picture(source, max_megapixels / chain.scale**2)
-            if picture.note:
-                report.notes[source] = picture.note
-                log(f"note: {source}: {picture.note}")
-            out_fmt = fmt or picture.format
-            rgb = chain(picture)
-            wanted = out_dir / output_name(rel, chain.scale).with_suffix(output_suffix(source, out_fmt))
-            image = to_image(rgb, chain.alpha(picture), keep_alpha=FORMATS[out_fmt][2])
-            written = write_picture(image, wanted, out_fmt)
-        except Exception as exc:  # noqa: BLE001 - one bad file (or a model failing on it) must not stop the rest
-            report.failed[source] = (
-                str(exc) if isinstance(exc, PictureError) else f"{type(exc).__name__}: {exc}"
-            )
-            log(f"error: {source}: {report.failed[source]}")
-            continue
-        report.written.append(written)
-        if written != wanted:
-            report.renamed[wanted] = written
-    return report
+
+    def render(batch: list[Job]) -> list[Outputs]:
+        return [
+            [(out_dir / output_name(job.rel, chain.scale).with_suffix(output_suffix(job.source, job.fmt)),
+              to_image(chain(job.picture), chain.alpha(job.picture), keep_alpha=FORMATS[job.fmt][2]))]
+            for job in batch
+        ]  # fmt: skip
+
+    return process_files(inputs, out_dir, render, fmt, max_megapixels / chain.scale**2, batch_pixels=0,
+                         desc="restore-colorize-upscale", progress=progress, log=log)  # fmt: skip

@@ -33,7 +33,7 @@ from colorlab.baselines import (
     verdict_line,
 )
 from colorlab.color import float_to_uint8
-from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, read_picture
+from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, on_white, read_picture
 from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, image_scores
 from colorlab.report import html_page, html_table, markdown_table
@@ -140,13 +140,8 @@ def load_baselines(run_dir: str | os.PathLike) -> tuple[list[TrivialColorizer], 
 
 def as_batch(rgb: np.ndarray, alpha: np.ndarray | None) -> torch.Tensor:
     """RGB ``(H, W, 3)`` (uint8, or float in [0, 1]) with its alpha, as seen on white -> float ``(1, 3, H, W)``."""
-    image = torch.from_numpy(rgb).float()
-    if rgb.dtype == np.uint8:
-        image = image / 255.0
-    if alpha is not None:
-        a = torch.from_numpy(alpha).float().unsqueeze(-1) / 255.0
-        image = image * a + (1.0 - a)
-    return image.permute(2, 0, 1)[None]
+    image = torch.from_numpy(on_white(rgb, alpha)).float()
+    return (image / 255.0 if rgb.dtype == np.uint8 else image).permute(2, 0, 1)[None]
 
 
 # ---- the evaluation loop ------------------------------------------------------------------------------

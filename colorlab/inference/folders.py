@@ -1,4 +1,5 @@
-"""Colorize files and folders with one or several models: plan the outputs, batch the pictures, never overwrite.
+"""The one file loop (read, render, write under a free name, report failures) and colorizing files and folders
+with one or several models on it.
 
 One model writes ``OUT/REL``; several write ``OUT/NAME/REL`` each plus a labelled ``gray | model A | ...`` strip
 in ``OUT/compare/REL``. ``REL`` is the input's path below the folder it was found in (or its file name). A
@@ -89,26 +90,101 @@ def planned_outputs(
     return {**{n: out_dir / n / name for n in names}, COMPARE_DIR: out_dir / COMPARE_DIR / name}
 
 
+@dataclass
+class Job:
+    """One input of the file loop: where it came from, its path below its folder, the decoded picture and the
+    format its outputs are written in."""
+
+    source: Path
+    rel: Path
+    picture: Picture
+    fmt: str
+
+
+# What a job writes: (where the file is meant to go, the picture); the loop picks a free name when it is taken.
+Outputs = list[tuple[Path, Image.Image]]
+
+
+def process_files(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    render: Callable[[list[Job]], list[Outputs]],
+    fmt: str | None = None,
+    max_megapixels: float = MAX_MEGAPIXELS,
+    batch_pixels: int = BATCH_PIXELS,
+    desc: str = "colorize",
+    progress: bool = True,
+    log: Callable[[str], None] = lambda message: tqdm.write(message, file=sys.stderr),
+) -> ColorizeReport:
+    """THE file loop: read every input, ``render`` it, write its outputs (never replacing a file), report.
+
+    Pictures are decoded and rendered in groups of at most ``batch_pixels`` pixels (0: one at a time).
+    Raises PictureError before any work if ``out_dir`` is (inside) an input folder or a folder holds no
+    pictures. A file that fails (unreadable, over ``max_megapixels``, a model error, a full disk) is reported
+    and the rest still done.
+    """
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, inputs)
+    jobs = collect_inputs(inputs)
+    report = ColorizeReport()
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress)
+    for batch in _batches(jobs, fmt, max_megapixels, batch_pixels, report, log):
+        for job in batch:
+            if job.picture.note:
+                report.notes[job.source] = job.picture.note
+                log(f"note: {job.source}: {job.picture.note}")
+        try:
+            rendered = render(batch)
+        except Exception as exc:  # noqa: BLE001 - a model failing on one batch must not stop the others
+            for job in batch:
+                _fail(report, log, job.source, f"{type(exc).__name__}: {exc}")
+        else:
+            for job, outputs in zip(batch, rendered):
+                try:
+                    write_outputs(outputs, job.fmt, report, log)
+                except OSError as exc:  # a full disk or a read-only folder: say so per file
+                    _fail(report, log, job.source, f"cannot write: {exc}")
+        bar.update(len(batch))
+    bar.close()
+    return report
+
+
+def write_outputs(outputs: Outputs, fmt: str, report: ColorizeReport, log: Callable[[str], None]) -> None:
+    """Write each picture at its target or, when the name is taken, the next free one (reported)."""
+    for target, image in outputs:
+        written = write_picture(image, target, fmt)
+        report.written.append(written)
+        if written != target:
+            report.renamed[target] = written
+            log(f"{target} exists: wrote {written} instead (colorlab never overwrites)")
+
+
+def _fail(report: ColorizeReport, log: Callable[[str], None], source: Path, reason: str) -> None:
+    report.failed[source] = reason
+    log(f"error: {source}: {reason}")
+
+
 def _batches(
     jobs: Sequence[tuple[Path, Path]],
+    fmt: str | None,
     max_megapixels: float,
+    batch_pixels: int,
     report: ColorizeReport,
     log: Callable[[str], None],
-) -> Iterator[list[tuple[Path, Path, Picture]]]:
-    """Decoded pictures in groups of at most :data:`BATCH_PIXELS` pixels (unreadable files go to ``report``)."""
-    batch: list[tuple[Path, Path, Picture]] = []
+) -> Iterator[list[Job]]:
+    """Decoded pictures in groups of at most ``batch_pixels`` pixels (unreadable files go to ``report``)."""
+    batch: list[Job] = []
     pixels = 0
     for source, rel in jobs:
         try:
             picture = read_picture(source, max_megapixels)
         except PictureError as exc:
-            report.failed[source] = str(exc)
-            log(f"error: {source}: {exc}")
+            _fail(report, log, source, str(exc))
             continue
-        if batch and pixels + picture.rgb.shape[0] * picture.rgb.shape[1] > BATCH_PIXELS:
+        if batch and pixels + picture.rgb.shape[0] * picture.rgb.shape[1] > batch_pixels:
             yield batch
             batch, pixels = [], 0
-        batch.append((source, rel, picture))
+        batch.append(Job(source, rel, picture, fmt or picture.format))
         pixels += picture.rgb.shape[0] * picture.rgb.shape[1]
     if batch:
         yield batch
@@ -123,65 +199,33 @@ def colorize_files(
     progress: bool = True,
     log: Callable[[str], None] = lambda message: tqdm.write(message, file=sys.stderr),
 ) -> ColorizeReport:
-    """Colorize every input with every model into ``out_dir``.
-
-    Raises PictureError before any work if ``out_dir`` is (inside) an input folder or a folder holds no
-    pictures. A file that fails (unreadable, too large) is reported and the rest still done.
-    """
+    """Colorize every input with every model into ``out_dir`` (see :func:`process_files` for failures)."""
     out_dir = Path(out_dir)
-    check_output_dir(out_dir, inputs)
-    jobs = collect_inputs(inputs)
     names = [c.name for c in colorizers]
-    report = ColorizeReport()
-    bar = tqdm(total=len(jobs), desc="colorize", unit="img", disable=not progress)
-    for batch in _batches(jobs, max_megapixels, report, log):
-        pictures = [picture for _, _, picture in batch]
-        try:
-            results = {c.name: c(pictures) for c in colorizers}
-        except Exception as exc:  # noqa: BLE001 - a model failing on one batch must not stop the others
-            for source, _, _ in batch:
-                report.failed[source] = f"{type(exc).__name__}: {exc}"
-                log(f"error: {source}: {report.failed[source]}")
-            continue
-        for index, (source, rel, picture) in enumerate(batch):
-            if picture.note:
-                report.notes[source] = picture.note
-                log(f"note: {source}: {picture.note}")
-            outputs = [(name, results[name][index]) for name in names]
-            try:
-                _write(outputs, picture, planned_outputs(rel, source, fmt or picture.format, out_dir, names),
-                       fmt or picture.format, report, log)  # fmt: skip
-            except OSError as exc:  # a full disk or a read-only folder: say so per file
-                report.failed[source] = f"cannot write: {exc}"
-                log(f"error: {source}: {report.failed[source]}")
-        bar.update(len(batch))
-    bar.close()
-    return report
+
+    def render(batch: list[Job]) -> list[Outputs]:
+        results = {c.name: c([job.picture for job in batch]) for c in colorizers}
+        return [
+            _model_outputs([(name, results[name][i]) for name in names], job,
+                           planned_outputs(job.rel, job.source, job.fmt, out_dir, names))
+            for i, job in enumerate(batch)
+        ]  # fmt: skip
+
+    return process_files(inputs, out_dir, render, fmt, max_megapixels, progress=progress, log=log)
 
 
-def _write(
-    outputs: list[tuple[str, np.ndarray]],
-    picture: Picture,
-    targets: dict[str, Path],
-    fmt: str,
-    report: ColorizeReport,
-    log: Callable[[str], None],
-) -> None:
-    keep_alpha = FORMATS[fmt][2]
-    images = [(targets[name], to_image(rgb, picture.alpha, keep_alpha)) for name, rgb in outputs]
-    if len(outputs) > 1:
+def _model_outputs(results: list[tuple[str, np.ndarray]], job: Job, targets: dict[str, Path]) -> Outputs:
+    """Each model's picture at its target, plus (for several models) the labelled comparison strip."""
+    picture, keep_alpha = job.picture, FORMATS[job.fmt][2]
+    outputs = [(targets[name], to_image(rgb, picture.alpha, keep_alpha)) for name, rgb in results]
+    if len(results) > 1:
         thumb = Image.fromarray(picture.rgb).reduce(max(1, picture.size[0] // STRIP_HEIGHT))
         alpha = (
             None if picture.alpha is None else np.asarray(Image.fromarray(picture.alpha).resize(thumb.size))
         )
-        small = Picture(np.asarray(thumb), alpha, fmt)
+        small = Picture(np.asarray(thumb), alpha, job.fmt)
         panels = [("gray", gray_picture(small))]
-        panels += [(name, np.asarray(Image.fromarray(rgb).resize(thumb.size))) for name, rgb in outputs]
+        panels += [(name, np.asarray(Image.fromarray(rgb).resize(thumb.size))) for name, rgb in results]
         panels = [(name, np.asarray(to_image(rgb, alpha, keep_alpha=False))) for name, rgb in panels]
-        images.append((targets[COMPARE_DIR], Image.fromarray(comparison_strip(panels))))
-    for target, image in images:
-        written = write_picture(image, target, fmt)
-        report.written.append(written)
-        if written != target:
-            report.renamed[target] = written
-            log(f"{target} exists: wrote {written} instead (colorize never overwrites)")
+        outputs.append((targets[COMPARE_DIR], Image.fromarray(comparison_strip(panels))))
+    return outputs

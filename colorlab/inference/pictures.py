@@ -70,14 +70,24 @@ class Picture:
 
     def on_white(self) -> np.ndarray:
         """The picture as a viewer shows it on a white page: uint8 RGB ``(H, W, 3)`` (itself when opaque)."""
-        if self.alpha is None:
-            return self.rgb
-        out = np.empty_like(self.rgb)
-        for start in range(0, self.rgb.shape[0], 256):  # strips: no full-size 16-bit copies
-            rgb = self.rgb[start : start + 256].astype(np.uint16)
-            alpha = self.alpha[start : start + 256, :, None].astype(np.uint16)
-            out[start : start + 256] = (rgb * alpha + WHITE * (255 - alpha) + 127) // 255
-        return out
+        return on_white(self.rgb, self.alpha)
+
+
+def on_white(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """THE alpha rule: RGB ``(H, W, 3)`` (uint8, or float in [0, 1]) composited by uint8 ``alpha`` ``(H, W)`` onto
+    white, in the same dtype (``rgb`` itself when opaque)."""
+    if alpha is None:
+        return rgb
+    out = np.empty_like(rgb)
+    for start in range(0, rgb.shape[0], 256):  # strips: no full-size 16-bit or float copies
+        rows = slice(start, start + 256)
+        if rgb.dtype == np.uint8:
+            a = alpha[rows, :, None].astype(np.uint16)
+            out[rows] = (rgb[rows].astype(np.uint16) * a + WHITE * (255 - a) + 127) // 255
+        else:
+            a = alpha[rows, :, None] / 255.0
+            out[rows] = rgb[rows] * a + (1.0 - a)
+    return out
 
 
 def _clean(exc: BaseException) -> str:

@@ -29,13 +29,13 @@ from fastapi.staticfiles import StaticFiles
 
 from colorlab.colorizers.upscale import UpscaleNet
 from colorlab.inference.chain import Chain
+from colorlab.inference.folders import ColorizeReport, write_outputs
 from colorlab.inference.pictures import (
     MAX_MEGAPIXELS,
     Picture,
     PictureError,
     read_picture,
     to_image,
-    write_picture,
 )
 from colorlab.inference.pipeline import Colorizer, gray_picture
 
@@ -143,21 +143,20 @@ def colorize_upload(
     returns their names and the size."""
     fmt = picture.format if picture.format in WEB_FORMATS else "png"
     keep_alpha = fmt != "jpg"
-    gray = write_picture(
-        to_image(gray_picture(picture), picture.alpha, keep_alpha), folder / f"{stem}_gray.{fmt}", fmt
-    )
-    outputs = []
+    outputs = [(folder / f"{stem}_gray.{fmt}", to_image(gray_picture(picture), picture.alpha, keep_alpha))]
     for colorizer in colorizers:
         if upscaler is None:
             rgb, alpha, suffix = colorizer([picture])[0], picture.alpha, ""
         else:
             chain = Chain(colorizer, upscaler=upscaler)
             rgb, alpha, suffix = chain(picture), chain.alpha(picture), f"_x{chain.scale}"
-        target = folder / f"{stem}_{safe_stem(colorizer.name)}{suffix}.{fmt}"
-        written = write_picture(to_image(rgb, alpha, keep_alpha), target, fmt)
-        outputs.append({"model": colorizer.name, "file": written.name})
+        outputs.append((folder / f"{stem}_{safe_stem(colorizer.name)}{suffix}.{fmt}", to_image(rgb, alpha, keep_alpha)))
+    report = ColorizeReport()
+    write_outputs(outputs, fmt, report, log=lambda _: None)
+    gray, *results = report.written
     height, width = picture.size
-    return {"gray": gray.name, "outputs": outputs, "width": width, "height": height}
+    return {"gray": gray.name, "outputs": [{"model": c.name, "file": path.name} for c, path in zip(colorizers, results)],
+            "width": width, "height": height}  # fmt: skip
 
 
 async def _upload_size(upload: UploadFile) -> int:

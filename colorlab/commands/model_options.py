@@ -1,0 +1,91 @@
+"""The one set of model arguments the commands share (``--ckpt``, ``--ckpt-dir``, ``--all-models``, ``--size``,
+``--device``) and the one way they turn into loaded models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
+
+# The largest model side --size accepts: beyond it a model's activations alone outgrow any machine's memory.
+MAX_SIDE = 4096
+
+
+def model_side(text: str) -> int:
+    """``--size``: the shorter side the model runs at, a whole number of pixels in [1, :data:`MAX_SIDE`]."""
+    try:
+        side = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be a whole number of pixels, got {text!r}") from None
+    if not 1 <= side <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"--size must be between 1 and {MAX_SIDE} pixels, got {side}")
+    return side
+
+
+def add_model_options(parser: argparse.ArgumentParser, several: bool = True, required: bool = False) -> None:
+    """Add the model arguments: ``--ckpt`` (one, or with ``several`` any number: ``--ckpt A B --ckpt C``), and
+    with ``several`` also ``--ckpt-dir``/``--all-models``; then ``--size`` and ``--device``."""
+    if several:
+        parser.add_argument("--ckpt", action="extend", nargs="+", default=[], type=Path,
+                            help="model checkpoint(s) (repeatable)")  # fmt: skip
+        parser.add_argument("--ckpt-dir", type=Path, help="folder of checkpoints (every *.ckpt, recursive)")
+        parser.add_argument("--all-models", action="store_true", help="use every checkpoint under --ckpt-dir")
+    else:
+        parser.add_argument("--ckpt", type=Path, required=required, help="the model checkpoint")
+    parser.add_argument("--size", type=model_side, help="shorter side the model runs at (default: its run's "
+                        f"training scale, else {DEFAULT_SIDE})")  # fmt: skip
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+
+
+def checkpoints(args: argparse.Namespace, required: bool = True) -> list[Path]:
+    """The checkpoints ``--ckpt`` names, then those under ``--ckpt-dir`` (each once, in that order).
+
+    Raises ValueError when none is given and ``required``, and FileNotFoundError for a missing folder.
+    """
+    paths = list(args.ckpt)
+    if args.all_models and args.ckpt_dir is None:
+        raise ValueError("--all-models needs --ckpt-dir FOLDER")
+    if args.ckpt_dir is not None:
+        paths += find_checkpoints(args.ckpt_dir)
+    if not paths and required:
+        raise ValueError("give a model: --ckpt MODEL.ckpt (repeatable) or --ckpt-dir FOLDER")
+    return list({path.resolve(): path for path in paths}.values())
+
+
+def announce(colorizer: Colorizer) -> None:
+    """Tell the user which model runs, of what kind, at what size (on stderr)."""
+    print(f"model {colorizer.name}: {colorizer.path} ({type(colorizer.module).__name__}, runs at "
+          f"{colorizer.describe()})", file=sys.stderr)  # fmt: skip
+
+
+def load_models(
+    args: argparse.Namespace,
+    paths: list[Path],
+    names: list[str] | None = None,
+    restore: bool = False,
+    skip_broken_in_dir: bool = False,
+) -> list[Colorizer]:
+    """Load ``paths`` as :class:`Colorizer` s at ``--size`` on ``--device`` and say which each is.
+
+    With ``skip_broken_in_dir`` a checkpoint found under ``--ckpt-dir`` that will not load is skipped with a
+    warning (one named by ``--ckpt`` is still an error), as a server of a whole folder wants.
+    """
+    explicit = {p.resolve() for p in args.ckpt}
+    colorizers = []
+    for path, name in zip(paths, names or model_names(paths)):
+        try:
+            colorizer = Colorizer.load(path, args.size, args.device, name, restore)
+        except (FileNotFoundError, ValueError) as exc:
+            if not skip_broken_in_dir or path.resolve() in explicit:
+                raise
+            print(f"warning: skipping {path}: {exc}", file=sys.stderr)
+            continue
+        colorizers.append(colorizer)
+        announce(colorizer)
+    if paths and not colorizers:
+        raise ValueError(f"none of the {len(paths)} checkpoints could be loaded")
+    return colorizers
