@@ -42,7 +42,7 @@ def add_model_options(parser: argparse.ArgumentParser, several: bool = True, req
 
 
 def checkpoints(args: argparse.Namespace, required: bool = True) -> list[Path]:
-    """The checkpoints ``--ckpt`` names, then those under ``--ckpt-dir`` (each once, in that order).
+    """The checkpoints ``--ckpt`` names (as given), then those under ``--ckpt-dir`` that ``--ckpt`` did not name.
 
     Raises ValueError when none is given and ``required``, and FileNotFoundError for a missing folder.
     """
@@ -50,10 +50,11 @@ def checkpoints(args: argparse.Namespace, required: bool = True) -> list[Path]:
     if args.all_models and args.ckpt_dir is None:
         raise ValueError("--all-models needs --ckpt-dir FOLDER")
     if args.ckpt_dir is not None:
-        paths += find_checkpoints(args.ckpt_dir)
+        named = {path.resolve() for path in paths}
+        paths += [path for path in find_checkpoints(args.ckpt_dir) if path.resolve() not in named]
     if not paths and required:
         raise ValueError("give a model: --ckpt MODEL.ckpt (repeatable) or --ckpt-dir FOLDER")
-    return list({path.resolve(): path for path in paths}.values())
+    return paths
 
 
 def announce(colorizer: Colorizer) -> None:
