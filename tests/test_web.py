@@ -198,7 +198,7 @@ def test_stale_job_folders_of_a_killed_server_are_removed_at_start_up(tmp_path):
 
 
 def test_serve_skips_a_checkpoint_that_will_not_load(server, tmp_path, capsys):
-    from colorlab.commands.model_options import checkpoints, load_models
+    from colorlab.commands.options import checkpoints, load_models
     from colorlab.commands.serve import build_parser
 
     def serve_models(argv: list[str]) -> list:

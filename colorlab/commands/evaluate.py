@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from colorlab.commands.model_options import add_model_options, checkpoints, load_models
+from colorlab.commands.options import add_model_options, checkpoints, load_models
 from colorlab.inference.evaluation import (
     INCEPTION_FILE,
     SEMANTIC_NOTE,

@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from colorlab.commands.model_options import add_model_options, announce
+from colorlab.commands.options import add_file_options, add_model_options, announce, run_file_command
 from colorlab.inference.chain import Chain, chain_files, load_upscaler
-from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
+from colorlab.inference.folders import ColorizeReport
 from colorlab.inference.pipeline import Colorizer
 from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 
@@ -25,10 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
     parser = argparse.ArgumentParser(prog="python -m colorlab restore-colorize-upscale",
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
-    parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument(
-        "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
-    )
+    add_file_options(parser, cap_help="largest OUTPUT picture; inputs over it / k² are refused")
     add_model_options(parser, several=False)
     parser.add_argument("--restore-ckpt", type=Path, help="a separate restoration checkpoint, run first")
     parser.add_argument("--colorize-ckpt", type=Path, help="a separate colorization checkpoint")
@@ -42,10 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                         help="context around each tile, input px (%(default)s)")  # fmt: skip
-    parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
-                        help="largest OUTPUT picture; inputs over it / k² are refused (default %(default)g)")  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -72,18 +65,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point; exits 1 if any input failed, 2 on a bad model or folder."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> ColorizeReport:
         chain = build_chain(args, parser)
-        stages = [s for s in (chain.restorer, chain.colorizer) if s is not None]
-        for stage in stages:
-            announce(stage)
+        for stage in (chain.restorer, chain.colorizer):
+            if stage is not None:
+                announce(stage)
         upscale = (f"{type(chain.upscaler).__name__} x{chain.scale}, tiles {args.tile} px + {args.overlap} px"
                    if chain.upscaler is not None else f"bicubic x{chain.scale}")  # fmt: skip
         print(f"upscale: {upscale}", file=sys.stderr)
-        report = chain_files(args.inputs, chain, args.output, args.format, args.max_megapixels,
-                             progress=not args.no_progress)  # fmt: skip
-    except (FileNotFoundError, ValueError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(report.summary(args.output), file=sys.stderr)
-    if report.failed:
-        raise SystemExit(1)
+        return chain_files(args.inputs, chain, args.output, args.format, args.max_megapixels,
+                           progress=not args.no_progress)  # fmt: skip
+
+    run_file_command(parser, args, work)

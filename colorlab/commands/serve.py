@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from colorlab.commands.model_options import add_model_options, checkpoints, load_models
+from colorlab.commands.options import add_model_options, checkpoints, load_models
 from colorlab.inference.chain import load_upscaler
 from colorlab.inference.pictures import MAX_MEGAPIXELS
 

@@ -107,7 +107,26 @@ def _noise_shape(image: torch.Tensor, per_channel: bool) -> tuple[int, int, int]
 # ---- noise --------------------------------------------------------------------------------------------
 
 
-class GaussianNoise(Degradation):
+class _GaussianField(Degradation):
+    """A gaussian noise field of a random standard deviation in ``sigma``, combined with the image by
+    :meth:`combine`; one gray field, or one per colour channel (chroma noise)."""
+
+    def __init__(self, p: float, sigma: Range, per_channel: bool) -> None:
+        super().__init__(p)
+        self.sigma = _check_range(sigma, "sigma")
+        self.per_channel = per_channel
+
+    def combine(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The float image with the noise field applied."""
+        raise NotImplementedError
+
+    def apply(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        sigma = _uniform(self.sigma, generator)
+        noise = torch.randn(_noise_shape(image, self.per_channel), generator=generator) * sigma
+        return _to_uint8(self.combine(image.float(), noise))
+
+
+class GaussianNoise(_GaussianField):
     """Additive white gaussian noise.
 
     Args:
@@ -117,14 +136,10 @@ class GaussianNoise(Degradation):
     """
 
     def __init__(self, p: float = 1.0, sigma: Range = (5.0, 25.0), per_channel: bool = False) -> None:
-        super().__init__(p)
-        self.sigma = _check_range(sigma, "sigma")
-        self.per_channel = per_channel
+        super().__init__(p, sigma, per_channel)
 
-    def apply(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        sigma = _uniform(self.sigma, generator)
-        noise = torch.randn(_noise_shape(image, self.per_channel), generator=generator) * sigma
-        return _to_uint8(image.float() + noise)
+    def combine(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return image + noise
 
 
 class SaltPepper(Degradation):
@@ -155,7 +170,7 @@ class SaltPepper(Degradation):
         return out
 
 
-class SpeckleNoise(Degradation):
+class SpeckleNoise(_GaussianField):
     """Multiplicative noise ``x * (1 + n)``, ``n ~ N(0, sigma)``: stronger in bright areas.
 
     Args:
@@ -165,14 +180,10 @@ class SpeckleNoise(Degradation):
     """
 
     def __init__(self, p: float = 1.0, sigma: Range = (0.05, 0.2), per_channel: bool = False) -> None:
-        super().__init__(p)
-        self.sigma = _check_range(sigma, "sigma")
-        self.per_channel = per_channel
+        super().__init__(p, sigma, per_channel)
 
-    def apply(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        sigma = _uniform(self.sigma, generator)
-        noise = torch.randn(_noise_shape(image, self.per_channel), generator=generator) * sigma
-        return _to_uint8(image.float() * (1.0 + noise))
+    def combine(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return image * (1.0 + noise)
 
 
 class CorrelatedNoise(Degradation):

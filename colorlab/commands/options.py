@@ -1,14 +1,18 @@
-"""The one set of model arguments the commands share (``--ckpt``, ``--ckpt-dir``, ``--all-models``, ``--size``,
-``--device``) and the one way they turn into loaded models."""
+"""The options commands share: one set of model arguments (``--ckpt``, ``--ckpt-dir``, ``--all-models``,
+``--size``, ``--device``) and the one way they turn into loaded models; the file commands' input/output
+arguments and how they end (the report's summary, exit status 1 when an input failed, 2 on bad arguments)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from colorlab.inference.folders import ColorizeReport
+from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
 
 # The largest model side --size accepts: beyond it a model's activations alone outgrow any machine's memory.
@@ -90,3 +94,29 @@ def load_models(
     if paths and not colorizers:
         raise ValueError(f"none of the {len(paths)} checkpoints could be loaded")
     return colorizers
+
+
+def add_file_options(parser: argparse.ArgumentParser, cap_help: str = "refuse larger pictures") -> None:
+    """Add the file commands' inputs, ``-o/--output``, ``--format``, ``--max-megapixels`` and ``--no-progress``."""
+    parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
+    )
+    parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
+    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
+                        help=f"{cap_help}, checked before decoding (default %(default)g)")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_file_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, work: Callable[[], ColorizeReport]
+) -> None:
+    """Run a file command's ``work``: a bad model or folder exits 2 with its message; otherwise the report's
+    summary is printed and the exit status is 1 when any input failed."""
+    try:
+        report = work()
+    except (FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(report.summary(args.output), file=sys.stderr)
+    if report.failed:
+        raise SystemExit(1)
