@@ -188,8 +188,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("colorfulness", "colorfulness", None, lambda p, t: colorfulness(p)),
         MetricSpec("colorfulness_gap", "colorfulness gap", False, colorfulness_gap_per_image),
         MetricSpec(FRECHET_KEY, "Fréchet EffNet", False),
-        MetricSpec("top1_agree", "top-1 class agreement", True),
-        MetricSpec("top5_agree", "top-5 class agreement", True),
+        MetricSpec("top1_agree", "top-1 agree", True),
+        MetricSpec("top5_agree", "top-5 agree", True),
         MetricSpec("fid", "FID", False),
     )
 }  # fmt: skip

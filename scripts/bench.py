@@ -280,11 +280,19 @@ def bench_colorize(
     # and the command's imports alone: the one-shot start-up cost.
     copies = [str(shutil.copy(photo, folder / f"copy{i}.jpg")) for i in range(3)]
     per_photo = (run_command([*command, *copies])[0] - statistics.median(seconds)) / 2
-    # What loading the checkpoint imports: the command, then its approach (Lightning, timm, torchvision).
+    # What loading the checkpoint imports: the command, then its deployable colorizer and net (timm, torchvision;
+    # not Lightning or torchmetrics, which the one-shot command must not load: checked below).
     imports = run_command(
-        [sys.executable, "-c", "import colorlab.commands.colorize, colorlab.approaches.regression"]
+        [sys.executable, "-c", "import colorlab.commands.colorize, colorlab.colorizers.regression, colorlab.models.unet"]
     )[0]
-    module = module.float().eval()
+    heavy = ("lightning", "torchmetrics", "timm", "torchvision")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; from colorlab.cli import main; main(sys.argv[1:]); "
+         f"print(sorted(m for m in {heavy!r} if m in sys.modules))", *command[3:], str(photo)],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    loaded = probe.stdout.strip().splitlines()[-1]
+    module = module.colorizer.float().eval()
     with Image.open(photo) as img:
         pixels = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)[None]
 
@@ -296,7 +304,7 @@ def bench_colorize(
     pipeline(module)
     results = {"megapixels": pixels.shape[-1] * pixels.shape[-2] / 1e6, "command_seconds": statistics.median(seconds),
                "seconds_per_further_photo": per_photo, "import_seconds": imports, "peak_rss_bytes": peak_rss,
-               "repeats": repeats}  # fmt: skip
+               "repeats": repeats, "heavy_modules_loaded": loaded}  # fmt: skip
     try:
         from colorlab.inference.export import export_onnx
         from colorlab.inference.onnx_runtime import OnnxColorizer
@@ -392,7 +400,7 @@ def print_report(results: dict[str, Any]) -> None:
     print(f"colorize {cz['megapixels']:.1f} MP   command {cz['command_seconds']:.2f} s, peak RSS "
           f"{cz['peak_rss_bytes'] / 2**30:.2f} GiB, pipeline alone {cz['pipeline_seconds']:.2f} s")  # fmt: skip
     print(f"  start-up         imports alone {cz['import_seconds']:.2f} s; each further photo in the same command "
-          f"{cz['seconds_per_further_photo']:.2f} s")  # fmt: skip
+          f"{cz['seconds_per_further_photo']:.2f} s; heavy modules the command loaded: {cz['heavy_modules_loaded']}")  # fmt: skip
     onnx = cz["onnx"]
     if isinstance(onnx, dict):
         print(f"  ONNX Runtime     pipeline {onnx['pipeline_seconds']:.2f} s, speed x{onnx['speed_vs_torch']:.2f} vs "

@@ -211,6 +211,8 @@ def test_quick_bench_writes_every_field(tmp_path):
     assert {"megapixels", "command_seconds", "peak_rss_bytes", "pipeline_seconds", "onnx", "import_seconds",
             "seconds_per_further_photo"} <= colorize.keys()  # fmt: skip
     assert colorize["peak_rss_bytes"] > 0 and colorize["onnx"]["speed_vs_torch"] > 0
+    # The one-shot checkpoint command loads the deployable colorizer only: no Lightning, no torchmetrics.
+    assert "lightning" not in colorize["heavy_modules_loaded"] and "torchmetrics" not in colorize["heavy_modules_loaded"]
     assert colorize["onnx"]["command_seconds"] > 0 and colorize["onnx"]["peak_rss_bytes"] > 0
     assert set(results["headline"]) == {"unet_effnet_speedup", "colorize_12mp_seconds", "lightning_vs_plain",
                                         "colorize_12mp_seconds_per_further_photo"}  # fmt: skip

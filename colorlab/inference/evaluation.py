@@ -35,7 +35,7 @@ from colorlab.baselines import (
 from colorlab.color import float_to_uint8
 from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, on_white, read_picture
 from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l
-from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, image_scores
+from colorlab.metrics import FRECHET_KEY, METRIC_TITLES, FrechetEffNetDistance, colorfulness, image_scores
 from colorlab.report import html_page, html_table, markdown_table
 from colorlab.visualize import comparison_grid, save_png
 
@@ -46,19 +46,6 @@ SEMANTIC_NOTE = (
     "top-1/top-5 agree: the EfficientNet-Lite0 (ImageNet) top-1 class of the true photo is the top-1 / in the "
     "top-5 of the colorized one (the semantic test of Zhang et al. 2016)"
 )
-# Column -> table header (arrow: which direction is better).
-METRICS = {
-    "psnr": "PSNR (dB) ↑",
-    "ssim": "SSIM ↑",
-    "delta_e00": "ΔE00 ↓",
-    "colorfulness": "colorfulness",
-    "colorfulness_gap": "colorfulness gap ↓",
-    "top1_agree": "top-1 agree ↑",
-    "top5_agree": "top-5 agree ↑",
-    "lpips": "LPIPS ↓",
-    FRECHET_KEY: "Fréchet EffNet ↓",
-    "fid": "FID ↓",
-}
 # A method: pictures -> full-resolution float RGB (H, W, 3) in [0, 1] each, alpha not applied.
 Method = Callable[[Sequence[Picture]], list[np.ndarray]]
 
@@ -244,7 +231,7 @@ def evaluate(
     if not views:
         raise ValueError(f"none of the {len(files)} files could be read: {next(iter(skipped.values()), '')}")
     means = {
-        name: {k: sum(r[k] for r in group) / len(group) for k in METRICS if k in group[0]}
+        name: {k: sum(r[k] for r in group) / len(group) for k in METRIC_TITLES if k in group[0]}
         for name in [*names, TRUTH]
         for group in [[r for r in rows if r["model"] == name]]
         if group
@@ -277,7 +264,7 @@ def evaluate(
 
 def _columns(means: dict[str, dict[str, float]]) -> list[str]:
     present = {k for values in means.values() for k in values}
-    return [k for k in METRICS if k in present]
+    return [k for k in METRIC_TITLES if k in present]
 
 
 def _code_spans(text: str) -> str:
@@ -288,7 +275,7 @@ def _code_spans(text: str) -> str:
 def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> dict[str, Path]:
     """Write metrics.csv, summary.md, results.json and index.html into ``out``; return their paths."""
     means, columns = result["means"], _columns(result["means"])
-    headers = [METRICS[k] for k in columns]
+    headers = [METRIC_TITLES[k] for k in columns]
     table_rows = [[name, *(means[name].get(k) for k in columns)] for name in [*result["models"], TRUTH]]
     paths = {k: out / f for k, f in [("csv", "metrics.csv"), ("markdown", "summary.md"),
                                       ("json", "results.json"), ("html", "index.html")]}  # fmt: skip
