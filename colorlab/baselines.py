@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, Subset
 
 from colorlab.color import lab_normalized_to_rgb
 from colorlab.metrics import HIGHER_IS_BETTER, DeltaE2000
+from colorlab.runs.folder import BASELINES_FILE, RunFolder
 
-BASELINES_FILE = "baselines.json"
 # Report names by key (results.json uses the keys).
 BASELINE_NAMES = {"gray": "gray (ab = 0)", "mean_ab": "mean ab (train)", "lookup": "L->ab lookup (train)",
                   "bicubic": "bicubic (upscaled L)"}  # fmt: skip
@@ -224,7 +224,6 @@ def fit_on_datamodule(
 def baselines_for_run(run_dir: str | os.PathLike) -> Baselines:
     """The baselines of a run folder (or a phase folder inside one): its ``baselines.json`` when the experiment
     saved one, else fitted now on the training split rebuilt from the run's ``config.yaml``."""
-    from colorlab.runs.folder import RunFolder
 
     folder = RunFolder(run_dir)
     for candidate in (folder.path, folder.path.parent):

@@ -287,8 +287,8 @@ def bench_colorize(
     )[0]
     heavy = ("lightning", "torchmetrics", "timm", "torchvision")
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; from colorlab.cli import main; main(sys.argv[1:]); "
-         f"print(sorted(m for m in {heavy!r} if m in sys.modules))", *command[3:], str(photo)],
+        [sys.executable, "-c", ("import sys; from colorlab.cli import main; main(sys.argv[1:]); "
+                                f"print(sorted(m for m in {heavy!r} if m in sys.modules))"), *command[3:], str(photo)],
         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     loaded = probe.stdout.strip().splitlines()[-1]

@@ -129,7 +129,9 @@ def evaluate(rows: list[tuple[str, int, Path]]) -> dict:
                "--data", str(data), "-o", str(EVALUATION)]  # fmt: skip
     print(" ".join(command[1:]), flush=True)
     subprocess.run(command, cwd=REPO, check=True)
-    return json.loads((EVALUATION / "results.json").read_text())
+    from colorlab.runs.folder import EVALUATION_JSON
+
+    return json.loads((EVALUATION / EVALUATION_JSON).read_text())
 
 
 def _cell(values: dict, key: str, digits: int) -> str:

@@ -57,7 +57,7 @@ def test_cli_writes_tables_and_a_page_whose_links_resolve(tiny_run, tmp_path, mo
     summary = (out / "summary.md").read_text()
     assert f"| {GRAY} |" in summary and "| a |" in summary and "| L->ab lookup (train) |" in summary
     assert "a: learning: " in summary and "baselines fitted on" in summary
-    assert {"a", "b"} == set(json.loads((out / "results.json").read_text())["learning"])
+    assert {"a", "b"} == set(json.loads((out / "evaluation.json").read_text())["learning"])
     assert "Fréchet EffNet" in summary and float(means["a"]["frechet_effnet"]) >= 0
     assert ("LPIPS skipped" in summary) != ("lpips" in rows[0])  # computed only from local weights
     assert "FID skipped" in summary or "fid" in rows[0]

@@ -5,7 +5,7 @@ scale), its ab is upsampled and merged with the photo's own L (:class:`colorlab.
 and the result is scored against the photo. The trivial baselines are rows too: gray (ab = 0) always, and
 the training split's mean ab and L->ab lookup of the first checkpoint's run (its ``baselines.json``, else
 fitted from its config); the summary says whether each model beats the best of them ("learning: yes/no" on
-ΔE00). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray |
+ΔE00). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``evaluation.json``, ``index.html`` (gray |
 models | truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
 """
 

@@ -37,6 +37,7 @@ from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, o
 from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l
 from colorlab.metrics import FRECHET_KEY, METRIC_TITLES, FrechetEffNetDistance, colorfulness, image_scores
 from colorlab.report import html_page, html_table, markdown_table
+from colorlab.runs.folder import EVALUATION_JSON
 from colorlab.visualize import comparison_grid, save_png
 
 GRAY = BASELINE_NAMES["gray"]
@@ -273,12 +274,12 @@ def _code_spans(text: str) -> str:
 
 
 def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> dict[str, Path]:
-    """Write metrics.csv, summary.md, results.json and index.html into ``out``; return their paths."""
+    """Write metrics.csv, summary.md, evaluation.json and index.html into ``out``; return their paths."""
     means, columns = result["means"], _columns(result["means"])
     headers = [METRIC_TITLES[k] for k in columns]
     table_rows = [[name, *(means[name].get(k) for k in columns)] for name in [*result["models"], TRUTH]]
     paths = {k: out / f for k, f in [("csv", "metrics.csv"), ("markdown", "summary.md"),
-                                      ("json", "results.json"), ("html", "index.html")]}  # fmt: skip
+                                      ("json", EVALUATION_JSON), ("html", "index.html")]}  # fmt: skip
     with paths["csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["image", "model", *columns])
         writer.writeheader()

@@ -31,7 +31,7 @@ from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l,
 from colorlab.colorizers.loading import load_colorizer
 from colorlab.inference.pictures import Picture
 from colorlab.runs.checkpoints import CheckpointError
-from colorlab.runs.folder import RunFolder
+from colorlab.runs.folder import CHECKPOINT_DIR, RunFolder
 
 if TYPE_CHECKING:
     from colorlab.colorizers.base import DeployableColorizer
@@ -79,7 +79,7 @@ def _name_candidates(path: Path) -> list[str]:
     """Names for a checkpoint, least to most specific: ``run``, ``run/stem``, ``run/version/stem`` for one in a
     run folder (``runs/NAME/VERSION/checkpoints/X.ckpt``), else ``stem``, ``parent/stem``..."""
     path = path.resolve()
-    if path.parent.name == "checkpoints" and len(path.parents) > 3:
+    if path.parent.name == CHECKPOINT_DIR and len(path.parents) > 3:
         version, run = path.parents[1].name, path.parents[2].name
         return [run, f"{run}/{path.stem}", f"{run}/{version}/{path.stem}"]
     return [

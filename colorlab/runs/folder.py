@@ -21,6 +21,18 @@ log = logging.getLogger(__name__)
 # working directory).
 RUNS_ROOT = Path("runs")
 
+# Checkpoint names in a run's checkpoints/ folder: the best by the run's monitor (Lightning's format string)
+# and the always-fresh one that resume reads.
+CHECKPOINT_DIR = "checkpoints"
+BEST_CHECKPOINT_PREFIX = "best-"
+BEST_CHECKPOINT = BEST_CHECKPOINT_PREFIX + "{epoch:03d}-{step:06d}"
+LAST_CHECKPOINT = "last"
+CHECKPOINT_SUFFIX = ".ckpt"
+# The trivial baselines fitted on a run's training split (colorlab.baselines).
+BASELINES_FILE = "baselines.json"
+# What ``evaluate`` writes as JSON: a different schema from a run's results.json, so a different name.
+EVALUATION_JSON = "evaluation.json"
+
 # The files an experiment's report consists of, in its run folder (colorlab.report writes them).
 REPORT_FILES = {
     "report": "report.md",
@@ -80,23 +92,24 @@ class RunFolder:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoints"
+        """The run's ``checkpoints/`` folder."""
+        return self.path / CHECKPOINT_DIR
 
     @property
     def checkpoints(self) -> list[Path]:
         """Every checkpoint of the run, oldest first."""
-        return sorted(self.checkpoint_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+        return sorted(self.checkpoint_dir.glob(f"*{CHECKPOINT_SUFFIX}"), key=lambda p: p.stat().st_mtime)
 
     @property
     def best_checkpoint(self) -> Path | None:
         """The newest ``best-*.ckpt`` (None if there is none)."""
-        best = [p for p in self.checkpoints if p.name.startswith("best-")]
+        best = [p for p in self.checkpoints if p.name.startswith(BEST_CHECKPOINT_PREFIX)]
         return best[-1] if best else None
 
     @property
     def last_checkpoint(self) -> Path | None:
         """``last.ckpt`` when present."""
-        path = self.checkpoint_dir / "last.ckpt"
+        path = self.checkpoint_dir / (LAST_CHECKPOINT + CHECKPOINT_SUFFIX)
         return path if path.is_file() else None
 
     @property

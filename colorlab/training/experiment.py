@@ -23,12 +23,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.baselines import BASELINE_NAMES, BASELINES_FILE, Baselines, fit_on_datamodule, learning_verdict
+from colorlab.baselines import BASELINE_NAMES, Baselines, fit_on_datamodule, learning_verdict
 from colorlab.data.datamodule import LabDataModule
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness
 from colorlab.report import write_experiment_report
 from colorlab.runs.checkpoints import allowed_globals
-from colorlab.runs.folder import NothingToResume, RunFolder
+from colorlab.runs.folder import BASELINES_FILE, NothingToResume, RunFolder
 from colorlab.training.config import config_args, load_config
 from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
 from colorlab.training.runs import RunSettings, finish_wandb_run
@@ -215,7 +215,6 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
             continue
         cli = build(phase)
         folder = record.run.phase_folder(phase.name)
-        last = folder.checkpoint_dir / "last.ckpt"
         resume_from = folder.resume_checkpoint() if resume else None
         ckpt_path = str(resume_from) if resume_from else None
         if ckpt_path is None and previous is not None:
@@ -225,7 +224,8 @@ def run_experiment(configs: list[str], overrides: list[str], resume: bool = Fals
             load_phase_weights(cli.model, handover, phase.name)
         record.save()  # from now on --resume finds this run
         summary = fit(cli.trainer, cli.model, cli.datamodule, ckpt_path)
-        summary.update(last_checkpoint=str(last) if last.is_file() else None, folder=str(folder.path))
+        last = folder.last_checkpoint
+        summary.update(last_checkpoint=str(last) if last is not None else None, folder=str(folder.path))
         checkpoint = summary["best_checkpoint"] or summary["last_checkpoint"]
         summary["test"] = test_checkpoint(cli, checkpoint)
         record.finish(phase.name, summary)

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from colorlab.runs.folder import RUNS_ROOT, NothingToResume, RunFolder
+from colorlab.runs.folder import BEST_CHECKPOINT, LAST_CHECKPOINT, RUNS_ROOT, NothingToResume, RunFolder
 from colorlab.training.rng import RngState
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ResumableCSVLogger(CSVLogger):
     def experiment(self) -> Any:
         if self._experiment is not None or not is_rank_zero():  # only rank 0 writes the log
             return super().experiment
-        path = Path(self.log_dir) / "metrics.csv"
+        path = Path(self.log_dir) / RunFolder.METRICS
         previous = path.read_text() if path.is_file() else ""
         writer = super().experiment
         if previous:
@@ -69,7 +69,7 @@ class ResumableCSVLogger(CSVLogger):
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self._resumed_rows and step is not None:
             self._resumed_rows = False
-            drop_rows_from_step(Path(self.log_dir) / "metrics.csv", step)
+            drop_rows_from_step(Path(self.log_dir) / RunFolder.METRICS, step)
         super().log_metrics(metrics, step)
 
 
@@ -160,7 +160,7 @@ class RunSettings:
     @property
     def checkpoint_dir(self) -> Path:
         """Where ``best-*.ckpt`` and ``last.ckpt`` go."""
-        return self.run_dir / "checkpoints"
+        return RunFolder(self.run_dir).checkpoint_dir
 
     def new_version(self) -> str:
         """A fresh, sortable run folder name (timestamp; suffixed if taken)."""
@@ -243,7 +243,7 @@ class RunSettings:
         callbacks: list[Callback] = [
             ModelCheckpoint(
                 dirpath=self.checkpoint_dir,
-                filename="best-{epoch:03d}-{step:06d}",
+                filename=BEST_CHECKPOINT,
                 monitor=self.monitor,
                 mode=self.monitor_mode,
                 save_top_k=self.save_top_k,
@@ -252,7 +252,7 @@ class RunSettings:
             # Lightning only refreshes save_last when a top-k file is written; resume needs the latest state.
             ModelCheckpoint(
                 dirpath=self.checkpoint_dir,
-                filename="last",
+                filename=LAST_CHECKPOINT,
                 save_top_k=1,
                 every_n_train_steps=self.checkpoint_every_n_steps,
                 enable_version_counter=False,
