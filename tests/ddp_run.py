@@ -30,7 +30,7 @@ class DumpEMA(Callback):
         self.path = path
 
     def on_train_end(self, trainer, pl_module) -> None:
-        torch.save(pl_module.generator_ema.state_dict(), f"{self.path}.rank{trainer.global_rank}.pt")
+        torch.save(pl_module.colorizer.generator.state_dict(), f"{self.path}.rank{trainer.global_rank}.pt")
 
 
 def tiny_overrides(config: Path, out: Path) -> list[str]:

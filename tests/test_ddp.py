@@ -18,7 +18,7 @@ import lightning as L
 import pytest
 import torch
 
-from colorlab.colorizers.loading import load_colorizer
+from colorlab.approaches.base import load_approach
 from colorlab.data.datamodule import FolderDataModule
 from colorlab.runs.folder import RunFolder
 from tests.ddp_run import DDP, tiny_overrides
@@ -59,7 +59,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def single_process_test(checkpoint: Path, photos: Path) -> dict[str, float]:
     """The test metrics of ``checkpoint`` on the photos' val/ folder, in this one process."""
-    model = load_colorizer(checkpoint)
+    model = load_approach(checkpoint)
     data = FolderDataModule(root=str(photos), image_size=SIZE, batch_size=4, hflip=False)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     return {k.removeprefix("test/"): float(v) for k, v in trainer.test(model, data, verbose=False)[0].items()}

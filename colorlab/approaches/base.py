@@ -15,6 +15,8 @@ warm-up and a scheduler; every approach, GAN generators and critics included, us
 
 from __future__ import annotations
 
+import importlib
+import os
 import warnings
 from abc import abstractmethod
 from typing import Any, ClassVar
@@ -31,6 +33,7 @@ from colorlab.colorizers.base import DeployableColorizer
 from colorlab.colorizers.loading import COLORIZER_CLASS_KEY, remap_legacy_keys
 from colorlab.metrics import colorization_metrics
 from colorlab.models.blocks import pretrained_encoders
+from colorlab.runs.checkpoints import CheckpointError, allowed_globals, checkpoint_class_path, load_checkpoint
 from colorlab.visualize import comparison_grid, log_image
 
 
@@ -253,6 +256,19 @@ class ColorizationModule(L.LightningModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """uint8 colorized RGB ``(B, 3, H, W)``."""
         return float_to_uint8(self.colorize_rgb(self.model_input(batch)))
+
+
+def load_approach(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ColorizationModule:
+    """The whole approach (LightningModule) stored in ``path``, for Lightning's own ``test``/``validate`` or
+    further training; tools that only colorize load the deployable part with
+    :func:`colorlab.colorizers.loading.load_colorizer` instead. The file is read as data."""
+    class_path = checkpoint_class_path(load_checkpoint(path), path)
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name, None) if module_name.startswith("colorlab.") else None
+    if not (isinstance(cls, type) and issubclass(cls, ColorizationModule)):
+        raise CheckpointError(f"{path} holds {class_path}, which is not a colorlab approach")
+    with allowed_globals():
+        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
 
 
 # ---- warm-up ------------------------------------------------------------------------------------------
