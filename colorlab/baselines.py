@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from colorlab.color import lab_normalized_to_rgb
+from colorlab.colorizers.upscale import bicubic_l
 from colorlab.metrics import HIGHER_IS_BETTER, DeltaE2000
 from colorlab.runs.folder import BASELINES_FILE, RunFolder
 
@@ -76,11 +76,6 @@ class LookupColorizer(TrivialColorizer):
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         index = lightness_bins(L[:, 0], len(self.table))
         return self.table.to(L.device)[index].permute(0, 3, 1, 2).to(L.dtype)
-
-
-def bicubic_l(L: torch.Tensor, scale: int) -> torch.Tensor:
-    """Normalised L ``(B, 1, H, W)`` -> its bicubic ×``scale`` enlargement, clamped to [-1, 1]."""
-    return F.interpolate(L, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
 
 
 class BicubicUpscaler(TrivialColorizer):

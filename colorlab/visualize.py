@@ -1,5 +1,4 @@
-"""Pictures a person can look at: image grids (gray | prediction | truth), logged to any logger, and
-metric curves of several runs."""
+"""Pictures a person can look at: image grids (gray | prediction | truth) and metric curves of several runs."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
@@ -46,21 +44,6 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
     return path
-
-
-@rank_zero_only
-def log_image(logger: object, key: str, image: np.ndarray, step: int, caption: str = "") -> None:
-    """Send an image to a Lightning logger: W&B and TensorBoard natively, file loggers as PNG files.
-
-    Under DDP only rank 0 logs, like Lightning's loggers themselves."""
-    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-    if isinstance(logger, WandbLogger):
-        logger.log_image(key=key, images=[image], caption=[caption] if caption else None)
-    elif isinstance(logger, TensorBoardLogger):
-        logger.experiment.add_image(key, image, step, dataformats="HWC")
-    elif getattr(logger, "log_dir", None):
-        save_png(image, Path(logger.log_dir) / "images" / f"{key.replace('/', '_')}_step{step:06d}.png")
 
 
 def plot_curves(

@@ -84,3 +84,20 @@ def test_remap_takes_the_longest_old_prefix():
     assert remap_legacy_keys(state, legacy) == {
         "trained_generator.w": 1, "colorizer.generator.w": 2, "critic.w": 3,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "banned"),
+    [
+        ("colorize", ("lightning", "torchmetrics")),
+        ("serve", ("lightning", "torchmetrics")),
+        ("export", ("lightning", "torchmetrics")),
+        ("restore_colorize_upscale", ("lightning", "torchmetrics")),
+        ("evaluate", ("lightning",)),  # it scores with torchmetrics' PSNR and SSIM
+    ],
+)
+def test_model_commands_do_not_import_the_training_stack(command, banned):
+    code = (f"import sys, colorlab.commands.{command}, colorlab.colorizers.loading\n"
+            f"print(sorted(m for m in {banned!r} if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

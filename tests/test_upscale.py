@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from colorlab.approaches.upscale import AdversarialUpscaler, Upscaler
-from colorlab.baselines import bicubic_l
 from colorlab.color import l_to_gray_rgb, lab_batch
+from colorlab.colorizers.upscale import bicubic_l
 from colorlab.data.degrade import GaussianNoise, shrink
 from colorlab.data.degraded import DegradedFolderDataModule
 from colorlab.inference.tiling import upscale_tiled

@@ -19,11 +19,14 @@ import importlib
 import os
 import warnings
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torchmetrics import MetricCollection
 
@@ -34,7 +37,7 @@ from colorlab.colorizers.loading import COLORIZER_CLASS_KEY, remap_legacy_keys
 from colorlab.metrics import colorization_metrics
 from colorlab.models.blocks import pretrained_encoders
 from colorlab.runs.checkpoints import CheckpointError, allowed_globals, checkpoint_class_path, load_checkpoint
-from colorlab.visualize import comparison_grid, log_image
+from colorlab.visualize import comparison_grid, save_png
 
 
 class ColorizationModule(L.LightningModule):
@@ -256,6 +259,21 @@ class ColorizationModule(L.LightningModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """uint8 colorized RGB ``(B, 3, H, W)``."""
         return float_to_uint8(self.colorize_rgb(self.model_input(batch)))
+
+
+@rank_zero_only
+def log_image(logger: object, key: str, image: np.ndarray, step: int, caption: str = "") -> None:
+    """Send an image to a Lightning logger: W&B and TensorBoard natively, file loggers as PNG files.
+
+    Under DDP only rank 0 logs, like Lightning's loggers themselves."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key=key, images=[image], caption=[caption] if caption else None)
+    elif isinstance(logger, TensorBoardLogger):
+        logger.experiment.add_image(key, image, step, dataformats="HWC")
+    elif getattr(logger, "log_dir", None):
+        save_png(image, Path(logger.log_dir) / "images" / f"{key.replace('/', '_')}_step{step:06d}.png")
 
 
 def load_approach(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ColorizationModule:

@@ -22,9 +22,9 @@ from torchmetrics import MetricCollection
 
 from colorlab.approaches.adversarial import AdversarialColorizer
 from colorlab.approaches.base import ColorizationModule
-from colorlab.baselines import Baselines, BicubicUpscaler, TrivialColorizer, bicubic_l
+from colorlab.baselines import Baselines, BicubicUpscaler, TrivialColorizer
 from colorlab.color import l_to_gray_rgb
-from colorlab.colorizers.upscale import UpscaleNet
+from colorlab.colorizers.upscale import UpscaleNet, bicubic_l
 from colorlab.losses import FeatureLoss, PixelLoss, pixel_loss
 from colorlab.metrics import luminance_metrics
 from colorlab.models.rrdb import load_rrdb_weights

@@ -13,6 +13,11 @@ from colorlab.colorizers.base import DeployableColorizer
 from colorlab.models.blocks import crop_padding, pad_to_multiple
 
 
+def bicubic_l(L: torch.Tensor, scale: int) -> torch.Tensor:
+    """Normalised L ``(B, 1, H, W)`` -> its bicubic ×``scale`` enlargement, clamped to [-1, 1]."""
+    return F.interpolate(L, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
+
+
 class UpscaleNet(DeployableColorizer):
     """Pad, run the net on gray, add the bicubic base, crop: normalised L -> L ``scale`` times larger.
 

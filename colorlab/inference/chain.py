@@ -24,9 +24,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from colorlab.baselines import bicubic_l
 from colorlab.colorizers.loading import load_colorizer
-from colorlab.colorizers.upscale import UpscaleNet
+from colorlab.colorizers.upscale import UpscaleNet, bicubic_l
 from colorlab.inference.folders import ColorizeReport, Job, Outputs, process_files
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS, Picture, output_suffix, to_image
 from colorlab.inference.pipeline import STRIP_PIXELS, Colorizer, merge, picture_l, restored_l

@@ -22,7 +22,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.core.module import _jit_is_scripting
 from torch import nn
 
 from colorlab.colorizers.base import DeployableColorizer
@@ -112,8 +111,7 @@ def export_torchscript(
     """Write a traced TorchScript module (padding and cropping follow the input's size at run time)."""
     wrapper = ExportableColorizer(colorizer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Lightning's own switch (used by LightningModule.to_torchscript) so tracing may read every attribute.
-    with torch.no_grad(), _jit_is_scripting():
+    with torch.no_grad():
         traced = torch.jit.trace(wrapper, (example_input(size, wrapper.multiple),), check_trace=False)
     extra = {METADATA_FILE: json.dumps(metadata(colorizer, ckpt, size, wrapper.multiple))}
     torch.jit.save(traced, str(path), _extra_files=extra)
