@@ -134,3 +134,18 @@ def test_nogan_phases_resume_under_ddp_after_a_crash(tmp_path: Path, photos: Pat
     assert [r.path for r in RunFolder.runs_of(tmp_path / "runs", "nogan_stable")] == [run.path]
     assert list(run.phases["finished"]) == ["generator_64", "generator_128", "critic", "gan"]
     assert run.finished
+
+
+def test_every_gan_family_keeps_bitwise_equal_replicas_when_the_ranks_losses_differ(tmp_path: Path):
+    # Rank 1's losses are shifted across NoGAN's thresholds: a decision taken on a local loss would step
+    # different optimizers on the two ranks and the weights would part.
+    launch([str(REPO / "tests" / "ddp_replicas.py"), str(tmp_path)], REPO, tmp_path)
+    ranks = [torch.load(tmp_path / f"replicas.rank{r}.pt") for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys() == {"nogan", "pix2pix", "chromagan", "bigcolor", "adversarial_upscaler"}
+    for family, result in ranks[0].items():
+        other = ranks[1][family]
+        assert result["weights"].keys() == other["weights"].keys()
+        for name, tensor in result["weights"].items():
+            assert torch.equal(tensor, other["weights"][name]), f"{family}: {name} differs between the ranks"
+        assert result["switches"] == other["switches"], family
+    assert ranks[0]["nogan"]["switches"] > 0  # the mean loss crossed the thresholds: turns did change
