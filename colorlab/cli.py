@@ -45,11 +45,12 @@ def main(argv: list[str] | None = None) -> Any:
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
         from colorlab.training.cli import lightning_main
+        from colorlab.training.devices import GpuUnusable
         from colorlab.training.run_folder import NothingToResume
 
         try:
             return lightning_main(argv)
-        except NothingToResume as exc:  # --run.resume=true with no interrupted run: say so, exit non-zero
+        except (NothingToResume, GpuUnusable) as exc:  # nothing to resume, or an unusable GPU: say so, exit 1
             raise SystemExit(f"error: {exc}") from None
     if command in COMMANDS:
         module_name, function = COMMANDS[command].split(":")

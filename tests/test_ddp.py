@@ -18,8 +18,10 @@ import lightning as L
 import pytest
 import torch
 
+from colorlab.baselines import BASELINES_FILE, Baselines
 from colorlab.data.datamodule import FolderDataModule
 from colorlab.inference.checkpoints import load_colorizer
+from colorlab.training.experiment import reference_metrics
 from colorlab.training.run_folder import RunFolder
 from tests.ddp_run import DDP, tiny_overrides
 from tests.tiny_experiment import SIZE, tiny_config, write_photos
@@ -87,6 +89,15 @@ def test_readme_ddp_command_one_run_resumes_after_a_crash_and_tests_exactly(tmp_
     alone = single_process_test(Path(results["best_checkpoint"]), photos)
     for metric, value in alone.items():
         assert math.isclose(results["test"][metric], value, rel_tol=1e-5), (metric, results["test"], alone)
+    # The baselines are scored on the same 5 photos (rank 0's share would be 3), so the verdict compares like
+    # with like.
+    data = FolderDataModule(root=str(photos), image_size=SIZE, batch_size=4, hflip=False)
+    model = load_colorizer(Path(results["best_checkpoint"]))
+    reference = reference_metrics(data, model, Baselines.load(run.path / BASELINES_FILE), None)
+    assert reference.keys() == results["reference"].keys()
+    for key, values in reference.items():
+        for metric, value in values.items():
+            assert math.isclose(results["reference"][key][metric], value, rel_tol=1e-5), (key, metric)
 
 
 def test_every_family_trains_validates_and_tests_under_ddp(tmp_path: Path, photos: Path):

@@ -181,6 +181,11 @@ class LabDataModule(L.LightningDataModule):
         # cover exactly the test set (Lightning keeps a sampler that is already distributed).
         return self._loader(self.test_set, train=False, sampler=exact_shard_sampler(self.test_set))
 
+    def whole_test_dataloader(self) -> DataLoader:
+        """Every test item in this process, even under DDP (for figures one rank computes alone, e.g. the
+        report's baselines), where :meth:`test_dataloader` gives this rank's share."""
+        return self._loader(self.test_set, train=False)
+
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)
 
