@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from colorlab.training.experiment import run_experiment
 from colorlab.training.devices import GpuUnusable
+from colorlab.training.experiment import run_experiment
 from colorlab.training.run_folder import NothingToResume, RunFolder
 from colorlab.training.runs import is_rank_zero
 
