@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from colorlab.data.datamodule import LabDataModule
@@ -120,3 +122,17 @@ def fake_cifar(root: Path, variant: str = "cifar100", n: int = 20) -> Path:
     with (folder / meta).open("wb") as f:
         pickle.dump({key: [f"class{i}" for i in range(100)]}, f)
     return root
+
+
+def hardlink_folder(folder: Path, n: int, source: Path | None = None) -> Path:
+    """``folder/train`` and ``folder/val`` holding ``n`` and ``max(2, n // 100)`` hard links of one tiny JPEG
+    (``source``, else an 8x8 one): a folder as large as ImageNet's in file count, in no disk space."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if source is None:
+        source = folder / "source.jpg"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(source)
+    for split, count in (("train", n), ("val", max(2, n // 100))):
+        (folder / split).mkdir(exist_ok=True)
+        for i in range(count):
+            os.link(source, folder / split / f"{i:07d}.jpg")
+    return folder
