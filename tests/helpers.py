@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from colorlab.data.datamodule import LabDataModule
 from colorlab.data.datasets import SAMPLE_TEST, SAMPLE_TRAIN, SAMPLE_VAL, build_transform, load_samples
+
+LINKS_PER_FILE = 50_000
 
 
 def fixed_rgb_batch(n: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -124,15 +127,18 @@ def fake_cifar(root: Path, variant: str = "cifar100", n: int = 20) -> Path:
     return root
 
 
-def hardlink_folder(folder: Path, n: int, source: Path | None = None) -> Path:
-    """``folder/train`` and ``folder/val`` holding ``n`` and ``max(2, n // 100)`` hard links of one tiny JPEG
-    (``source``, else an 8x8 one): a folder as large as ImageNet's in file count, in no disk space."""
+def hardlink_folder(folder: Path, n: int) -> Path:
+    """``folder/train`` and ``folder/val`` holding ``n`` and ``max(2, n // 100)`` hard links of a tiny 8x8 JPEG:
+    a folder as large as ImageNet's in file count, in almost no disk space."""
     folder.mkdir(parents=True, exist_ok=True)
-    if source is None:
-        source = folder / "source.jpg"
-        Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(source)
+    source = folder / "source0.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(source)
+    links = 0
     for split, count in (("train", n), ("val", max(2, n // 100))):
         (folder / split).mkdir(exist_ok=True)
         for i in range(count):
+            if links % LINKS_PER_FILE == 0 and links:  # ext4 allows 65000 links to one file
+                source = shutil.copy(source, folder / f"source{links // LINKS_PER_FILE}.jpg")
             os.link(source, folder / split / f"{i:07d}.jpg")
+            links += 1
     return folder

@@ -190,7 +190,8 @@ class LabDataModule(L.LightningDataModule):
             "pin_memory": self.pin_memory,
             "persistent_workers": self.persistent_workers,
         }
-        if train and self._world_size() == 1:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if train and not distributed:  # DDP on one device too: Lightning then swaps in its own sampler
             # Saves its place in checkpoints (mid-epoch resume); under DDP Lightning's DistributedSampler shuffles.
             # A loader rebuilt mid-fit (reload_dataloaders_every_n_epochs) continues the epoch count.
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
