@@ -184,7 +184,7 @@ def loader_images_per_second(mode: Mode, photos: Path) -> dict[str, Any]:
 
 def colorize_matches_cpu(mode: Mode, model: L.LightningModule, photos: Path) -> dict[str, Any]:
     """``colorize`` of a ``mode.megapixels`` photo on ``mode.device`` against the CPU, in fp32, in levels."""
-    source = sorted((photos / "val").glob("*.*"))[0]
+    source = min((photos / "val").glob("*.*"))
     width = round((mode.megapixels * 1e6 * 4 / 3) ** 0.5)
     image = Image.open(source).convert("RGB").resize((width, width * 3 // 4), Image.Resampling.BICUBIC)
     rgb = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None]
