@@ -6,7 +6,8 @@ On a CUDA GPU:
   every logged loss is finite and the trained weights change; images/s and peak VRAM per family and precision;
 * the photo loader's images/s (workers as ``num_workers: auto`` picks them on a GPU) against the images/s
   the ``unet_effnet`` training step consumes;
-* ``colorize`` of a 12 MP photo on the GPU equals the CPU result within 2 levels (of 255) per channel;
+* ``colorize`` of a 12 MP photo on the GPU equals the CPU result within 2 levels (of 255) per channel, in
+  strict fp32 (the difference with TF32, cuDNN's default, is reported beside it);
 * ``python -m colorlab experiment`` end to end under DDP with NCCL, on every visible GPU.
 
 Without CUDA (or with ``--tiny``) the same checks run on the CPU, shrunk: 32 px crops, 2 steps under bf16, a
@@ -189,20 +190,31 @@ def colorize_matches_cpu(mode: Mode, model: L.LightningModule, photos: Path) -> 
     image = Image.open(source).convert("RGB").resize((width, width * 3 // 4), Image.Resampling.BICUBIC)
     rgb = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None]
     model = model.float().eval()
-    outputs = {}
-    for device in dict.fromkeys((mode.device, "cpu")):
-        start = time.perf_counter()
-        with torch.no_grad():
-            out = colorize_full_resolution(model.to(device), rgb.to(device))
-        outputs[device] = (out.cpu() * 255).round()
-        outputs[f"{device}_seconds"] = time.perf_counter() - start
-    difference = (outputs[mode.device] - outputs["cpu"]).abs()
+
+    def colorize(device: str, tf32: bool) -> tuple[torch.Tensor, float]:
+        # TF32 (cuDNN's default for convs on Ampere and newer) rounds to 10 mantissa bits: the strict check
+        # runs without it; the default's difference is reported beside it.
+        cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            start = time.perf_counter()
+            with torch.no_grad():
+                out = colorize_full_resolution(model.to(device), rgb.to(device))
+            return (out.cpu() * 255).round(), time.perf_counter() - start
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+
+    cpu, cpu_seconds = colorize("cpu", False)
+    strict, seconds = colorize(mode.device, False)
+    default, _ = colorize(mode.device, True)
+    difference = (strict - cpu).abs()
     return {
         "megapixels": rgb.shape[-1] * rgb.shape[-2] / 1e6,
         "devices": f"{mode.device} vs cpu",
         "max_level_difference": float(difference.max()),
         "share_of_pixels_differing": float((difference > 0).float().mean()),
-        "seconds": {device: outputs[f"{device}_seconds"] for device in dict.fromkeys((mode.device, "cpu"))},
+        "max_level_difference_with_tf32": float((default - cpu).abs().max()),
+        "seconds": {mode.device: seconds, "cpu": cpu_seconds},
         "ok": float(difference.max()) <= 2,
     }
 
@@ -279,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     report["colorize"] = colorize_matches_cpu(mode, regression, photos)
     cz = report["colorize"]
     print(f"{'ok ' if cz['ok'] else 'BAD'} colorize {cz['megapixels']:.1f} MP {cz['devices']}: max difference "
-          f"{cz['max_level_difference']:.0f} levels ({cz['share_of_pixels_differing']:.2%} of values differ)")  # fmt: skip
+          f"{cz['max_level_difference']:.0f} levels ({cz['share_of_pixels_differing']:.2%} of values differ; "
+          f"{cz['max_level_difference_with_tf32']:.0f} with TF32); {cz['seconds']}")  # fmt: skip
     report["experiment"] = experiment_end_to_end(mode, photos, scratch / "experiment")
     ex = report["experiment"]
     print(f"{'ok ' if ex['ok'] else 'BAD'} experiment under DDP ({ex['backend']}, {ex['devices']} device(s)) "
