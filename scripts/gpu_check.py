@@ -21,6 +21,7 @@ status is 1 when a check failed.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -144,8 +145,12 @@ def train_family(mode: Mode, family: str, precision: str, root: Path) -> tuple[d
     probe = Probe(mode.steps)
     cli.trainer.callbacks.append(probe)
     before = {name: p.detach().clone() for name, p in cli.model.named_parameters() if p.requires_grad}
-    if mode.device == "cuda":
+    resident = 0
+    if mode.device == "cuda":  # the peak counts this fit alone, not what earlier families left allocated
+        gc.collect()
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        resident = torch.cuda.memory_allocated()
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     after = dict(cli.model.named_parameters())
@@ -157,7 +162,7 @@ def train_family(mode: Mode, family: str, precision: str, root: Path) -> tuple[d
         "tensors_changed": f"{changed}/{len(before)}",
         "weights_changed": changed > 0,
         "images_per_second": probe.images_per_second,
-        "peak_vram_gib": torch.cuda.max_memory_allocated() / 2**30 if mode.device == "cuda" else None,
+        "peak_vram_gib": (torch.cuda.max_memory_allocated() - resident) / 2**30 if mode.device == "cuda" else None,
         "seconds": time.perf_counter() - start,
         "image_size": cli.datamodule.image_size,
     }
