@@ -5,7 +5,7 @@ become DDP over all of them (an 8x larger effective batch), and a sweep would dr
 one process group. Here ``auto`` means one device; more are used when asked for (``--trainer.devices=N``,
 ``-1`` for all), and the log says how many were left idle.
 
-The pinned torch wheel is a CUDA 13 build, which needs a recent NVIDIA driver; on an older driver
+The pinned torch wheel is a CUDA 13 build, which needs NVIDIA driver 580.65.06 or newer; on an older driver
 ``torch.cuda.is_available()`` is False although a GPU is plugged in. ``accelerator: auto`` would then train on
 the CPU without a word: :func:`check_gpu_usable` warns (``auto``) or stops with the fix (``gpu``/``cuda``).
 """
