@@ -7,7 +7,7 @@ ARGS ?=
 COLORLAB_DATA ?= $(abspath ../shared/data/photos)
 export COLORLAB_DATA
 
-.PHONY: help install quickstart experiment resume smoke test test-all lint bench results sweep serve
+.PHONY: help install quickstart experiment resume smoke test test-all lint bench results sweep serve gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ lint: ## ruff, and the layers contract (import-linter, pyproject's [tool.importl
 
 bench: ## throughput of Lab conversion, a training step, full-res colorize (vs targets) and loader images/s, shards vs folder
 	$(PYTHON) scripts/bench.py
+
+gpu-check: ## the GPU check (<= 8 min on one GPU): every family under bf16/fp16, speed, VRAM, colorize, NCCL; tiny on CPU
+	$(PYTHON) scripts/gpu_check.py $(ARGS)
 
 results: ## one headline run per approach family (10 min each, one at a time, ~2 h on 2 cores): docs/results.md, grid, val curves
 	$(PYTHON) scripts/results.py

@@ -46,10 +46,11 @@ def main(argv: list[str] | None = None) -> Any:
     if command in LIGHTNING_COMMANDS:
         from colorlab.runs.folder import NothingToResume
         from colorlab.training.cli import lightning_main
+        from colorlab.training.devices import GpuUnusable
 
         try:
             return lightning_main(argv)
-        except NothingToResume as exc:  # --run.resume=true with no interrupted run: say so, exit non-zero
+        except (NothingToResume, GpuUnusable) as exc:  # nothing to resume, or an unusable GPU: say so, exit 1
             raise SystemExit(f"error: {exc}") from None
     if command in COMMANDS:
         module_name, function = COMMANDS[command].split(":")

@@ -3,8 +3,10 @@
 * training images/s of the real photo experiments (``unet_effnet`` at 128 px batch 16, ``pix2pix``,
   ``vae_unet``), built by the same CLI as ``make experiment``, over a fixed number of steps (first excluded);
   ``unet_effnet`` also without the speed defaults (fp32, NCHW: the old default), alternated with them;
-* data-loader images/s alone: from the photo folder, and from LitData shards when
-  :mod:`colorlab.data.streaming` is installed;
+* data-loader images/s alone, per worker count (0, 1, 2, 4... up to the cores): from the photo folder
+  (also with every JPEG decoded at full size), and from LitData shards when :mod:`colorlab.data.streaming`
+  is installed; printed beside the images/s each training step consumes;
+* start-up of a 100 k-file folder (hard links) under 2 gloo ranks: seconds and per-file stats per rank;
 * the Lightning Trainer vs a plain PyTorch loop on the same module and batches, alternated;
 * ``python -m colorlab colorize`` of a 12 MP photo with a ``unet_effnet`` checkpoint: seconds and peak RSS
   (a subprocess, as users run it), and the in-process pipeline alone, PyTorch vs ONNX Runtime (alternated);
@@ -13,7 +15,7 @@
 Ratios come from alternated repeats in one run (median), so a busy machine slows both sides alike; absolute
 figures need idle cores. Benchmarks only measure: nothing here fails on a slow machine.
 
-    python scripts/bench.py [--quick] [--out runs/bench/bench.json]
+    python scripts/bench.py [--quick] [--data-only] [--startup-files N] [--out runs/bench/bench.json]
 """
 
 from __future__ import annotations
@@ -166,7 +168,17 @@ def bench_loader(batches: int, shrink: list[str]) -> dict[str, Any]:
             images += len(batch["rgb"])
         return images / (time.perf_counter() - start)
 
-    results: dict[str, Any] = {"folder": {w: rate(FolderDataModule(num_workers=w, **size)) for w in (0, 2)}}
+    def full_decode(workers: int) -> FolderDataModule:
+        datamodule = FolderDataModule(num_workers=workers, **size)
+        datamodule.setup("fit")
+        datamodule.train_set.min_side = None  # every JPEG decoded at full size, as before the reduced decode
+        return datamodule
+
+    counts = loader_worker_counts(usable_cores())
+    results: dict[str, Any] = {
+        "folder": {w: rate(FolderDataModule(num_workers=w, **size)) for w in counts},
+        "folder_full_decode": {w: rate(full_decode(w)) for w in counts[:2]},
+    }
     try:
         from colorlab.data.streaming import StreamingDataModule, pack_folder
     except ImportError as exc:
@@ -366,6 +378,78 @@ def bench_wait_policy(repeats: int) -> dict[str, Any]:
 # ---- report -------------------------------------------------------------------------------------------
 
 
+def loader_worker_counts(cores: int) -> list[int]:
+    """0, 1, 2, 4, ... workers up to ``cores - 1`` (the training process keeps one core)."""
+    return [0, *(w for w in (1, 2, 4, 8, 16, 32, 64) if w <= max(1, cores - 1))]
+
+
+def _startup_rank(rank: int, folder: str, store: str, out: str) -> None:
+    """One of 2 gloo ranks: set up a FolderDataModule on ``folder``, timing it and counting per-file stats."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    calls = {"n": 0}
+    for name in ("stat", "lstat"):
+        original = getattr(os, name)
+
+        def counted(path, *args, original=original, **kwargs):
+            calls["n"] += str(path).startswith(folder)
+            return original(path, *args, **kwargs)
+
+        setattr(os, name, counted)
+    data = FolderDataModule(root=folder)
+    dist.barrier()
+    start = time.perf_counter()
+    if rank == 0:
+        data.prepare_data()  # Lightning's order: prepare_data on local rank 0, then setup everywhere
+    data.setup("fit")
+    seconds = time.perf_counter() - start
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"seconds": seconds, "file_stats": calls["n"],
+                                                         "train_images": len(data.train_set)}))  # fmt: skip
+    dist.destroy_process_group()
+
+
+def bench_startup(files: int) -> dict[str, Any]:
+    """Start-up of a ``files``-photo folder (hard links of one tiny JPEG) under 2 gloo ranks: seconds and
+    per-file stats per rank, for a first start (screening) and a second one (cached verdicts)."""
+    import torch.multiprocessing as mp
+
+    sys.path.insert(0, str(REPO))  # the folder is made by the test suite's helper
+    from tests.helpers import hardlink_folder
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    os.environ["COLORLAB_CACHE"] = str(scratch / "cache")
+    start = time.perf_counter()
+    folder = hardlink_folder(scratch / "photos", files)
+    results: dict[str, Any] = {"files": files, "make_seconds": time.perf_counter() - start}
+    for attempt in ("first", "cached"):
+        out = scratch / attempt
+        out.mkdir()
+        mp.spawn(_startup_rank, args=(str(folder), str(out / "store"), str(out)), nprocs=2)
+        results[attempt] = {f"rank{r}": json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)}
+    shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+def print_data_report(results: dict[str, Any]) -> None:
+    """Loader images/s per worker count against the training step's images/s; the start-up per rank."""
+    for source, rates in results["loader"].items():
+        if isinstance(rates, dict):
+            text = ", ".join(f"{w} workers {r:.0f}" for w, r in rates.items() if w != "pack_seconds")
+            text += f" (packed in {rates['pack_seconds']:.0f} s)" if "pack_seconds" in rates else ""
+        else:
+            text = rates
+        print(f"loader {source:18s} images/s: {text}")
+    for name, row in results.get("training", {}).items():
+        print(f"  the {name} step consumes {row['images_per_second']:.1f} images/s on this machine")
+    if "startup" in results:
+        st = results["startup"]
+        print(f"start-up of {st['files']} files (hard links, made in {st['make_seconds']:.1f} s), 2 gloo ranks:")
+        for attempt in ("first", "cached"):
+            row = ", ".join(f"{rank} {r['seconds']:.2f} s, {r['file_stats']} file stats" for rank, r in st[attempt].items())
+            print(f"  {attempt:6s} {row}")
+
+
 def headline(results: dict[str, Any]) -> dict[str, float]:
     """The figures the targets are about."""
     return {
@@ -387,13 +471,7 @@ def print_report(results: dict[str, Any]) -> None:
             f" (old defaults {row['old_defaults']:.1f}, x{row['speedup']:.2f})" if "speedup" in row else ""
         )
         print(f"train {name:12s} {row['images_per_second']:8.1f} images/s{extra}")
-    for source, rates in results["loader"].items():
-        if isinstance(rates, dict):
-            text = ", ".join(f"{w} workers {r:.0f}" for w, r in rates.items() if w != "pack_seconds")
-            text += f" (packed in {rates['pack_seconds']:.0f} s)" if "pack_seconds" in rates else ""
-        else:
-            text = rates
-        print(f"loader {source:11s} images/s: {text}")
+    print_data_report(results)
     lp, cz = results["lightning_vs_plain"], results["colorize"]
     print(f"lightning/plain    {lp['ratio']:.3f} ({lp['lightning_images_per_second']:.1f} vs "
           f"{lp['plain_images_per_second']:.1f} images/s)")  # fmt: skip
@@ -426,10 +504,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--out", type=Path, default=REPO / "runs" / "bench" / "bench.json", help="JSON output"
     )
+    parser.add_argument(
+        "--data-only", action="store_true", help="only the loader (images/s per worker count) and the start-up"
+    )
+    parser.add_argument(
+        "--startup-files", type=int, default=None, help="files in the start-up folder (100 000; 1 000 with --quick)"
+    )
     args = parser.parse_args(argv)
     if not os.environ.get(DATA_ENV):
         parser.exit(2, f"set ${DATA_ENV} to a photo folder with train/ and val/ (make bench sets it)\n")
     quick = args.quick
+    startup_files = args.startup_files or (1_000 if quick else 100_000)
     shrink = (
         ["--data.init_args.batch_size=4", "--data.init_args.image_size=32", "--data.init_args.resize=40"]
         if quick
@@ -438,8 +523,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     steps, repeats = (3, 1) if quick else (12, 2)
     started = time.perf_counter()
     results: dict[str, Any] = {"quick": quick, "machine": machine()}
+    if args.data_only:
+        results["loader"] = bench_loader(3 if quick else 20, shrink)
+        results["startup"] = bench_startup(startup_files)
+        results["seconds"] = time.perf_counter() - started
+        print_data_report(results)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=str))
+        return results
     results["training"], cli = bench_training(steps, repeats, shrink)
     results["loader"] = bench_loader(3 if quick else 20, shrink)
+    results["startup"] = bench_startup(startup_files)
     batch = cli.datamodule.on_after_batch_transfer(next(iter(cli.datamodule.train_dataloader())), 0)
     results["lightning_vs_plain"] = bench_lightning_vs_plain(
         cli.model, batch, 3 if quick else 8, 1 if quick else 6

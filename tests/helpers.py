@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from colorlab.data.datamodule import LabDataModule
 from colorlab.data.datasets import SAMPLE_TEST, SAMPLE_TRAIN, SAMPLE_VAL, build_transform, load_samples
+
+LINKS_PER_FILE = 50_000
 
 
 def fixed_rgb_batch(n: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -120,3 +125,20 @@ def fake_cifar(root: Path, variant: str = "cifar100", n: int = 20) -> Path:
     with (folder / meta).open("wb") as f:
         pickle.dump({key: [f"class{i}" for i in range(100)]}, f)
     return root
+
+
+def hardlink_folder(folder: Path, n: int) -> Path:
+    """``folder/train`` and ``folder/val`` holding ``n`` and ``max(2, n // 100)`` hard links of a tiny 8x8 JPEG:
+    a folder as large as ImageNet's in file count, in almost no disk space."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "source0.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(source)
+    links = 0
+    for split, count in (("train", n), ("val", max(2, n // 100))):
+        (folder / split).mkdir(exist_ok=True)
+        for i in range(count):
+            if links % LINKS_PER_FILE == 0 and links:  # ext4 allows 65000 links to one file
+                source = shutil.copy(source, folder / f"source{links // LINKS_PER_FILE}.jpg")
+            os.link(source, folder / split / f"{i:07d}.jpg")
+            links += 1
+    return folder

@@ -19,8 +19,10 @@ import pytest
 import torch
 
 from colorlab.approaches.base import load_approach
+from colorlab.baselines import Baselines
 from colorlab.data.datamodule import FolderDataModule
-from colorlab.runs.folder import RunFolder
+from colorlab.runs.folder import BASELINES_FILE, RunFolder
+from colorlab.training.experiment import reference_metrics
 from tests.ddp_run import DDP, tiny_overrides
 from tests.tiny_experiment import SIZE, tiny_config, write_photos
 
@@ -87,6 +89,15 @@ def test_readme_ddp_command_one_run_resumes_after_a_crash_and_tests_exactly(tmp_
     alone = single_process_test(Path(results["best_checkpoint"]), photos)
     for metric, value in alone.items():
         assert math.isclose(results["test"][metric], value, rel_tol=1e-5), (metric, results["test"], alone)
+    # The baselines are scored on the same 5 photos (rank 0's share would be 3), so the verdict compares like
+    # with like.
+    data = FolderDataModule(root=str(photos), image_size=SIZE, batch_size=4, hflip=False)
+    model = load_approach(Path(results["best_checkpoint"]))
+    reference = reference_metrics(data, model, Baselines.load(run.path / BASELINES_FILE), None)
+    assert reference.keys() == results["reference"].keys()
+    for key, values in reference.items():
+        for metric, value in values.items():
+            assert math.isclose(results["reference"][key][metric], value, rel_tol=1e-5), (key, metric)
 
 
 def test_every_family_trains_validates_and_tests_under_ddp(tmp_path: Path, photos: Path):
@@ -134,3 +145,18 @@ def test_nogan_phases_resume_under_ddp_after_a_crash(tmp_path: Path, photos: Pat
     assert [r.path for r in RunFolder.runs_of(tmp_path / "runs", "nogan_stable")] == [run.path]
     assert list(run.phases["finished"]) == ["generator_64", "generator_128", "critic", "gan"]
     assert run.finished
+
+
+def test_every_gan_family_keeps_bitwise_equal_replicas_when_the_ranks_losses_differ(tmp_path: Path):
+    # Rank 1's losses are shifted across NoGAN's thresholds: a decision taken on a local loss would step
+    # different optimizers on the two ranks and the weights would part.
+    launch([str(REPO / "tests" / "ddp_replicas.py"), str(tmp_path)], REPO, tmp_path)
+    ranks = [torch.load(tmp_path / f"replicas.rank{r}.pt") for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys() == {"nogan", "pix2pix", "chromagan", "bigcolor", "adversarial_upscaler"}
+    for family, result in ranks[0].items():
+        other = ranks[1][family]
+        assert result["weights"].keys() == other["weights"].keys()
+        for name, tensor in result["weights"].items():
+            assert torch.equal(tensor, other["weights"][name]), f"{family}: {name} differs between the ranks"
+        assert result["switches"] == other["switches"], family
+    assert ranks[0]["nogan"]["switches"] > 0  # the mean loss crossed the thresholds: turns did change

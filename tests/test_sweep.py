@@ -155,3 +155,12 @@ def test_grid_sampler_draws_every_combination_once(tmp_path):
     assert sorted((t.params["a"], t.params["b"]) for t in study.trials) == [(0.1, 0), (0.1, 3), (1.0, 0), (1.0, 3)]
     with pytest.raises(ValueError, match="grid sampler needs categorical"):
         create_study({**spec, "study_name": "g2", "params": {"lr": {"type": "float", "low": 0.1, "high": 1.0}}})
+
+
+def test_a_trial_refuses_several_devices_and_says_how_to_use_several_gpus(tmp_path, experiment):
+    from colorlab.training.sweep import run_trial
+
+    overrides = {"trainer.devices": 2, "trainer.strategy": "ddp"}
+    spec = load_spec(write_sweep(tmp_path, experiment, overrides=overrides))
+    with pytest.raises(ValueError, match="start N workers on the same study, one per GPU"):
+        run_trial(spec, {LR: 0.01}, "trial0")

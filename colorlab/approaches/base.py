@@ -224,7 +224,9 @@ class ColorizationModule(L.LightningModule):
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         model_in = self.model_input(batch)
         pred, target = self.colorize_rgb(model_in), self.evaluation_target(batch)
-        metrics.update(pred, target)
+        # Scored in fp32 whatever the training precision, so mixed-precision runs compare with fp32 runs.
+        with torch.autocast(pred.device.type, enabled=False):
+            metrics.update(pred.float(), target.float())
         self.log_dict(metrics, batch_size=pred.shape[0])
         if batch_idx == 0:
             n = self.grid_images

@@ -11,7 +11,8 @@ One module, three phases (``phase``), each run as its own fit that starts from t
 3. ``gan``: both train, one net per batch, switched by loss thresholds as in DeOldify's
    ``AdaptiveGANSwitcher``: the critic trains until its loss falls below ``critic_threshold``, then the
    generator trains (one batch, or until its loss falls below ``generator_threshold``), and so on. On the
-   critic's turns the generator runs frozen as in phase 2.
+   critic's turns the generator runs frozen as in phase 2. Under DDP the loss compared with a threshold is
+   the mean over the ranks, so every rank switches at the same batch.
 
 DeOldify's feature loss used VGG16 features; here ``feature_loss`` is :class:`colorlab.losses.FeatureLoss`,
 whose offline ImageNet EfficientNet-Lite0 features stand in for VGG's.
@@ -156,11 +157,19 @@ class NoGANColorizer(AdversarialColorizer):
         else:
             losses = self.train_generator(batch, fake_ab)
             threshold, loss = self.generator_threshold, losses["loss"]
-        if threshold is None or loss.item() < threshold:
+        if threshold is None or self._mean_over_ranks(loss) < threshold:
             self.critic_turn = not critic_turn
             self.switches += 1
         ones = torch.ones((), device=fake_ab.device)
         return {**losses, "critic_turn": ones * critic_turn, "switches": ones * self.switches}
+
+    def _mean_over_ranks(self, loss: torch.Tensor) -> float:
+        """``loss`` averaged over the DDP ranks: every rank must take the same turn, or the replicas step
+        different optimizers on the same synced gradients and drift apart."""
+        loss = loss.detach()
+        if self._trainer is not None:
+            loss = self.trainer.strategy.reduce(loss, reduce_op="mean")
+        return loss.item()
 
     def encoder_trainable_at(self, epoch: int) -> bool:
         """Whether the generator's encoder trains in ``epoch`` under ``unfreeze_at_epoch``."""

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from colorlab.runs.folder import NothingToResume, RunFolder
+from colorlab.training.devices import GpuUnusable
 from colorlab.training.experiment import run_experiment
 from colorlab.training.runs import is_rank_zero
 
@@ -22,7 +23,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     args, overrides = parser.parse_known_args(argv)
     try:
         results = run_experiment(args.config, overrides, resume=args.resume)
-    except NothingToResume as exc:
+    except (NothingToResume, GpuUnusable) as exc:
         raise SystemExit(f"error: {exc}") from None
     if not is_rank_zero():  # under DDP the other ranks return after the (synced) test; rank 0 reports
         return results

@@ -26,6 +26,7 @@ from colorlab.data.datasets import (
     open_cifar,
 )
 from colorlab.data.images import IMAGE_EXTENSIONS
+from colorlab.data.ranks import from_rank_zero
 from colorlab.data.resumable import ResumableDataLoader
 from colorlab.data.screening import screen_folder
 
@@ -48,13 +49,19 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def default_loader_workers(cores: int) -> int:
-    """Loader worker processes for ``num_workers: auto``: none on 1-2 cores, else a quarter (at most 4).
+def default_loader_workers(cores: int, local_ranks: int = 1, gpu: bool = False) -> int:
+    """Loader worker processes per rank for ``num_workers: auto``, from this rank's share of the cores
+    (``cores // local_ranks``: the ranks on one machine share its cores).
 
-    Decoding and cropping a batch of photos costs about a tenth of a training step, so on two cores a worker
-    process would take a core from the step for little gain; with more cores it overlaps I/O for free.
+    On a GPU the training process only launches kernels, so all of its share but one core decodes: an H200
+    step consumes thousands of images a second, far more than one decoding process gives (~420/s). On the
+    CPU the step itself needs the cores: none on a 1-2 core share (decoding a batch costs about a tenth of a
+    step, so a worker would take a core from the step for little gain), else a quarter (at most 4).
     """
-    return 0 if cores <= 2 else min(4, cores // 4)
+    share = max(1, cores // max(1, local_ranks))
+    if gpu:
+        return share - 1
+    return 0 if share <= 2 else min(4, share // 4)
 
 
 def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -97,9 +104,9 @@ class LabDataModule(L.LightningDataModule):
         image_size: side of the square crops the model trains on.
         resize: resize the shorter side to this before cropping (None keeps the native scale).
         hflip: random horizontal flips for training.
-        num_workers: DataLoader worker processes (0 decodes in the main process); ``auto`` picks them from
-            the usable cores (:func:`default_loader_workers`).
-        pin_memory: pin host memory for faster GPU transfer.
+        num_workers: DataLoader worker processes per rank (0 decodes in the main process); ``auto`` picks them
+            from the usable cores, the ranks sharing them and the accelerator (:func:`default_loader_workers`).
+        pin_memory: pin host memory for faster GPU transfer; ``auto``: when training on a CUDA GPU.
         persistent_workers: keep workers alive between epochs (saves their start-up at every epoch and
             validation).
         seed: fixes the train/val split and the validation crops.
@@ -112,7 +119,7 @@ class LabDataModule(L.LightningDataModule):
         resize: int | None = None,
         hflip: bool = True,
         num_workers: int | Literal["auto"] = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | Literal["auto"] = "auto",
         persistent_workers: bool = True,
         seed: int = 0,
     ) -> None:
@@ -121,14 +128,37 @@ class LabDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.resize = resize
         self.hflip = hflip
-        self.num_workers = default_loader_workers(usable_cores()) if num_workers == "auto" else num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and self.num_workers > 0
+        self.workers_choice = num_workers
+        self.pin_memory_choice = pin_memory
+        self.persistent_workers_choice = persistent_workers
         self.seed = seed
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.split_sources: dict[str, str] = {}  # where each split comes from; set by build_datasets
+
+    def _on_gpu(self) -> bool:
+        trainer = self.trainer
+        return trainer is not None and getattr(trainer.strategy.root_device, "type", "cpu") == "cuda"
+
+    @property
+    def num_workers(self) -> int:
+        """Loader workers per rank (``auto`` resolved for the trainer this module is attached to)."""
+        if self.workers_choice != "auto":
+            return self.workers_choice
+        trainer = self.trainer
+        local_ranks = trainer.world_size // max(1, trainer.num_nodes) if trainer is not None else 1
+        return default_loader_workers(usable_cores(), local_ranks, gpu=self._on_gpu())
+
+    @property
+    def pin_memory(self) -> bool:
+        """Whether loaders pin host memory (``auto``: on a CUDA GPU)."""
+        return self._on_gpu() if self.pin_memory_choice == "auto" else bool(self.pin_memory_choice)
+
+    @property
+    def persistent_workers(self) -> bool:
+        """Keep workers alive between epochs (only when there are workers)."""
+        return self.persistent_workers_choice and self.num_workers > 0
 
     def transform(self, train: bool):
         """The crop/flip pipeline for training or evaluation."""
@@ -160,7 +190,8 @@ class LabDataModule(L.LightningDataModule):
             "pin_memory": self.pin_memory,
             "persistent_workers": self.persistent_workers,
         }
-        if train and self._world_size() == 1:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if train and not distributed:  # DDP on one device too: Lightning then swaps in its own sampler
             # Saves its place in checkpoints (mid-epoch resume); under DDP Lightning's DistributedSampler shuffles.
             # A loader rebuilt mid-fit (reload_dataloaders_every_n_epochs) continues the epoch count.
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
@@ -180,6 +211,11 @@ class LabDataModule(L.LightningDataModule):
         # Under DDP each rank tests a disjoint share and the metrics sync their sums, so the test metrics
         # cover exactly the test set (Lightning keeps a sampler that is already distributed).
         return self._loader(self.test_set, train=False, sampler=exact_shard_sampler(self.test_set))
+
+    def whole_test_dataloader(self) -> DataLoader:
+        """Every test item in this process, even under DDP (for figures one rank computes alone, e.g. the
+        report's baselines), where :meth:`test_dataloader` gives this rank's share."""
+        return self._loader(self.test_set, train=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)
@@ -241,7 +277,8 @@ class FolderDataModule(LabDataModule):
     its photos; the short budgets here see each photo a few times, so the 60 cost little.
     Files that do not decode (corrupt, truncated, not an image) are skipped with one warning listing them.
     The folder is screened once, in parallel, by ``prepare_data`` (one process per machine under DDP) and
-    the verdicts are cached (see :mod:`colorlab.data.screening`), so other ranks and later runs only list files.
+    the verdicts are cached (see :mod:`colorlab.data.screening`), so later runs only list files; under DDP
+    the other ranks receive rank 0's lists and touch no file at start-up.
 
     Args:
         root: data folder; defaults to ``$COLORLAB_DATA``.
@@ -270,6 +307,7 @@ class FolderDataModule(LabDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.max_images = max_images
+        self._listed: tuple | None = None  # prepare_data's lists, for this process's first setup
 
     def _decodable(self, folder: Path) -> list[Path]:
         good, bad = screen_folder(folder)
@@ -282,7 +320,11 @@ class FolderDataModule(LabDataModule):
 
     def prepare_data(self) -> None:
         """Screen the folders once per machine (Lightning runs this before any rank's ``setup``)."""
-        self.file_lists()
+        self._listed = (*self.file_lists(), self.split_sources)
+
+    def _listing(self) -> tuple[list[Path], list[Path], list[Path], dict[str, str]]:
+        listed, self._listed = self._listed, None
+        return listed or (*self.file_lists(), self.split_sources)
 
     def file_lists(self) -> tuple[list[Path], list[Path], list[Path]]:
         """The disjoint (train, val, test) image files after screening out undecodable ones."""
@@ -315,10 +357,13 @@ class FolderDataModule(LabDataModule):
         return train, val, test
 
     def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
-        train, val, test = self.file_lists()
+        # Rank 0 lists the folder (it already did in prepare_data); the other ranks receive its lists, so
+        # their start-up makes no per-file system call whatever the folder's size.
+        train, val, test, self.split_sources = from_rank_zero(self._listing)
         evaluation = self.transform(False)
-        val_set, test_set = ImageFiles(val, evaluation), ImageFiles(test, evaluation)
-        return ImageFiles(train, self.transform(True)), val_set, test_set
+        shrink = self.resize  # each photo is resized to this shorter side first: JPEGs may decode smaller
+        val_set, test_set = ImageFiles(val, evaluation, min_side=shrink), ImageFiles(test, evaluation, min_side=shrink)
+        return ImageFiles(train, self.transform(True), min_side=shrink), val_set, test_set
 
 
 class CIFARDataModule(LabDataModule):

@@ -107,13 +107,19 @@ def load_samples(names: Sequence[str]) -> list[torch.Tensor]:
 class ImageFiles(_SeededItems):
     """Images decoded from a list of files. A file that fails to decode mid-epoch is replaced by the
     next one (with a warning) rather than crashing the run; folders are screened up front so this is rare.
+
+    ``min_side``: the transform shrinks every picture to this shorter side, so large JPEGs may be decoded at
+    a reduced scale (see :func:`colorlab.data.images.load_rgb`).
     """
 
-    def __init__(self, files: Sequence[Path], transform: Transform, seed: int | None = None) -> None:
+    def __init__(
+        self, files: Sequence[Path], transform: Transform, seed: int | None = None, min_side: int | None = None
+    ) -> None:
         super().__init__(transform, seed)
         if not files:
             raise ValueError("no decodable images to build a dataset from")
         self.files = list(files)
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.files)
@@ -122,7 +128,7 @@ class ImageFiles(_SeededItems):
         for offset in range(len(self.files)):
             path = self.files[(index + offset) % len(self.files)]
             try:
-                image = load_rgb(path)
+                image = load_rgb(path, self.min_side)
             except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
                 warnings.warn(f"skipping unreadable image {path}: {exc}", stacklevel=2)
                 continue

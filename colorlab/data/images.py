@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,9 +43,17 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
     return img.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array (raises OSError/ValueError on a bad file)."""
+def load_rgb(path: str | os.PathLike, min_side: int | None = None) -> np.ndarray:
+    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array (raises OSError/ValueError on a bad file).
+
+    ``min_side``: the caller will shrink the picture to this shorter side anyway, so a JPEG at least twice
+    that size is decoded at a reduced scale (1/2, 1/4 or 1/8, in libjpeg's DCT) that still covers it: a 4x
+    to 50x cheaper decode, and the shrink that follows has less to do.
+    """
     with Image.open(path) as img:
+        if min_side and img.format == "JPEG" and min(img.size) >= 2 * min_side:
+            scale = min_side / min(img.size)
+            img.draft(img.mode, (math.ceil(img.width * scale), math.ceil(img.height * scale)))
         img.load()
         return np.array(to_rgb(img))
 

@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from colorlab.approaches.base import ColorizationModule
 from colorlab.data.datamodule import LabDataModule
 from colorlab.runs.folder import RunFolder
+from colorlab.training.devices import check_gpu_usable, default_devices
 from colorlab.training.performance import PerformanceSettings, resolve_accelerator
 from colorlab.training.runs import RunSettings
 
@@ -70,8 +71,13 @@ class ColorlabCLI(LightningCLI):
         if config.get("enable_checkpointing", True) is not False:
             callbacks = [*callbacks, *run.callbacks()]
         performance: PerformanceSettings = self._get(self.config_init, "performance")
+        check_gpu_usable(config.get("accelerator"))
+        accelerator = resolve_accelerator(config.get("accelerator"))
+        config["devices"] = default_devices(config.get("devices"), accelerator)
         if config.get("precision") is None:
-            config["precision"] = performance.precision(resolve_accelerator(config.get("accelerator")))
+            config["precision"] = performance.precision(accelerator)
+        if config.get("benchmark") is None and accelerator in ("cuda", "gpu"):
+            config["benchmark"] = True  # cuDNN picks the fastest kernels for the fixed crop size
         callbacks = [*callbacks, performance.callback()]
         return super()._instantiate_trainer(config, callbacks)
 

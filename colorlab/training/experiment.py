@@ -57,9 +57,9 @@ def test_set_metrics(
     device = model.device
     metrics = model.new_metrics("test/", sync=False).to(device)
     truth_colorfulness, count = 0.0, 0
-    for batch in datamodule.test_dataloader():
+    for batch in datamodule.whole_test_dataloader():  # not the rank's share: the process group is still up
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
-        pred, target = colorize(batch), model.evaluation_target(batch)
+        pred, target = colorize(batch).float(), model.evaluation_target(batch).float()
         metrics.update(pred, target)
         if frechet is not None:
             frechet.update(pred, target)

@@ -42,7 +42,8 @@ class FrechetEffNetCallback(Callback):
     def _update(self, stage: str, pl_module: L.LightningModule, outputs: Any, batch: dict[str, Any]) -> None:
         # The approaches' validation/test steps return their sRGB prediction; recompute it for any that do not.
         pred = outputs if torch.is_tensor(outputs) else pl_module.colorize_rgb(pl_module.model_input(batch))
-        self._metric(stage, pl_module.device).update(pred.detach(), batch["rgb"])
+        with torch.autocast(pred.device.type, enabled=False):  # fp32 features, as in an fp32 run
+            self._metric(stage, pl_module.device).update(pred.detach().float(), batch["rgb"].float())
 
     def _log(self, stage: str, pl_module: L.LightningModule) -> None:
         metric = self.metrics.get(stage)

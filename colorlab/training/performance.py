@@ -31,10 +31,22 @@ def default_threads(cores: int, workers: int = 0, processes: int = 1) -> int:
 
 
 def bf16_native(accelerator: str = "cpu") -> bool:
-    """Whether bf16 matrix maths runs natively (CUDA with bf16, or a CPU with AVX512-BF16 / AMX)."""
+    """Whether bf16 matrix maths runs natively (a CUDA GPU with bf16 units, or a CPU with AVX512-BF16 / AMX).
+
+    On CUDA, emulated bf16 does not count: a V100 or T4 "supports" it only through slow fp32 kernels.
+    """
     if accelerator in ("cuda", "gpu"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return accelerator == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def auto_precision(accelerator: str) -> str | None:
+    """``bf16: auto``'s Trainer precision: native bf16, else fp16 with a loss scaler on CUDA, else None (fp32)."""
+    if bf16_native(accelerator):
+        return "bf16-mixed"
+    if accelerator in ("cuda", "gpu") and torch.cuda.is_available():
+        return "16-mixed"  # Lightning pairs it with a GradScaler
+    return None
 
 
 class PerformanceSettings:
@@ -44,9 +56,11 @@ class PerformanceSettings:
         threads: intra-op threads per process; None picks :func:`default_threads` (after ``OMP_NUM_THREADS``).
         channels_last: store conv weights (and so activations) as NHWC, which oneDNN and cuDNN run faster
             (measured 1.3x on the ``unet_effnet`` step on CPU); results change only by float rounding.
-        bf16: ``on`` trains under bf16 autocast (Lightning's ``bf16-mixed``), ``auto`` only where the hardware
-            does bf16 natively, ``off`` never. An explicit ``trainer.precision`` always wins. Under bf16 on CPU
-            depthwise convs stay fp32 (:class:`CpuFp32DepthwiseConv2d`: oneDNN's bf16 kernel is the slow one).
+        bf16: ``on`` trains under bf16 autocast (Lightning's ``bf16-mixed``); ``auto`` picks the fastest safe
+            mixed precision (:func:`auto_precision`): bf16 where the hardware does it natively, else fp16 with
+            a loss scaler on a CUDA GPU, else fp32; ``off`` is fp32. An explicit ``trainer.precision`` always
+            wins. Under bf16 on CPU depthwise convs stay fp32 (:class:`CpuFp32DepthwiseConv2d`: oneDNN's bf16
+            kernel is the slow one). Metrics are computed in fp32 whatever the training precision.
         compile: wrap the module's nets with ``torch.compile`` (in place: checkpoints keep their keys). The
             first steps are slow while it compiles, so it pays only for long runs.
         compile_options: keyword arguments for ``torch.compile``, e.g. ``{mode: max-autotune}``.
@@ -72,9 +86,9 @@ class PerformanceSettings:
 
     def precision(self, accelerator: str) -> str | None:
         """The Trainer precision this section asks for on ``accelerator`` (None: leave it to the trainer)."""
-        if self.bf16 == "on" or (self.bf16 == "auto" and bf16_native(accelerator)):
+        if self.bf16 == "on":
             return "bf16-mixed"
-        return None
+        return auto_precision(accelerator) if self.bf16 == "auto" else None
 
     def callback(self) -> PerformanceCallback:
         """The callback that applies the threads, memory format and compile switches in every process."""

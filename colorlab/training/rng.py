@@ -1,4 +1,9 @@
-"""Save the Python, NumPy and torch RNG states in every checkpoint and restore them on resume."""
+"""Save the Python, NumPy and torch RNG states in every checkpoint and restore them on resume.
+
+The CUDA state saved is the current device's (rank 0's, like the CPU states), and it is restored on each
+process's own device, so a run saved on 8 GPUs resumes on 1 or 2 (``torch.cuda.set_rng_state_all`` with
+8 states fails on a machine with fewer GPUs).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's device: one per rank under DDP
     return state
 
 
@@ -30,8 +35,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        # One device's state, restored on this process's device, so a run resumes on any number of GPUs
+        # (older checkpoints hold a list, one per GPU of the saving machine: the first was rank 0's).
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, (list, tuple)) else cuda)
 
 
 class RngState(L.Callback):

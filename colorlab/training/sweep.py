@@ -8,6 +8,8 @@ validation metric to optimise and its direction. Two backends read the same file
   by default, or any URL such as ``postgresql://...``), so workers on several machines share one study and a
   new run continues it. Writes ``trials.csv``, ``summary.md`` and ``best.yaml``: the experiment with the
   best trial's values, runnable with ``python -m colorlab experiment --config .../best.yaml``.
+  A trial trains in one process on one device; N GPUs take N workers on one study, one GPU each
+  (``CUDA_VISIBLE_DEVICES=i python -m colorlab sweep ...`` in N shells: see the README).
 * ``wandb``: the same space as a W&B sweep config (written out), run by ``wandb.agent``; needs a W&B server.
 
 Sweep YAML keys: ``experiment`` (path), ``params`` ({key: {type: float|int|categorical, low, high, log,
@@ -115,6 +117,9 @@ def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_
     argv = ["--config", str(spec["experiment"]), *override_args(spec["overrides"]), *override_args(values),
             f"--run.name={spec['study_name']}", f"--run.version={version}"]  # fmt: skip
     cli = lightning_main(argv, run=False)
+    if cli.trainer.world_size > 1:  # its ranks would each draw their own trial inside one process group
+        raise ValueError(f"a sweep trial trains in one process, but trainer.devices asks for {cli.trainer.world_size}; "
+                         "to use N GPUs, start N workers on the same study, one per GPU (CUDA_VISIBLE_DEVICES=i)")  # fmt: skip
     scores = Scores()
     cli.trainer.callbacks[:0] = [scores, *extra_callbacks]  # before the pruner raises, the score is kept
     try:
