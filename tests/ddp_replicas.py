@@ -61,8 +61,12 @@ def shift_losses(module: AdversarialColorizer, rank: int) -> None:
 
 
 def weights(module: AdversarialColorizer) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer: the EMA generator (BigColor's deployed ``colorizer.generator``) included."""
-    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+    """Every parameter, plus the whole state of an EMA generator (BigColor's deployed colorizer), whose BatchNorm
+    statistics are averaged over the ranks (the live nets' statistics are each rank's own, as in plain DDP)."""
+    out = {name: p.detach().clone() for name, p in module.named_parameters()}
+    if hasattr(module, "ema"):
+        out.update({f"colorizer.{k}": v.clone() for k, v in module.colorizer.state_dict().items()})
+    return out
 
 
 def families() -> dict[str, tuple[Callable[[], AdversarialColorizer], FixedBatchDataModule]]:
