@@ -27,6 +27,7 @@ from torchmetrics import MetricCollection
 
 from colorlab.baselines import Baselines, TrivialColorizer
 from colorlab.color import float_to_uint8, l_to_gray_rgb, lab_normalized_to_rgb
+from colorlab.guidance import HintMap, refuse_guidance
 from colorlab.metrics import colorization_metrics
 from colorlab.models.blocks import pretrained_encoders
 from colorlab.visualize import comparison_grid, log_image
@@ -90,9 +91,15 @@ class ColorizationModule(L.LightningModule):
 
     # ---- the contract -------------------------------------------------------------------------------
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_lab(
+        self, L: torch.Tensor, hints: HintMap | None = None, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """THE contract: normalised L ``(B, 1, H, W)`` -> normalised ``(L_out, ab)`` of the output picture,
-        each ``(B, 1 or 2, H, W)``. Default: the input's L and :meth:`colorize`'s ab."""
+        each ``(B, 1 or 2, H, W)``. Default: the input's L and :meth:`colorize`'s ab.
+
+        Optional guidance (see :mod:`colorlab.guidance`): ``hints`` in model pixels and ``reference``, an RGB
+        photo ``(B, 3, h, w)`` in [0, 1]; approaches that cannot use them raise ``GuidanceError``."""
+        refuse_guidance(self, hints, reference)
         return L, self.colorize(L)
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from colorlab.color import (
     rgb_to_target,
     target_to_rgb,
 )
+from colorlab.guidance import HintMap, refuse_guidance
 from colorlab.losses import PixelLoss, pixel_loss
 
 
@@ -74,9 +75,12 @@ class RegressionColorizer(ColorizationModule):
             pred = pred + rgb_to_target(l_to_gray_rgb(L), "rgb")
         return pred
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_lab(
+        self, L: torch.Tensor, hints: HintMap | None = None, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised (L, ab) of the picture: the prediction converted to Lab; L is the input's unless
-        ``target_space`` is ``rgb`` with ``keep_input_l`` off."""
+        ``target_space`` is ``rgb`` with ``keep_input_l`` off. No guidance."""
+        refuse_guidance(self, hints, reference)
         pred = self.predict_target(L)
         if self.target_space == "lab":
             return L, pred

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
+from colorlab.guidance import HintMap, refuse_guidance
 from colorlab.losses import PixelLoss, pixel_loss
 
 Stage = Literal["restore", "colorize"]
@@ -68,8 +69,11 @@ class _RestorationModule(ColorizationModule):
     def forward_lab(self, L_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Degraded normalised L ``(B, 1, H, W)`` -> (restored L, unclamped; ab ``(B, 2, H, W)``)."""
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Degraded normalised L -> (restored L in [-1, 1], ab): the final picture."""
+    def predict_lab(
+        self, L: torch.Tensor, hints: HintMap | None = None, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Degraded normalised L -> (restored L in [-1, 1], ab): the final picture (no guidance)."""
+        refuse_guidance(self, hints, reference)
         L_out, ab = self.forward_lab(L)
         return L_out.clamp(-1.0, 1.0), ab
 

@@ -24,6 +24,7 @@ from colorlab.approaches.adversarial import AdversarialColorizer
 from colorlab.approaches.base import ColorizationModule
 from colorlab.baselines import Baselines, BicubicUpscaler, TrivialColorizer, bicubic_l
 from colorlab.color import l_to_gray_rgb, rgb_to_gray_l
+from colorlab.guidance import HintMap, refuse_guidance
 from colorlab.losses import FeatureLoss, PixelLoss, pixel_loss
 from colorlab.metrics import luminance_metrics
 from colorlab.models.blocks import crop_padding, pad_to_multiple
@@ -61,8 +62,11 @@ class _UpscaleMixin:
             )
         return rgb_to_gray_l(out.clamp(0.0, 1.0)) if out.shape[1] == 3 else out * 2.0 - 1.0
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_lab(
+        self, L: torch.Tensor, hints: HintMap | None = None, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-resolution normalised L -> (upscaled L in [-1, 1], ab = 0): the gray upscaled picture."""
+        refuse_guidance(self, hints, reference)
         L_out = self.upscale_l(L).clamp(-1.0, 1.0)
         return L_out, torch.zeros_like(L_out).expand(-1, 2, -1, -1)
 
