@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from colorlab.guidance import DEFAULT_PATCH, Hint, check_patch
 from colorlab.inference.folders import colorize_files
+from colorlab.inference.guides import read_hints, read_reference
 from colorlab.inference.onnx_runtime import onnx_colorizer
-from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
+from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS, Picture, collect_inputs, read_picture
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
 
 
@@ -48,7 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--hints", type=Path, help="JSON list of {x, y, color} in picture pixels, colour "
+                        "'#rrggbb' or [L, a, b] (one input picture)")  # fmt: skip
+    parser.add_argument("--hint-patch", type=int, default=DEFAULT_PATCH,
+                        help="side of each hint's square in model pixels (default %(default)s)")  # fmt: skip
+    parser.add_argument("--reference", type=Path, help="a colour photo whose colours guide the model")
     return parser
+
+
+def guidance_from_args(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> Callable[[Colorizer, Picture], np.ndarray] | None:
+    """The per-picture guided call for ``--hints`` / ``--reference`` (None without them); bad input exits."""
+    if args.hints is None and args.reference is None:
+        return None
+    hints: list[Hint] = []
+    if args.hints is not None:
+        files = collect_inputs(args.inputs)
+        if len(files) != 1:
+            parser.error(f"--hints are in one picture's pixels: give one input picture, not {len(files)}")
+        hints = read_hints(args.hints, read_picture(files[0][0], args.max_megapixels).size)
+    check_patch(args.hint_patch)
+    reference = read_reference(args.reference) if args.reference is not None else None
+    return lambda colorizer, picture: colorizer.guided(picture, hints, args.hint_patch, reference)
 
 
 def checkpoints_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:
@@ -81,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"model {c.name}: {c.path} ({type(c.module).__name__}, runs at {c.describe()})",
                 file=sys.stderr,
             )
+        guided = guidance_from_args(args, parser)
         report = colorize_files(args.inputs, colorizers, args.output, args.format, args.max_megapixels,
-                                progress=not args.no_progress)  # fmt: skip
+                                progress=not args.no_progress, guided=guided)  # fmt: skip
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(report.summary(args.output), file=sys.stderr)

@@ -122,8 +122,10 @@ def colorize_files(
     max_megapixels: float = MAX_MEGAPIXELS,
     progress: bool = True,
     log: Callable[[str], None] = lambda message: tqdm.write(message, file=sys.stderr),
+    guided: Callable[[Colorizer, Picture], np.ndarray] | None = None,
 ) -> ColorizeReport:
-    """Colorize every input with every model into ``out_dir``.
+    """Colorize every input with every model into ``out_dir`` (``guided(colorizer, picture)``, when given,
+    colorizes one picture with its hints or reference instead of the plain batched call).
 
     Raises PictureError before any work if ``out_dir`` is (inside) an input folder or a folder holds no
     pictures. A file that fails (unreadable, too large) is reported and the rest still done.
@@ -137,7 +139,10 @@ def colorize_files(
     for batch in _batches(jobs, max_megapixels, report, log):
         pictures = [picture for _, _, picture in batch]
         try:
-            results = {c.name: c(pictures) for c in colorizers}
+            if guided is None:
+                results = {c.name: c(pictures) for c in colorizers}
+            else:
+                results = {c.name: [guided(c, p) for p in pictures] for c in colorizers}
         except Exception as exc:  # noqa: BLE001 - a model failing on one batch must not stop the others
             for source, _, _ in batch:
                 report.failed[source] = f"{type(exc).__name__}: {exc}"
