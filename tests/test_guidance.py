@@ -41,18 +41,18 @@ def test_hex_and_lab_colours_parse_to_the_same_lab():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[{\"x\": 1, \"y\": 2, \"color\": \"#00ff00\"", "not valid JSON"),
-        ("{\"x\": 1}", "must be a JSON list"),
-        ("[{\"x\": 1, \"y\": 2}]", "expected an object with x, y and color"),
-        ("[{\"x\": 40, \"y\": 2, \"color\": \"#00ff00\"}]", "outside the 40x30 picture"),
-        ("[{\"x\": -1, \"y\": 2, \"color\": \"#00ff00\"}]", "outside the 40x30 picture"),
-        ("[{\"x\": 1, \"y\": 30, \"color\": \"#00ff00\"}]", "outside the 40x30 picture"),
-        ("[{\"x\": \"1\", \"y\": 2, \"color\": \"#00ff00\"}]", "must be numbers"),
-        ("[{\"x\": 1, \"y\": 2, \"color\": \"#00ff0\"}]", "is not '#rrggbb'"),
-        ("[{\"x\": 1, \"y\": 2, \"color\": [50, 120, -120]}]", "outside the sRGB gamut"),
-        ("[{\"x\": 1, \"y\": 2, \"color\": [150, 0, 0]}]", "outside the sRGB gamut"),
-        ("[{\"x\": 1, \"y\": 2, \"color\": [50, 0]}]", "must be '#rrggbb' or [L, a, b]"),
-        ("[{\"x\": NaN, \"y\": 2, \"color\": \"#00ff00\"}]", "must be numbers"),
+        ('[{"x": 1, "y": 2, "color": "#00ff00"', "not valid JSON"),
+        ('{"x": 1}', "must be a JSON list"),
+        ('[{"x": 1, "y": 2}]', "expected an object with x, y and color"),
+        ('[{"x": 40, "y": 2, "color": "#00ff00"}]', "outside the 40x30 picture"),
+        ('[{"x": -1, "y": 2, "color": "#00ff00"}]', "outside the 40x30 picture"),
+        ('[{"x": 1, "y": 30, "color": "#00ff00"}]', "outside the 40x30 picture"),
+        ('[{"x": "1", "y": 2, "color": "#00ff00"}]', "must be numbers"),
+        ('[{"x": 1, "y": 2, "color": "#00ff0"}]', "is not '#rrggbb'"),
+        ('[{"x": 1, "y": 2, "color": [50, 120, -120]}]', "outside the sRGB gamut"),
+        ('[{"x": 1, "y": 2, "color": [150, 0, 0]}]', "outside the sRGB gamut"),
+        ('[{"x": 1, "y": 2, "color": [50, 0]}]', "must be '#rrggbb' or [L, a, b]"),
+        ('[{"x": NaN, "y": 2, "color": "#00ff00"}]', "must be numbers"),
     ],
 )
 def test_bad_hints_get_one_clear_error(text, message):
@@ -106,7 +106,9 @@ def test_a_rasterised_hint_comes_back_at_its_picture_pixel():
 
 
 def test_patches_are_clipped_at_the_border():
-    hint_map = rasterize(load_hints('[{"x": 0, "y": 0, "color": "#ff0000"}]', (9, 9)), (9, 9), (9, 9), patch=5)
+    hint_map = rasterize(
+        load_hints('[{"x": 0, "y": 0, "color": "#ff0000"}]', (9, 9)), (9, 9), (9, 9), patch=5
+    )
     assert hint_map.mask.sum() == 9  # the 5x5 square centred on the corner keeps its 3x3 inside
 
 
@@ -130,7 +132,10 @@ def test_the_pipeline_hands_the_model_hints_at_the_mapped_pixels_at_odd_sizes():
     h, w = colorizer.model_size(*picture.size)
     assert tuple(echo.hints.mask.shape[-2:]) == (h, w) == (46, 31)
     marked = {(int(r), int(c)) for r, c in echo.hints.mask[0, 0].nonzero()}
-    assert marked == {model_pixel(96, 142, picture.size, (h, w))[::-1], model_pixel(50, 3, picture.size, (h, w))[::-1]}
+    assert marked == {
+        model_pixel(96, 142, picture.size, (h, w))[::-1],
+        model_pixel(50, 3, picture.size, (h, w))[::-1],
+    }
     assert out[142, 96, 1] > out[142, 96, 0], "green where the green hint was put"
 
 

@@ -130,8 +130,12 @@ def _hints(tmp_path: Path, hints: object) -> Path:
 
 
 def test_colorize_with_hints_puts_the_colour_where_it_was_asked(photo_file, tmp_path):
-    hints = _hints(tmp_path, [{"x": 10, "y": 50, "color": "#e02020"}, {"x": 90, "y": 5, "color": [60, -40, 30]}])
-    assert run(photo_file, "--ckpt", "levin", "--hints", hints, "--hint-patch", "1", "-o", tmp_path / "out") == 0
+    hints = _hints(
+        tmp_path, [{"x": 10, "y": 50, "color": "#e02020"}, {"x": 90, "y": 5, "color": [60, -40, 30]}]
+    )
+    assert (
+        run(photo_file, "--ckpt", "levin", "--hints", hints, "--hint-patch", "1", "-o", tmp_path / "out") == 0
+    )
     out = np.array(Image.open(tmp_path / "out" / "photo.png"))
     assert out.shape == (61, 97, 3)
     lab = rgb_to_lab(torch.tensor(out).permute(2, 0, 1)[None].float() / 255)[0]
@@ -162,7 +166,9 @@ def test_colorize_refuses_bad_guidance_clearly(guided_ckpt, photo_file, tmp_path
     assert run(photo_file, "--ckpt", guided_ckpt, "--reference", gray, "-o", tmp_path / "o") == 2
     assert "gray" in capsys.readouterr().err
     (tmp_path / "broken.jpg").write_bytes(b"not a picture")
-    assert run(photo_file, "--ckpt", "welsh", "--reference", tmp_path / "broken.jpg", "-o", tmp_path / "o") == 2
+    assert (
+        run(photo_file, "--ckpt", "welsh", "--reference", tmp_path / "broken.jpg", "-o", tmp_path / "o") == 2
+    )
     assert "reference photo: not a readable image" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.png"))
 

@@ -130,7 +130,9 @@ def same_kind_pairs(files: Sequence[Path], max_megapixels: float = MAX_MEGAPIXEL
     from colorlab.models.features import PooledImageNetFeatures
 
     features = PooledImageNetFeatures().eval()
-    vectors = torch.cat([features(as_batch(np.array(read_picture(p, max_megapixels).rgb), None)) for p in files])
+    vectors = torch.cat(
+        [features(as_batch(np.array(read_picture(p, max_megapixels).rgb), None)) for p in files]
+    )
     vectors = torch.nn.functional.normalize(vectors, dim=1)
     similarity = vectors @ vectors.T
     similarity.fill_diagonal_(-2.0)
