@@ -57,7 +57,17 @@ function showGuide() {
   renderHints();
   $("guide").hidden = picked.length !== 1;
   $("guided-figure").hidden = true;
-  if (picked.length === 1) $("guide-photo").src = URL.createObjectURL(picked[0]);
+  $("guided-result")?.remove();
+  // Images are made only when they have something to show (a page waiting for every <img> must not hang).
+  $("guide-stage").replaceChildren();
+  if (picked.length !== 1) return;
+  const img = el("img", { id: "guide-photo", alt: "the photo to guide" });
+  img.addEventListener("click", (event) => {
+    hints.push({ ...picturePoint(event), color: $("new-color").value });
+    renderHints();
+  });
+  img.src = URL.createObjectURL(picked[0]);
+  $("guide-stage").append(img);
 }
 
 // Where a pointer event falls in the photo's own pixels (the photo is shown scaled).
@@ -73,6 +83,7 @@ function renderHints() {
   const img = $("guide-photo");
   const stage = $("guide-stage");
   stage.querySelectorAll(".hint-dot").forEach((d) => d.remove());
+  if (!img) return;
   const items = hints.map((hint, i) => {
     const dot = el("div", { class: "hint-dot", "data-index": i });
     dot.style.left = `${((hint.x + 0.5) / img.naturalWidth) * 100}%`;
@@ -115,6 +126,7 @@ async function recolorize() {
     const response = await fetch("api/guided", { method: "POST", body });
     const data = await response.json();
     if (!response.ok) throw new Error(data.detail || response.statusText);
+    if (!$("guided-result")) $("guided-figure").prepend(el("img", { id: "guided-result", alt: "guided result" }));
     $("guided-result").src = data.url;
     $("guided-download").href = data.url;
     $("guided-download").setAttribute("download", data.file);
@@ -215,10 +227,6 @@ async function init() {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); pick(e.dataTransfer.files); });
   $("form").addEventListener("submit", colorize);
-  $("guide-photo").addEventListener("click", (event) => {
-    hints.push({ ...picturePoint(event), color: $("new-color").value });
-    renderHints();
-  });
   $("recolorize").addEventListener("click", recolorize);
   document.body.dataset.ready = "true";
 }
