@@ -66,10 +66,6 @@ class Hint:
     a: float
     b: float
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON form (colour as Lab)."""
-        return {"x": self.x, "y": self.y, "color": [round(self.L, 3), round(self.a, 3), round(self.b, 3)]}
-
 
 def refuse_guidance(
     owner: object, hints: Any, reference: Any, hints_ok: bool = False, reference_ok: bool = False
@@ -182,15 +178,6 @@ def rasterize(
         ab[0, :, rows, cols] = normalize_ab(torch.tensor([hint.a, hint.b], device=device)).view(2, 1, 1)
         mask[0, :, rows, cols] = 1.0
     return HintMap(ab, mask)
-
-
-def resize_hint_map(hints: HintMap, size: tuple[int, int]) -> HintMap:
-    """A hint map at another model size: each hinted pixel moves to where its centre lands (nearest)."""
-    if tuple(hints.mask.shape[-2:]) == tuple(size):
-        return hints
-    # nearest-exact keeps the centre-of-pixel convention of model_pixel.
-    mask = F.interpolate(hints.mask, size=size, mode="nearest-exact")
-    return HintMap(F.interpolate(hints.ab, size=size, mode="nearest-exact") * mask, mask)
 
 
 # ---- hints from the truth -----------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ the training split's mean ab and L->ab lookup of the first checkpoint's run (its
 fitted from its config); the summary says whether each model beats the best of them ("learning: yes/no" on
 ΔE00). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray |
 models | truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
+
+Guidance instead (:mod:`colorlab.inference.guided_evaluation`): ``--hints [N ...]`` scores every model with N
+seeded hints sampled from the truth (``hint_curve.csv``/``.png``); ``--reference`` scores every model with the
+truth and with the most similar other photo as reference (``reference_scores.csv``). ``--ckpt levin``, ``welsh``
+and ``reinhard`` name the classical methods.
 """
 
 from __future__ import annotations
@@ -65,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hints", type=int, nargs="*", metavar="N",
                         help="instead: score every model with N hints sampled from the truth (seeded), at each N "
                         f"given (none: {' '.join(map(str, HINT_COUNTS))}); writes hint_curve.csv/png")  # fmt: skip
-    parser.add_argument("--hint-patch", type=int, default=1, help="hint patch side in model pixels (default 1)")
+    parser.add_argument(
+        "--hint-patch", type=int, default=1, help="hint patch side in model pixels (default 1)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled hints (photo i: seed + i)")
     parser.add_argument("--reference", action="store_true", help="instead: score every model with the truth "
                         "and with the most similar other photo as reference; writes reference_scores.csv")  # fmt: skip

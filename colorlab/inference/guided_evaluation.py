@@ -23,14 +23,14 @@ import torch
 from tqdm import tqdm
 
 from colorlab.color import rgb_to_lab
-from colorlab.guidance import GuidanceError, reference_tensor, sample_picture_hints
+from colorlab.guidance import GuidanceError, sample_picture_hints
 from colorlab.inference.evaluation import as_batch, image_scores
+from colorlab.inference.guides import read_reference
 from colorlab.inference.pictures import MAX_MEGAPIXELS, read_picture
 from colorlab.inference.pipeline import Colorizer
 from colorlab.metrics import delta_e_ciede2000
 
 HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50)
-REFERENCE_SIDE = 256
 CURVE_METRICS = ("delta_e00", "psnr")
 
 
@@ -152,7 +152,7 @@ def reference_scores(
         references = {"truth": path, **({"same kind": pairs[path]} if path in pairs else {})}
         for c in colorizers:
             for kind, ref_path in references.items():
-                reference = reference_tensor(read_picture(ref_path, max_megapixels).rgb, REFERENCE_SIDE)
+                reference = read_reference(ref_path, max_megapixels)
                 try:
                     out = c.guided(picture, reference=reference, dtype=torch.float32)
                 except GuidanceError:
