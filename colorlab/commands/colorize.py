@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                        for path, name in zip(args.onnx, model_names(args.onnx) if args.onnx else [])]  # fmt: skip
         for c in colorizers:
             print(
-                f"model {c.name}: {c.path} ({type(c.module).__name__}, runs at {c.describe()})",
+                f"model {c.name}: {c.path or 'classical, no checkpoint'} ({type(c.module).__name__}, runs at {c.describe()})",
                 file=sys.stderr,
             )
         guided = guidance_from_args(args, parser)
