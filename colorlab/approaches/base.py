@@ -34,6 +34,7 @@ from colorlab.baselines import Baselines, TrivialColorizer
 from colorlab.color import float_to_uint8, l_to_gray_rgb
 from colorlab.colorizers.base import DeployableColorizer
 from colorlab.colorizers.loading import COLORIZER_CLASS_KEY, remap_legacy_keys
+from colorlab.guidance import HintMap
 from colorlab.metrics import colorization_metrics
 from colorlab.models.blocks import pretrained_encoders
 from colorlab.runs.checkpoints import CheckpointError, allowed_globals, checkpoint_class_path, load_checkpoint
@@ -107,9 +108,12 @@ class ColorizationModule(L.LightningModule):
         """True when ``predict_lab`` returns a restored L (inference then keeps it, not the input's)."""
         return self.colorizer.restores_l
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """THE contract: normalised L ``(B, 1, H, W)`` -> normalised ``(L_out, ab)``, by the colorizer."""
-        return self.colorizer.predict_lab(L)
+    def predict_lab(
+        self, L: torch.Tensor, hints: HintMap | None = None, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """THE contract, by the colorizer: normalised L ``(B, 1, H, W)`` with optional guidance (see
+        :meth:`colorlab.colorizers.base.DeployableColorizer.predict_lab`) -> normalised ``(L_out, ab)``."""
+        return self.colorizer.predict_lab(L, hints, reference)
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``, for colorizers that keep the input's L."""

@@ -1,9 +1,12 @@
 """The contract every deployable colorizer implements, and the one way its nets are rebuilt from a config.
 
-Contract: ``predict_lab(L) -> (L_out, ab)`` maps normalised L ``(B, 1, H, W)`` in [-1, 1] to the normalised
-Lab of the output picture (see :mod:`colorlab.color`). The default keeps the input's L and asks
-:meth:`DeployableColorizer.colorize` for ab; a colorizer that outputs its own L (restoration, RGB targets,
-upscaling) overrides ``predict_lab`` instead.
+Contract: ``predict_lab(L, hints=None, reference=None) -> (L_out, ab)`` maps normalised L ``(B, 1, H, W)`` in
+[-1, 1] to the normalised Lab of the output picture (see :mod:`colorlab.color`); optional guidance are colour
+hints in model pixels and a reference photo (:mod:`colorlab.guidance`). A colorizer that cannot use a kind of
+guidance refuses it by name (``accepts_hints`` / ``accepts_reference``). Without guidance ``automatic_lab``
+answers: by default the input's L and :meth:`DeployableColorizer.colorize`'s ab; a colorizer that outputs its
+own L (restoration, RGB targets, upscaling) overrides ``automatic_lab`` instead; one that uses guidance
+implements ``guided_lab``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch import nn
 
 from colorlab.color import lab_normalized_to_rgb
+from colorlab.guidance import HintMap, refuse_guidance
 
 # Class paths a checkpoint's config may name: colorlab's own nets and torch's layers. A config is data from
 # a file; it must not be able to build an arbitrary object.
@@ -52,9 +56,25 @@ class DeployableColorizer(nn.Module):
     accepts_reference: ClassVar[bool] = False
     hparam_names: ClassVar[dict[str, str]] = {}
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """THE contract: normalised L ``(B, 1, H, W)`` -> normalised ``(L_out, ab)`` of the output picture."""
+    def predict_lab(
+        self, L: torch.Tensor, hints: HintMap | None = None, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """THE contract: normalised L ``(B, 1, H, W)`` (with optional ``hints`` in model pixels and a
+        ``reference`` RGB ``(1 or B, 3, h, w)`` in [0, 1]) -> normalised ``(L_out, ab)`` of the output picture."""
+        refuse_guidance(self, hints, reference, self.accepts_hints, self.accepts_reference)
+        if hints is None and reference is None:
+            return self.automatic_lab(L)
+        return self.guided_lab(L, hints, reference)
+
+    def automatic_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``predict_lab`` without guidance: the input's L and :meth:`colorize`'s ab."""
         return L, self.colorize(L)
+
+    def guided_lab(
+        self, L: torch.Tensor, hints: HintMap | None, reference: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``predict_lab`` with the guidance this colorizer accepts (``accepts_hints`` / ``accepts_reference``)."""
+        raise NotImplementedError(f"{type(self).__name__} accepts guidance but does not implement guided_lab")
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``, for colorizers that keep the input's L."""
@@ -65,7 +85,7 @@ class DeployableColorizer(nn.Module):
         return lab_normalized_to_rgb(*self.predict_lab(L))
 
     def forward(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.predict_lab(L)
+        return self.automatic_lab(L)
 
     @classmethod
     def init_args_from(cls, hparams: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class RegressionNet(DeployableColorizer):
             pred = pred + rgb_to_target(l_to_gray_rgb(L), "rgb")
         return pred
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def automatic_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised (L, ab) of the picture: the prediction converted to Lab; L is the input's unless
         ``target_space`` is ``rgb`` with ``keep_input_l`` off."""
         pred = self.predict_target(L)

@@ -29,7 +29,7 @@ class _Restoration(DeployableColorizer):
         """Degraded normalised L ``(B, 1, H, W)`` -> (restored L, unclamped; ab ``(B, 2, H, W)``)."""
         raise NotImplementedError
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def automatic_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Degraded normalised L -> (restored L in [-1, 1], ab): the final picture."""
         L_out, ab = self.forward_lab(L)
         return L_out.clamp(-1.0, 1.0), ab

@@ -64,7 +64,7 @@ class UpscaleNet(DeployableColorizer):
             )
         return rgb_to_gray_l(out.clamp(0.0, 1.0)) if out.shape[1] == 3 else out * 2.0 - 1.0
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def automatic_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-resolution normalised L -> (upscaled L in [-1, 1], ab = 0): the gray upscaled picture."""
         L_out = self.upscale_l(L).clamp(-1.0, 1.0)
         return L_out, torch.zeros_like(L_out).expand(-1, 2, -1, -1)

@@ -11,8 +11,10 @@ name is taken, ``name-1.ext`` is written instead and the command says so.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from colorlab.commands.options import (
     add_file_options,
@@ -22,9 +24,12 @@ from colorlab.commands.options import (
     load_models,
     run_file_command,
 )
+from colorlab.guidance import DEFAULT_PATCH, Hint, check_patch
 from colorlab.inference.folders import ColorizeReport, colorize_files
+from colorlab.inference.guides import read_hints, read_reference
 from colorlab.inference.onnx_runtime import onnx_colorizer
-from colorlab.inference.pipeline import model_names
+from colorlab.inference.pictures import Picture, collect_inputs, read_picture
+from colorlab.inference.pipeline import Colorizer, model_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--onnx", action="append", default=[], type=Path, help="an exported .onnx model, run by ONNX Runtime"
     )
     parser.add_argument("--restore", action="store_true", help="keep the L a restoration model returns")
+    parser.add_argument("--hints", type=Path, help="JSON list of {x, y, color} in picture pixels, colour "
+                        "'#rrggbb' or [L, a, b] (one input picture)")  # fmt: skip
+    parser.add_argument("--hint-patch", type=int, default=DEFAULT_PATCH,
+                        help="side of each hint's square in model pixels (default %(default)s)")  # fmt: skip
+    parser.add_argument("--reference", type=Path, help="a colour photo whose colours guide the model")
     return parser
+
+
+def guidance_from_args(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> Callable[[Colorizer, Picture], np.ndarray] | None:
+    """The per-picture guided call for ``--hints`` / ``--reference`` (None without them); bad input exits."""
+    if args.hints is None and args.reference is None:
+        return None
+    hints: list[Hint] = []
+    if args.hints is not None:
+        files = collect_inputs(args.inputs)
+        if len(files) != 1:
+            parser.error(f"--hints are in one picture's pixels: give one input picture, not {len(files)}")
+        hints = read_hints(args.hints, read_picture(files[0][0], args.max_megapixels).size)
+    check_patch(args.hint_patch)
+    reference = read_reference(args.reference) if args.reference is not None else None
+    return lambda colorizer, picture: colorizer.guided(picture, hints, args.hint_patch, reference)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -50,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for path, name in zip(args.onnx, model_names(args.onnx) if args.onnx else []):
             colorizers.append(onnx_colorizer(path, args.size, f"{name}-onnx" if name in taken else name))
             announce(colorizers[-1])
+        guided = guidance_from_args(args, parser)
         return colorize_files(args.inputs, colorizers, args.output, args.format, args.max_megapixels,
-                              progress=not args.no_progress)  # fmt: skip
+                              progress=not args.no_progress, guided=guided)  # fmt: skip
 
     run_file_command(parser, args, work)

@@ -7,6 +7,11 @@ the training split's mean ab and L->ab lookup of the first checkpoint's run (its
 fitted from its config); the summary says whether each model beats the best of them ("learning: yes/no" on
 ΔE00). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``evaluation.json``, ``index.html`` (gray |
 models | truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
+
+Guidance instead (:mod:`colorlab.inference.guided_evaluation`): ``--hints [N ...]`` scores every model with N
+seeded hints sampled from the truth (``hint_curve.csv``/``.png``); ``--reference`` scores every model with the
+truth and with the most similar other photo as reference (``reference_scores.csv``). ``--ckpt levin``, ``welsh``
+and ``reinhard`` name the classical methods.
 """
 
 from __future__ import annotations
@@ -28,7 +33,16 @@ from colorlab.inference.evaluation import (
     load_lpips,
     write_reports,
 )
+from colorlab.inference.guided_evaluation import (
+    HINT_COUNTS,
+    curve_means,
+    hint_curve,
+    reference_scores,
+    write_curve,
+    write_reference_table,
+)
 from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
+from colorlab.inference.pipeline import Colorizer
 from colorlab.runs.folder import RUNS_ROOT, RunFolder
 
 
@@ -49,7 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baselines-from", help="run folder whose training split fits the mean-ab and lookup "
                         "baselines (default: the first checkpoint's run)")  # fmt: skip
     parser.add_argument("--no-frechet", action="store_true", help="skip the Fréchet EfficientNet distance")
+    parser.add_argument("--hints", type=int, nargs="*", metavar="N",
+                        help="instead: score every model with N hints sampled from the truth (seeded), at each N "
+                        f"given (none: {' '.join(map(str, HINT_COUNTS))}); writes hint_curve.csv/png")  # fmt: skip
+    parser.add_argument(
+        "--hint-patch", type=int, default=1, help="hint patch side in model pixels (default 1)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled hints (photo i: seed + i)")
+    parser.add_argument("--reference", action="store_true", help="instead: score every model with the truth "
+                        "and with the most similar other photo as reference; writes reference_scores.csv")  # fmt: skip
     return parser
+
+
+def guided_main(args: argparse.Namespace, colorizers: list[Colorizer], files: list[Path], out: Path) -> None:
+    """``--hints`` / ``--reference``: the guidance scores of :mod:`colorlab.inference.guided_evaluation`."""
+    if args.hints is not None:
+        rows = hint_curve(colorizers, files, args.hints or HINT_COUNTS, args.seed, args.hint_patch,
+                          args.max_megapixels)  # fmt: skip
+        paths = write_curve(rows, out)
+        for row in curve_means(rows):
+            extra = f", at the hints {row['hint_delta_e00']:.2f}" if "hint_delta_e00" in row else ""
+            print(f"{row['model']:>24} {row['hints']:>3} hints: ΔE00 {row['delta_e00']:.2f}, "
+                  f"PSNR {row['psnr']:.2f} dB{extra}")  # fmt: skip
+        print(f"curve: {paths['png']}\nmetrics: {paths['csv']}")
+    if args.reference:
+        path = write_reference_table(reference_scores(colorizers, files, args.max_megapixels), out)
+        print(path.read_text())
+        print(f"metrics: {path}")
 
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
@@ -69,6 +109,12 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     )
     out = Path(args.out or default_out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.hints is not None or args.reference:
+        try:
+            guided_main(args, colorizers, files, out)
+        except (PictureError, ValueError) as exc:
+            parser.exit(2, f"error: {exc}\n")
+        return {}
     lpips, lpips_note = load_lpips(args.lpips_backbone)
     inception, fid_note = load_inception(args.fid_weights)
     baselines, baselines_note = load_baselines(args.baselines_from or RunFolder.of(ckpts[0]).path)

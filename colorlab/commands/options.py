@@ -63,7 +63,7 @@ def checkpoints(args: argparse.Namespace, required: bool = True) -> list[Path]:
 
 def announce(colorizer: Colorizer) -> None:
     """Tell the user which model runs, of what kind, at what size (on stderr)."""
-    print(f"model {colorizer.name}: {colorizer.path} ({type(colorizer.module).__name__}, runs at "
+    print(f"model {colorizer.name}: {colorizer.path or 'classical, no checkpoint'} ({type(colorizer.module).__name__}, runs at "
           f"{colorizer.describe()})", file=sys.stderr)  # fmt: skip
 
 

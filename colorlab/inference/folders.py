@@ -198,13 +198,20 @@ def colorize_files(
     max_megapixels: float = MAX_MEGAPIXELS,
     progress: bool = True,
     log: Callable[[str], None] = lambda message: tqdm.write(message, file=sys.stderr),
+    guided: Callable[[Colorizer, Picture], np.ndarray] | None = None,
 ) -> ColorizeReport:
-    """Colorize every input with every model into ``out_dir`` (see :func:`process_files` for failures)."""
+    """Colorize every input with every model into ``out_dir`` (see :func:`process_files` for failures);
+    ``guided(colorizer, picture)``, when given, colorizes each picture with its hints or reference instead of
+    the plain batched call."""
     out_dir = Path(out_dir)
     names = [c.name for c in colorizers]
 
     def render(batch: list[Job]) -> list[Outputs]:
-        results = {c.name: c([job.picture for job in batch]) for c in colorizers}
+        pictures = [job.picture for job in batch]
+        if guided is None:
+            results = {c.name: c(pictures) for c in colorizers}
+        else:
+            results = {c.name: [guided(c, picture) for picture in pictures] for c in colorizers}
         return [
             _model_outputs([(name, results[name][i]) for name in names], job,
                            planned_outputs(job.rel, job.source, job.fmt, out_dir, names))

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorlab.guidance import HintMap, refuse_guidance
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, training_side
 
 
@@ -53,8 +54,11 @@ class OnnxColorizer(nn.Module):
         """The checkpoint the model was exported from (its run folder gives the training size)."""
         return self.metadata.get("colorlab_checkpoint") or None
 
-    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised L ``(B, 1, H, W)`` -> normalised (L_out, ab), float32 on the CPU."""
+    def predict_lab(
+        self, L: torch.Tensor, hints: HintMap | None = None, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised L ``(B, 1, H, W)`` -> normalised (L_out, ab), float32 on the CPU (no guidance)."""
+        refuse_guidance(self, hints, reference)
         h, w = L.shape[-2:]
         L_in = L.detach().float().cpu()
         if self.fixed_size is not None and (h, w) != (self.fixed_size, self.fixed_size):

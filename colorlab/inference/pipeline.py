@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l, uint8_rgb_to_gray_l
+from colorlab.colorizers.classical import CLASSICAL, classical_colorizer
 from colorlab.colorizers.loading import load_colorizer
+from colorlab.guidance import DEFAULT_PATCH, Hint, HintMap, rasterize
 from colorlab.inference.pictures import Picture
 from colorlab.runs.checkpoints import CheckpointError
 from colorlab.runs.folder import CHECKPOINT_DIR, RunFolder
@@ -217,7 +219,11 @@ class Colorizer:
         """Load ``ckpt``; ``side`` overrides the training scale read from its run folder.
 
         Raises FileNotFoundError for a missing file and ValueError (naming the file) for one that will not load.
+        A classical method's name (``levin``, ``reinhard``, ``welsh``; no such file) loads that method.
         """
+        if str(ckpt) in CLASSICAL and not Path(ckpt).exists():
+            return cls(classical_colorizer(str(ckpt)), side or DEFAULT_SIDE, name or str(ckpt), None, "given"
+                       if side else "default")  # fmt: skip
         try:
             module = load_colorizer(ckpt, map_location=device)
         except (FileNotFoundError, CheckpointError):  # their messages already say what is wrong
@@ -269,10 +275,30 @@ class Colorizer:
         rgb = torch.tensor(picture.on_white()).permute(2, 0, 1)[None]  # a copy: PIL's arrays are read-only
         return input_l(F.interpolate(rgb, size=small, mode="bilinear", antialias=True).to(self.device))
 
-    def predict(self, L_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model on a batch of model-size L ``(B, 1, h, w)``: (L_out, ab), float32."""
-        L_out, ab = self.module.predict_lab(L_small.to(self.device).float())
+    def predict(
+        self, L_small: torch.Tensor, hints: HintMap | None = None, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model on a batch of model-size L ``(B, 1, h, w)``, with optional guidance: (L_out, ab), float32."""
+        L_small = L_small.to(self.device).float()
+        if hints is None and reference is None:
+            L_out, ab = self.module.predict_lab(L_small)
+        else:
+            guidance = {"hints": hints and HintMap(*(x.to(self.device) for x in hints)),
+                        "reference": None if reference is None else reference.to(self.device)}  # fmt: skip
+            L_out, ab = self.module.predict_lab(L_small, **guidance)
         return L_out.float(), ab.float()
+
+    @torch.inference_mode()
+    def guided(
+        self, picture: Picture, hints: Sequence[Hint] = (), patch: int = DEFAULT_PATCH,
+        reference: torch.Tensor | None = None, dtype: torch.dtype = torch.uint8,
+    ) -> np.ndarray:  # fmt: skip
+        """One picture colorized at full resolution with hints (picture pixels, mapped exactly to the model's
+        pixels by :func:`colorlab.guidance.rasterize`) and/or a reference RGB ``(1, 3, h, w)`` in [0, 1]."""
+        L_small = self.picture_input(picture)
+        hint_map = rasterize(hints, picture.size, tuple(L_small.shape[-2:]), patch) if hints else None
+        L_out, ab = self.predict(L_small, hint_map, reference)
+        return self._full_resolution(picture, L_out, ab, dtype).numpy()
 
     @torch.inference_mode()
     def __call__(self, pictures: Sequence[Picture], dtype: torch.dtype = torch.uint8) -> list[np.ndarray]:

@@ -28,8 +28,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from colorlab.colorizers.upscale import UpscaleNet
+from colorlab.guidance import DEFAULT_PATCH, GuidanceError, check_patch, load_hints
 from colorlab.inference.chain import Chain
 from colorlab.inference.folders import ColorizeReport, write_outputs
+from colorlab.inference.guides import read_reference
 from colorlab.inference.pictures import (
     MAX_MEGAPIXELS,
     Picture,
@@ -159,6 +161,24 @@ def colorize_upload(
             "width": width, "height": height}  # fmt: skip
 
 
+def guided_upload(
+    colorizer: Colorizer, data: bytes, reference: bytes | None, hints_json: str, patch: int, stem: str,
+    folder: Path, max_megapixels: float = MAX_MEGAPIXELS,
+) -> dict[str, Any]:  # fmt: skip
+    """Colorize one upload with hints (JSON, picture pixels) and/or a reference photo into ``folder``; returns
+    the written file's name and the size. Raises PictureError / GuidanceError with the person's message."""
+    picture = read_picture(data, max_megapixels)
+    hints = load_hints(hints_json, picture.size)
+    ref = read_reference(reference) if reference else None
+    rgb = colorizer.guided(picture, hints, check_patch(patch), ref)
+    fmt = picture.format if picture.format in WEB_FORMATS else "png"
+    target = folder / f"{stem}_{safe_stem(colorizer.name)}_guided.{fmt}"
+    report = ColorizeReport()
+    write_outputs([(target, to_image(rgb, picture.alpha, fmt != "jpg"))], fmt, report, log=lambda _: None)
+    height, width = picture.size
+    return {"file": report.written[0].name, "width": width, "height": height, "hints": len(hints)}
+
+
 async def _upload_size(upload: UploadFile) -> int:
     """The upload's real size in bytes (starlette spools it to a file; nothing is read into memory)."""
     if upload.size is not None:
@@ -278,6 +298,31 @@ def create_app(
                     del data
                 results.append({"name": name, **done})
         return JSONResponse({"results": results})
+
+    @app.post("/api/guided")
+    async def guided(
+        file: Annotated[UploadFile, File()],
+        model: Annotated[str, Form()],
+        hints: Annotated[str, Form()] = "[]",
+        patch: Annotated[int, Form()] = DEFAULT_PATCH,
+        reference: Annotated[UploadFile | None, File()] = None,
+    ) -> JSONResponse:
+        if model not in by_name:
+            raise HTTPException(422, f"unknown model {model!r}; choose one of {sorted(by_name)}")
+        for upload in (file, reference):
+            too_big = upload is not None and size_error(await _upload_size(upload), max_bytes)
+            if too_big:
+                raise HTTPException(413, f"{upload.filename}: {too_big}")
+        async with jobs:
+            job, folder = store.new_job()
+            data = await file.read()
+            ref = await reference.read() if reference is not None else None
+            try:
+                done = await run_in_threadpool(guided_upload, by_name[model], data, ref, hints, patch,
+                                               safe_stem(file.filename or "image"), folder, max_megapixels)  # fmt: skip
+            except (PictureError, GuidanceError) as exc:
+                raise HTTPException(422, str(exc)) from None
+        return JSONResponse({**done, "url": f"/api/result/{job}/{done['file']}", "model": model})
 
     @app.get("/api/result/{job}/{name}")
     def result(job: str, name: str) -> FileResponse:

@@ -45,6 +45,100 @@ function pick(files) {
   picked = valid;
   $("picked").replaceChildren(...picked.map((f) => el("li", {}, `${f.name} (${(f.size / 1024).toFixed(0)} KB)`)));
   $("go").disabled = picked.length === 0;
+  showGuide();
+}
+
+// ---- guided colorization: hints on the photo (picture pixels), a reference, re-colorize -----------------
+
+let hints = [];
+
+function showGuide() {
+  hints = [];
+  renderHints();
+  $("guide").hidden = picked.length !== 1;
+  $("guided-figure").hidden = true;
+  $("guided-result")?.remove();
+  // Images are made only when they have something to show (a page waiting for every <img> must not hang).
+  $("guide-stage").replaceChildren();
+  if (picked.length !== 1) return;
+  const img = el("img", { id: "guide-photo", alt: "the photo to guide" });
+  img.addEventListener("click", (event) => {
+    hints.push({ ...picturePoint(event), color: $("new-color").value });
+    renderHints();
+  });
+  img.src = URL.createObjectURL(picked[0]);
+  $("guide-stage").append(img);
+}
+
+// Where a pointer event falls in the photo's own pixels (the photo is shown scaled).
+function picturePoint(event) {
+  const img = $("guide-photo");
+  const box = img.getBoundingClientRect();
+  const fx = Math.min(Math.max((event.clientX - box.left) / box.width, 0), 0.999999);
+  const fy = Math.min(Math.max((event.clientY - box.top) / box.height, 0), 0.999999);
+  return { x: Math.floor(fx * img.naturalWidth), y: Math.floor(fy * img.naturalHeight) };
+}
+
+function renderHints() {
+  const img = $("guide-photo");
+  const stage = $("guide-stage");
+  stage.querySelectorAll(".hint-dot").forEach((d) => d.remove());
+  if (!img) return;
+  const items = hints.map((hint, i) => {
+    const dot = el("div", { class: "hint-dot", "data-index": i });
+    dot.style.left = `${((hint.x + 0.5) / img.naturalWidth) * 100}%`;
+    dot.style.top = `${((hint.y + 0.5) / img.naturalHeight) * 100}%`;
+    dot.style.background = hint.color;
+    dot.addEventListener("pointerdown", (event) => startDrag(event, hint));
+    stage.append(dot);
+    const picker = el("input", { type: "color", class: "hint-color", value: hint.color, "aria-label": `hint ${i + 1} colour` });
+    picker.addEventListener("input", () => { hint.color = picker.value; dot.style.background = hint.color; });
+    const remove = el("button", { type: "button", class: "hint-remove", "aria-label": `remove hint ${i + 1}` }, "×");
+    remove.addEventListener("click", () => { hints.splice(i, 1); renderHints(); });
+    return el("li", { class: "hint-item" }, picker, ` (${hint.x}, ${hint.y}) `, remove);
+  });
+  $("hint-list").replaceChildren(...items);
+}
+
+function startDrag(event, hint) {
+  event.preventDefault();
+  event.stopPropagation();
+  const move = (e) => { Object.assign(hint, picturePoint(e)); renderHints(); };
+  const stop = () => { window.removeEventListener("pointermove", move); window.removeEventListener("pointerup", stop); };
+  window.addEventListener("pointermove", move);
+  window.addEventListener("pointerup", stop);
+}
+
+async function recolorize() {
+  if (picked.length !== 1) return;
+  const body = new FormData();
+  body.append("file", picked[0], picked[0].name);
+  const model = $("model").value === config.all ? config.models[0] : $("model").value;
+  body.append("model", model);
+  body.append("hints", JSON.stringify(hints.map(({ x, y, color }) => ({ x, y, color }))));
+  const reference = $("reference").files[0];
+  if (reference) body.append("reference", reference, reference.name);
+  $("recolorize").disabled = true;
+  $("guide-status").textContent = "Colorizing…";
+  $("guide-errors").replaceChildren();
+  const started = performance.now();
+  try {
+    const response = await fetch("api/guided", { method: "POST", body });
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.detail || response.statusText);
+    if (!$("guided-result")) $("guided-figure").prepend(el("img", { id: "guided-result", alt: "guided result" }));
+    $("guided-result").src = data.url;
+    $("guided-download").href = data.url;
+    $("guided-download").setAttribute("download", data.file);
+    $("guided-model").textContent = `${data.model}, ${data.hints} hint(s)`;
+    $("guided-figure").hidden = false;
+    $("guide-status").textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`;
+  } catch (error) {
+    $("guide-errors").replaceChildren(el("p", {}, `The server said: ${error.message}`));
+    $("guide-status").textContent = "";
+  } finally {
+    $("recolorize").disabled = false;
+  }
 }
 
 function slider(before, after, leftTag, rightTag) {
@@ -133,6 +227,7 @@ async function init() {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); pick(e.dataTransfer.files); });
   $("form").addEventListener("submit", colorize);
+  $("recolorize").addEventListener("click", recolorize);
   document.body.dataset.ready = "true";
 }
 
