@@ -5,7 +5,10 @@ Any input (files or folders, recursive; colour photos are turned gray first; gra
 sharpness: the model runs at its training scale and only its ab is upsampled
 (:class:`colorlab.inference.pipeline.Colorizer`). Several models give one output each plus a labelled
 ``gray | model A | model B`` strip. A bad file is reported and skipped. No file is ever overwritten: when a
-name is taken, ``name-1.ext`` is written instead and the command says so.
+name is taken, ``name-1.ext`` is written instead and the command says so. A film (``.mp4``, ``.mov``, ``.mkv``,
+``.webm``, ``.avi``) is colorized frame by frame with the same pipeline, stabilised along optical flow
+(``--stabilize-strength``, ``--stabilize-window``, ``--no-stabilize``) and written with its audio
+(:mod:`colorlab.inference.films`).
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ from pathlib import Path
 
 import torch
 
-from colorlab.inference.folders import colorize_files
+from colorlab.inference.films import FilmModel, colorize_films, colorizer_function
+from colorlab.inference.folders import ColorizeReport, colorize_files
 from colorlab.inference.onnx_runtime import onnx_colorizer
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
+from colorlab.inference.stabilize import DEFAULT_STRENGTH, DEFAULT_WINDOW
+from colorlab.inference.video import MAX_MINUTES, is_video
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``colorize`` command's options."""
     parser = argparse.ArgumentParser(prog="python -m colorlab colorize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) and/or films")
     parser.add_argument(
         "--ckpt", action="append", default=[], type=Path, help="a model checkpoint (repeatable)"
     )
@@ -48,7 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_film_arguments(parser)
     return parser
+
+
+def add_film_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options for films (shared with ``restore-colorize-upscale``)."""
+    films = parser.add_argument_group("films")
+    films.add_argument("--stabilize-strength", type=float, default=DEFAULT_STRENGTH,
+                       help="weight of the colour carried from one frame back, 0-1 (default %(default)s)")  # fmt: skip
+    films.add_argument("--stabilize-window", type=int, default=DEFAULT_WINDOW,
+                       help="how many previous frames carry colour forward (default %(default)s)")  # fmt: skip
+    films.add_argument("--no-stabilize", action="store_true", help="colorize every frame on its own")
+    films.add_argument("--max-minutes", type=float, default=MAX_MINUTES,
+                       help="refuse longer films, checked before decoding (default %(default)g)")  # fmt: skip
+
+
+def film_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`colorize_films` the film options give."""
+    window = 0 if args.no_stabilize else args.stabilize_window
+    return {"strength": args.stabilize_strength, "window": window, "max_minutes": args.max_minutes,
+            "progress": not args.no_progress}  # fmt: skip
 
 
 def checkpoints_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:
@@ -81,8 +107,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"model {c.name}: {c.path} ({type(c.module).__name__}, runs at {c.describe()})",
                 file=sys.stderr,
             )
-        report = colorize_files(args.inputs, colorizers, args.output, args.format, args.max_megapixels,
-                                progress=not args.no_progress)  # fmt: skip
+        films = [item for item in args.inputs if is_video(item)]
+        pictures = [item for item in args.inputs if not is_video(item)]
+        report = ColorizeReport()
+        if pictures:
+            report = colorize_files(pictures, colorizers, args.output, args.format, args.max_megapixels,
+                                    progress=not args.no_progress)  # fmt: skip
+        if films:
+            models = [FilmModel(c.name, colorizer_function(c)) for c in colorizers]
+            done = colorize_films(films, models, args.output, **film_options(args))
+            report.written += done.written
+            report.renamed.update(done.renamed)
+            report.failed.update(done.failed)
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(report.summary(args.output), file=sys.stderr)

@@ -1,0 +1,70 @@
+"""Optical flow between video frames: OpenCV's DIS flow on L (no weights), backward warping, occlusion masks.
+
+Convention: ``flow = dis_flow(a, b)`` gives, for every pixel ``x`` of ``a``, the displacement to where that
+content sits in ``b``: ``a(x) ~ b(x + flow(x))``. So ``warp(b, flow)`` brings ``b`` into ``a``'s pixels.
+A pixel is trusted (``consistent_mask``) when the flow back from ``b`` returns it home (Sundaram et al. 2010's
+forward-backward check) and lands inside the frame: occluded and disoccluded pixels fail it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+# Forward-backward check: |f_ab(x) + f_ba(x + f_ab(x))|^2 < ALPHA (|f_ab|^2 + |f_ba|^2) + BETA (Sundaram et al.).
+ALPHA, BETA = 0.01, 0.5
+
+
+def gray_u8(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB ``(H, W, 3)`` -> uint8 luma ``(H, W)`` (what the flow is computed on)."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def dis_flow(a: np.ndarray, b: np.ndarray, preset: str = "fast", max_side: int | None = None) -> np.ndarray:
+    """DIS optical flow from uint8 gray ``a`` to ``b`` ``(H, W)`` -> ``(H, W, 2)`` float32 in pixels of ``a``.
+
+    ``max_side`` caps the shorter side the flow is computed at (then upsampled): flow is smooth, and the
+    cost of DIS grows with the pixel count.
+    """
+    if a.shape != b.shape or a.ndim != 2 or a.dtype != np.uint8:
+        raise ValueError(f"expected two uint8 gray frames of one size, got {a.shape} {a.dtype} and {b.shape}")
+    height, width = a.shape
+    scale = 1.0 if max_side is None else min(1.0, max_side / min(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        a, b = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (a, b))
+    dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+    flow = dis.calc(a, b, None)
+    if scale < 1.0:
+        flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
+        flow[..., 0] *= width / a.shape[1]
+        flow[..., 1] *= height / a.shape[0]
+    return flow
+
+
+def _grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    height, width = flow.shape[:2]
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return xs + flow[..., 0], ys + flow[..., 1]
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``image`` ``(H, W[, C])`` sampled at ``x + flow(x)`` (bilinear; outside the frame: the nearest edge)."""
+    map_x, map_y = _grid(flow)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def consistent_mask(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
+    """Pixels of ``a`` whose flow to ``b`` is trusted: inside ``b`` and forward-backward consistent ``(H, W)`` bool."""
+    height, width = flow_ab.shape[:2]
+    map_x, map_y = _grid(flow_ab)
+    inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    back = cv2.remap(flow_ba, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    loop = ((flow_ab + back) ** 2).sum(-1)
+    bound = ALPHA * ((flow_ab**2).sum(-1) + (back**2).sum(-1)) + BETA
+    return inside & (loop < bound)
