@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
+from colorlab.commands.film_arguments import add_film_arguments, film_options
 from colorlab.inference.films import FilmModel, colorize_films, colorizer_function
 from colorlab.inference.folders import ColorizeReport, colorize_files
 from colorlab.inference.onnx_runtime import onnx_colorizer
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
-from colorlab.inference.stabilize import DEFAULT_STRENGTH, DEFAULT_WINDOW
-from colorlab.inference.video import MAX_MINUTES, is_video
+from colorlab.inference.video import is_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,25 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_film_arguments(parser)
     return parser
-
-
-def add_film_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options for films (shared with ``restore-colorize-upscale``)."""
-    films = parser.add_argument_group("films")
-    films.add_argument("--stabilize-strength", type=float, default=DEFAULT_STRENGTH,
-                       help="weight of the colour carried from one frame back, 0-1 (default %(default)s)")  # fmt: skip
-    films.add_argument("--stabilize-window", type=int, default=DEFAULT_WINDOW,
-                       help="how many previous frames carry colour forward (default %(default)s)")  # fmt: skip
-    films.add_argument("--no-stabilize", action="store_true", help="colorize every frame on its own")
-    films.add_argument("--max-minutes", type=float, default=MAX_MINUTES,
-                       help="refuse longer films, checked before decoding (default %(default)g)")  # fmt: skip
-
-
-def film_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of :func:`colorize_films` the film options give."""
-    window = 0 if args.no_stabilize else args.stabilize_window
-    return {"strength": args.stabilize_strength, "window": window, "max_minutes": args.max_minutes,
-            "progress": not args.no_progress}  # fmt: skip
 
 
 def checkpoints_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:

@@ -5,6 +5,8 @@ one restore+colorize checkpoint (``--ckpt``), or ``--restore-ckpt`` and ``--colo
 upscale stage is an upscaler checkpoint (``--upscale-ckpt``, tiled so memory stays bounded) or a plain
 bicubic ``--factor``. Every picture mode ``colorize`` reads works here; a bad file is reported and skipped,
 and no file is ever overwritten (a taken name gets ``-1``). ``photo.jpg`` comes back as ``OUT/photo_x2.jpg``.
+A film goes through the chain frame by frame, is stabilised and keeps its audio (``film.mp4`` ->
+``OUT/film_x2.mp4``; options as for ``colorize``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from pathlib import Path
 
 import torch
 
+from colorlab.commands.film_arguments import add_film_arguments, film_options
 from colorlab.inference.chain import Chain, chain_files, load_upscaler
+from colorlab.inference.films import FilmModel, colorize_films
+from colorlab.inference.folders import ColorizeReport
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer
 from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+from colorlab.inference.video import is_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_film_arguments(parser)
     return parser
 
 
@@ -87,8 +94,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         upscale = (f"{type(chain.upscaler).__name__} x{chain.scale}, tiles {args.tile} px + {args.overlap} px"
                    if chain.upscaler is not None else f"bicubic x{chain.scale}")  # fmt: skip
         print(f"upscale: {upscale}", file=sys.stderr)
-        report = chain_files(args.inputs, chain, args.output, args.format, args.max_megapixels,
-                             progress=not args.no_progress)  # fmt: skip
+        films = [item for item in args.inputs if is_video(item)]
+        pictures = [item for item in args.inputs if not is_video(item)]
+        report = ColorizeReport()
+        if pictures:
+            report = chain_files(pictures, chain, args.output, args.format, args.max_megapixels,
+                                 progress=not args.no_progress)  # fmt: skip
+        if films:
+            suffix = f"_x{chain.scale}" if chain.scale > 1 else ""
+            model = FilmModel("restore-colorize-upscale", chain, chain.scale, suffix)
+            done = colorize_films(films, [model], args.output, **film_options(args))
+            report.written += done.written
+            report.renamed.update(done.renamed)
+            report.failed.update(done.failed)
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(report.summary(args.output), file=sys.stderr)
