@@ -253,3 +253,19 @@ def transcode(
             raise
         finally:
             bar.close()
+
+
+def write_video(frames: Iterator[np.ndarray], target: Path, fps: Fraction | int) -> Path:
+    """Encode uint8 RGB frames (all of one size, no audio) to ``target`` or the next free name; returns it."""
+    writer = None
+    try:
+        for frame in frames:
+            writer = writer or VideoWriter(target, frame.shape[:2], Fraction(fps))
+            writer.write(frame)
+        if writer is None:
+            raise VideoError("no frames to write")
+        return writer.finish()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
