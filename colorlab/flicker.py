@@ -55,7 +55,9 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 def channel_histograms(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB ``(H, W, 3)`` -> ``(3, 256)`` per-channel pixel counts."""
-    return np.stack([np.bincount(rgb[..., c].ravel(), minlength=HISTOGRAM_BINS) for c in range(3)]).astype(np.float64)
+    return np.stack([np.bincount(rgb[..., c].ravel(), minlength=HISTOGRAM_BINS) for c in range(3)]).astype(
+        np.float64
+    )
 
 
 @dataclass
@@ -112,7 +114,9 @@ class FlickerMeter:
         for d in CDC_DISTANCES:
             if len(self._histograms) > d:
                 past = self._histograms[d]
-                self._divergences[d].append(np.mean([js_divergence(histograms[c], past[c]) for c in range(3)]))
+                self._divergences[d].append(
+                    np.mean([js_divergence(histograms[c], past[c]) for c in range(3)])
+                )
 
     def reset_sequence(self) -> None:
         """Forget the previous frames (between clips, so no pair spans two clips)."""

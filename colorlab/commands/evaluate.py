@@ -5,7 +5,8 @@ scale), its ab is upsampled and merged with the photo's own L (:class:`colorlab.
 and the result is scored against the photo. The trivial baselines are rows too: gray (ab = 0) always, and
 the training split's mean ab and L->ab lookup of the first checkpoint's run (its ``baselines.json``, else
 fitted from its config); the summary says whether each model beats the best of them ("learning: yes/no" on
-ΔE00). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray |
+ΔE00). A folder of clips (films) is evaluated for flicker instead (warp error, CDC, ΔE00 per frame vs
+stabilised: :mod:`colorlab.inference.film_evaluation`). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``results.json``, ``index.html`` (gray |
 models | truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from colorlab.commands.film_arguments import add_film_arguments
 from colorlab.inference.evaluation import (
     INCEPTION_FILE,
     SEMANTIC_NOTE,
@@ -29,6 +31,7 @@ from colorlab.inference.evaluation import (
     load_lpips,
     write_reports,
 )
+from colorlab.inference.film_evaluation import evaluate_clips, find_clips
 from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, model_names
 from colorlab.training.run_folder import RunFolder
@@ -54,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baselines-from", help="run folder whose training split fits the mean-ab and lookup "
                         "baselines (default: the first checkpoint's run)")  # fmt: skip
     parser.add_argument("--no-frechet", action="store_true", help="skip the Fréchet EfficientNet distance")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (clips)")
+    add_film_arguments(parser)
     return parser
 
 
@@ -64,6 +69,9 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     names = args.names or model_names(args.ckpt)
     if len(names) != len(args.ckpt):
         parser.error(f"{len(args.ckpt)} checkpoints but {len(names)} names")
+    clips = find_clips(args.data) if Path(args.data).is_dir() else []
+    if clips:
+        return evaluate_films(args, parser, names, clips[: args.limit])
     try:
         files = [path for path, _ in collect_inputs([args.data])][: args.limit]
         colorizers = [Colorizer.load(p, args.size, args.device, n) for p, n in zip(args.ckpt, names)]
@@ -99,4 +107,23 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     paths = write_reports(result, out, notes)
     print((out / "summary.md").read_text())
     print(f"report: {paths['html']}\nmetrics: {paths['csv']}")
+    return result
+
+
+def evaluate_films(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, names: list[str], clips: list[Path]
+) -> dict[str, Any]:
+    """A folder of clips: flicker per frame vs stabilised (the photo metrics need photos)."""
+    out = Path(args.out or Path("runs") / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        colorizers = [Colorizer.load(p, args.size, args.device, n) for p, n in zip(args.ckpt, names)]
+        window = 0 if args.no_stabilize else args.stabilize_window
+        result = evaluate_clips(colorizers, clips, out, args.stabilize_strength, window, args.max_minutes,
+                                progress=not args.no_progress)  # fmt: skip
+    except (FileNotFoundError, ValueError) as exc:  # VideoError is a ValueError
+        parser.exit(2, f"error: {exc}\n")
+    for path, reason in result["skipped"].items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print((out / "summary.md").read_text())
+    print(f"report: {out / 'summary.md'}\nstrip: {out / 'strip.png'}\nplot: {out / 'flicker.png'}")
     return result

@@ -33,7 +33,9 @@ class FilmModel:
     suffix: str = ""
 
 
-def colorizer_function(colorizer: Callable[[Sequence[Picture]], list[np.ndarray]]) -> Callable[[Picture], np.ndarray]:
+def colorizer_function(
+    colorizer: Callable[[Sequence[Picture]], list[np.ndarray]],
+) -> Callable[[Picture], np.ndarray]:
     """A batch colorizer (:class:`colorlab.inference.pipeline.Colorizer`) as a one-picture function."""
     return lambda picture: colorizer([picture])[0]
 
@@ -73,11 +75,15 @@ def colorize_films(
                 written = transcode(info, wanted, frame_function(model, stabilizer), model.scale, progress,
                                     desc=f"{film.name} ({model.name})")  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - one bad film (or a model failing on it) must not stop the rest
-                report.failed[film] = str(exc) if isinstance(exc, VideoError) else f"{type(exc).__name__}: {exc}"
+                report.failed[film] = (
+                    str(exc) if isinstance(exc, VideoError) else f"{type(exc).__name__}: {exc}"
+                )
                 log(f"error: {film}: {report.failed[film]}")
                 continue
             if stabilizer.cuts:
-                log(f"{film}: scene cuts at frames {', '.join(map(str, stabilizer.cuts))} (stabilisation reset)")
+                log(
+                    f"{film}: scene cuts at frames {', '.join(map(str, stabilizer.cuts))} (stabilisation reset)"
+                )
             report.written.append(written)
             if written != wanted:
                 report.renamed[wanted] = written

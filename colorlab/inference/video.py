@@ -135,7 +135,9 @@ def _count_packets(container: av.container.InputContainer, stream: av.VideoStrea
             known = packet.duration and packet.time_base
             pending = packet.duration * packet.time_base if known else None
     except av.FFmpegError as exc:
-        raise VideoError(f"damaged video after {frames} frames ({exc.strerror or type(exc).__name__})") from exc
+        raise VideoError(
+            f"damaged video after {frames} frames ({exc.strerror or type(exc).__name__})"
+        ) from exc
     return frames
 
 
@@ -161,7 +163,9 @@ class VideoWriter:
         audio: an input audio stream whose packets :meth:`mux_audio` will copy, or None.
     """
 
-    def __init__(self, target: Path, size: tuple[int, int], fps: Fraction, audio: av.AudioStream | None = None):
+    def __init__(
+        self, target: Path, size: tuple[int, int], fps: Fraction, audio: av.AudioStream | None = None
+    ):
         self.target = target
         target.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
