@@ -2,7 +2,8 @@
 
 * **Warp error.** For each pair of frames ``t, t+1`` the flow is computed once, on the *input* clip
   (:class:`InputFlow`), from ``t+1`` to ``t`` with DIS at its ``medium`` preset, with the forward-backward
-  occlusion mask ``M``. Then ``E(t) = sum_x M(x) |V_{t+1}(x) - warp(V_t)(x)|^2 / sum_x M(x)``, the squared
+  occlusion mask ``M`` (also excluding pixels whose warped input luma does not match; a pair across a scene
+  cut is skipped: :func:`colorlab.flow.trusted_flow`). Then ``E(t) = sum_x M(x) |V_{t+1}(x) - warp(V_t)(x)|^2 / sum_x M(x)``, the squared
   difference summed over channels, and the clip's warp error is the mean of ``E`` over its pairs. It is
   reported on sRGB in [0, 1] and on CIE ab (Lab units); the input's own warp error (interpolation and flow
   errors, no flicker at all) is the floor.
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from colorlab.color import rgb_to_lab
-from colorlab.flow import consistent_mask, dis_flow, gray_u8, warp
+from colorlab.flow import gray_u8, trusted_flow, warp
 
 CDC_DISTANCES = (1, 2, 4)
 HISTOGRAM_BINS = 256
@@ -76,14 +77,13 @@ class InputFlow:
         self._previous: np.ndarray | None = None
 
     def __call__(self, rgb: np.ndarray) -> FlowStep | None:
-        """The step from this frame back to the previous one (None for the first frame)."""
+        """The step from this frame back to the previous one (None for the first frame and across a cut)."""
         gray = gray_u8(rgb)
         previous, self._previous = self._previous, gray
         if previous is None:
             return None
-        back = dis_flow(gray, previous, self.preset)
-        forward = dis_flow(previous, gray, self.preset)
-        return FlowStep(back, consistent_mask(back, forward))
+        back, mask, cut = trusted_flow(gray, previous, self.preset)
+        return None if cut else FlowStep(back, mask)
 
 
 @dataclass

@@ -16,6 +16,11 @@ PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
+# A cut: half the luma histogram moved (total variation distance), or under a quarter of the pixels trusted.
+CUT_HISTOGRAM = 0.5
+CUT_TRUSTED = 0.25
+# A pixel whose warped luma differs by more than this (uint8) is treated as occluded too.
+LUMA_TOLERANCE = 24
 # Forward-backward check: |f_ab(x) + f_ba(x + f_ab(x))|^2 < ALPHA (|f_ab|^2 + |f_ba|^2) + BETA (Sundaram et al.).
 ALPHA, BETA = 0.01, 0.5
 
@@ -68,3 +73,28 @@ def consistent_mask(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
     loop = ((flow_ab + back) ** 2).sum(-1)
     bound = ALPHA * ((flow_ab**2).sum(-1) + (back**2).sum(-1)) + BETA
     return inside & (loop < bound)
+
+
+def histogram_distance(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
+    """Total variation distance between the histograms of two uint8 gray frames, in [0, 1]."""
+    ha, hb = (cv2.calcHist([x], [0], None, [bins], [0, 256]).ravel() / x.size for x in (a, b))
+    return float(0.5 * np.abs(ha - hb).sum())
+
+
+def trusted_flow(
+    a: np.ndarray, b: np.ndarray, preset: str = "fast", max_side: int | None = None
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Flow from gray ``a`` to ``b``, where it is trusted, and whether ``a`` and ``b`` lie across a scene cut.
+
+    Trusted: forward-backward consistent, inside ``b``, and ``b``'s warped luma within :data:`LUMA_TOLERANCE`
+    of ``a``'s. A cut: the histograms differ by over :data:`CUT_HISTOGRAM` or under :data:`CUT_TRUSTED` of
+    the pixels are trusted (then the mask is all False).
+    """
+    flow_ab = dis_flow(a, b, preset, max_side)
+    flow_ba = dis_flow(b, a, preset, max_side)
+    mask = consistent_mask(flow_ab, flow_ba)
+    mask &= np.abs(warp(b, flow_ab).astype(np.int16) - a.astype(np.int16)) <= LUMA_TOLERANCE
+    cut = histogram_distance(a, b) > CUT_HISTOGRAM or mask.mean() < CUT_TRUSTED
+    if cut:
+        mask[:] = False
+    return flow_ab, mask, cut

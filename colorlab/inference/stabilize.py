@@ -5,7 +5,7 @@ each new frame the :class:`Stabilizer`
 
 1. computes DIS optical flow on L between this frame and the previous one, both ways (:mod:`colorlab.flow`);
 2. trusts a pixel only where the two flows agree (occlusions fail the check), the warped previous L matches
-   this frame's L, and the flow stays inside the frame;
+   this frame's L, and the flow stays inside the frame (:func:`colorlab.flow.trusted_flow`);
 3. warps the ab predictions of the last ``window`` frames into this frame and averages them with this
    frame's own prediction, the one from ``j`` frames back weighted ``strength**j`` where trusted (0 where
    not), so colour that is new to the shot comes from the current prediction alone;
@@ -20,22 +20,16 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
 from colorlab.color import float_to_uint8, lab_to_rgb, rgb_to_lab
-from colorlab.flow import consistent_mask, dis_flow, gray_u8, warp
+from colorlab.flow import gray_u8, trusted_flow, warp
 
 DEFAULT_STRENGTH = 0.8
 DEFAULT_WINDOW = 6
 # Shorter side the flow is computed at: 480p films get full-resolution flow, larger ones a downscaled one.
 FLOW_SIDE = 480
-# A cut: half the L histogram moved (total variation distance), or under a quarter of pixels trusted.
-CUT_HISTOGRAM = 0.5
-CUT_TRUSTED = 0.25
-# A pixel whose warped previous L differs by more than this (uint8 luma) is treated as occluded.
-LUMA_TOLERANCE = 24
 
 
 def frame_lab(rgb: np.ndarray) -> np.ndarray:
@@ -48,12 +42,6 @@ def lab_frame(lab: np.ndarray) -> np.ndarray:
     """float32 CIE Lab ``(H, W, 3)`` -> uint8 RGB ``(H, W, 3)``, clipped to the sRGB gamut."""
     rgb = lab_to_rgb(torch.from_numpy(np.ascontiguousarray(lab)).permute(2, 0, 1))
     return float_to_uint8(rgb).permute(1, 2, 0).contiguous().numpy()
-
-
-def histogram_distance(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
-    """Total variation distance between the luma histograms of two uint8 frames, in [0, 1]."""
-    ha, hb = (cv2.calcHist([x], [0], None, [bins], [0, 256]).ravel() / x.size for x in (a, b))
-    return float(0.5 * np.abs(ha - hb).sum())
 
 
 @dataclass
@@ -96,8 +84,7 @@ class Stabilizer:
         gray = gray_u8(rgb)
         previous, self._previous = self._previous, gray
         if previous is not None and previous.shape == gray.shape:
-            trusted = self._carry(previous, gray)
-            if histogram_distance(previous, gray) > CUT_HISTOGRAM or trusted < CUT_TRUSTED:
+            if self._carry(previous, gray):
                 self._history.clear()
                 self.cuts.append(self._index)
         else:
@@ -114,16 +101,12 @@ class Stabilizer:
         lab[..., 1:] = total / weights[..., None]
         return lab_frame(lab)
 
-    def _carry(self, previous: np.ndarray, gray: np.ndarray) -> float:
-        """Warp the window into the current frame; returns the fraction of trusted pixels."""
-        to_previous = dis_flow(gray, previous, max_side=self.flow_side)
-        to_current = dis_flow(previous, gray, max_side=self.flow_side)
-        trust = consistent_mask(to_previous, to_current)
-        luma_error = np.abs(warp(previous, to_previous).astype(np.int16) - gray.astype(np.int16))
-        trust &= luma_error <= LUMA_TOLERANCE
+    def _carry(self, previous: np.ndarray, gray: np.ndarray) -> bool:
+        """Warp the window into the current frame (untrusted pixels get weight 0); returns whether it is a cut."""
+        to_previous, trust, cut = trusted_flow(gray, previous, max_side=self.flow_side)
         trust = trust.astype(np.float32)
         self._history = deque(
             ((warp(ab, to_previous), warp(weight, to_previous) * trust) for ab, weight in self._history),
             maxlen=self.window,
         )
-        return float(trust.mean())
+        return cut
