@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -38,8 +39,10 @@ _ENCODERS = {
     ".avi": ("mpeg4", {"qscale": "2"}),
 }
 _X264 = ("libx264", {"crf": "16", "preset": "fast"})
-# Packet durations may differ from 1/fps by container rounding (33 vs 34 ms at 29.97 fps in Matroska).
+# Timestamps may differ from k/fps by container rounding (33 vs 34 ms steps at 29.97 fps in Matroska).
 _VFR_TOLERANCE = 0.25
+# B-frames put packets at most a few places out of display order.
+_REORDER = 16
 
 FrameFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -107,7 +110,7 @@ def probe(path: str | os.PathLike, max_minutes: float = MAX_MINUTES) -> VideoInf
         raise VideoError("no frames in the video stream")
     if frames / fps > max_minutes * 60:
         raise VideoError(f"{float(frames / fps) / 60:.1f} minutes is over the {max_minutes:g} minute limit")
-    if declared is not None and frames / fps < declared - 1.0:
+    if declared is not None and frames + 2 < declared * fps:  # 2 frames of slack for header rounding
         raise VideoError(f"truncated: {frames} frames ({float(frames / fps):.1f} s) of the {declared:.1f} s "
                          "its header declares")  # fmt: skip
     return VideoInfo(path, width, height, Fraction(fps), frames, audio)
@@ -120,24 +123,36 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.VideoSt
 
 
 def _count_packets(container: av.container.InputContainer, stream: av.VideoStream, fps: Fraction) -> int:
-    """Video packets in the file (demuxed, not decoded); raises for a variable frame rate."""
-    frames, period, pending = 0, 1 / fps, None
+    """Video packets in the file (demuxed, not decoded); raises for a variable frame rate.
+
+    Packets come in decoding order; a small heap puts their timestamps back in display order (B-frames
+    reorder only a few), and every step between consecutive timestamps must be one frame period.
+    """
+    frames, period, pending, last = 0, 1 / fps, [], None
+
+    def check(time: Fraction) -> None:
+        if last is not None and abs(time - last - period) > _VFR_TOLERANCE * period:
+            raise VideoError(f"variable frame rate (a frame lasts {float(time - last) * 1e3:.1f} ms, not "
+                             f"{float(period) * 1e3:.1f} ms): convert it to a constant rate first, e.g. "
+                             "ffmpeg -i IN -fps_mode cfr OUT")  # fmt: skip
+
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
             frames += 1
-            # A packet is checked once the next one arrives: the last one's duration is often cut short.
-            if pending is not None and abs(pending - period) > _VFR_TOLERANCE * period:
-                raise VideoError(f"variable frame rate (a frame lasts {float(pending) * 1e3:.1f} ms, not "
-                                 f"{float(period) * 1e3:.1f} ms): convert it to a constant rate first, e.g. "
-                                 "ffmpeg -i IN -fps_mode cfr OUT")  # fmt: skip
-            known = packet.duration and packet.time_base
-            pending = packet.duration * packet.time_base if known else None
+            if packet.pts is not None and packet.time_base:
+                heapq.heappush(pending, packet.pts * packet.time_base)
+            if len(pending) > _REORDER:
+                time = heapq.heappop(pending)
+                check(time)
+                last = time
     except av.FFmpegError as exc:
-        raise VideoError(
-            f"damaged video after {frames} frames ({exc.strerror or type(exc).__name__})"
-        ) from exc
+        raise VideoError(f"damaged video after {frames} frames ({exc.strerror or type(exc).__name__})") from exc
+    while pending:
+        time = heapq.heappop(pending)
+        check(time)
+        last = time
     return frames
 
 
