@@ -61,7 +61,8 @@ def _grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``image`` ``(H, W[, C])`` sampled at ``x + flow(x)`` (bilinear; outside the frame: the nearest edge)."""
     map_x, map_y = _grid(flow)
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return warped.reshape(image.shape)  # OpenCV drops a single trailing channel
 
 
 def consistent_mask(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:

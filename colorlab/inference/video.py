@@ -148,7 +148,9 @@ def _count_packets(container: av.container.InputContainer, stream: av.VideoStrea
                 check(time)
                 last = time
     except av.FFmpegError as exc:
-        raise VideoError(f"damaged video after {frames} frames ({exc.strerror or type(exc).__name__})") from exc
+        raise VideoError(
+            f"damaged video after {frames} frames ({exc.strerror or type(exc).__name__})"
+        ) from exc
     while pending:
         time = heapq.heappop(pending)
         check(time)
