@@ -7,7 +7,7 @@ ARGS ?=
 COLORLAB_DATA ?= $(abspath ../shared/data/photos)
 export COLORLAB_DATA
 
-.PHONY: help install quickstart experiment resume smoke test test-all lint bench results sweep serve
+.PHONY: help install quickstart experiment resume smoke test test-all lint bench bench-video results sweep serve
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: ## ruff
 
 bench: ## throughput of Lab conversion, a training step, full-res colorize (vs targets) and loader images/s, shards vs folder
 	$(PYTHON) scripts/bench.py
+
+bench-video: ## the film part of bench alone: make bench-video ARGS="--ckpt runs/unet_effnet/.../best.ckpt"
+	$(PYTHON) scripts/bench_video.py $(ARGS)
 
 results: ## one headline run per approach family (10 min each, one at a time, ~2 h on 2 cores): docs/results.md, grid, val curves
 	$(PYTHON) scripts/results.py
