@@ -26,7 +26,7 @@ from typing import Any
 
 from colorlab.data.datamodule import DATA_ENV
 from colorlab.inference.clips import write_clips
-from colorlab.inference.films import FilmModel, colorizer_function, frame_function
+from colorlab.inference.films import colorizer_film
 from colorlab.inference.pipeline import Colorizer
 from colorlab.inference.stabilize import DEFAULT_STRENGTH, DEFAULT_WINDOW, Stabilizer
 from colorlab.inference.video import probe, transcode
@@ -47,9 +47,9 @@ def make_clip(photos: Path, folder: Path, frames_per_shot: int) -> Path:
 def loop_seconds(clip: Path, colorizer: Colorizer, stabilize: bool, out: Path) -> float:
     """Seconds for the film loop (decode, colorize, [stabilise], encode) over the whole clip."""
     window = DEFAULT_WINDOW if stabilize else 0
-    model = FilmModel(colorizer.name, colorizer_function(colorizer))
+    frames = colorizer_film(colorizer).frames(Stabilizer(DEFAULT_STRENGTH, window))
     start = time.perf_counter()
-    transcode(probe(clip), out, frame_function(model, Stabilizer(DEFAULT_STRENGTH, window)), progress=False)
+    transcode(probe(clip), out, frames, progress=False)
     return time.perf_counter() - start
 
 

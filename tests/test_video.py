@@ -17,7 +17,7 @@ import pytest
 from colorlab.data.clips import Shot, camera, clip_frames
 from colorlab.flicker import FlickerMeter, InputFlow, js_divergence, masked_warp_error
 from colorlab.flow import trusted_flow
-from colorlab.inference.films import FilmModel, colorize_films
+from colorlab.inference.films import colorize_films, picture_film
 from colorlab.inference.stabilize import Stabilizer, frame_lab
 from colorlab.inference.video import VideoError, probe, read_frames, transcode
 
@@ -308,7 +308,7 @@ def bad_films(folder: Path) -> dict[str, tuple[Path, str]]:
 
 def test_bad_films_give_a_clear_message_and_no_output(tmp_path):
     expected = bad_films(tmp_path / "in")
-    report = colorize_films([tmp_path / "in" / name for name in expected], [FilmModel("m", identity)],
+    report = colorize_films([tmp_path / "in" / name for name in expected], [picture_film("m", identity)],
                             tmp_path / "out", progress=False, log=lambda m: None)  # fmt: skip
     for name, message in expected.items():
         reason = report.failed[tmp_path / "in" / name]
@@ -327,7 +327,7 @@ def test_taken_name_is_never_overwritten_and_a_failure_leaves_nothing(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "film.mp4").write_bytes(b"precious")
-    report = colorize_films([source], [FilmModel("m", identity)], out, progress=False, log=lambda m: None)
+    report = colorize_films([source], [picture_film("m", identity)], out, progress=False, log=lambda m: None)
     assert report.written == [out / "film-1.mp4"] and (out / "film.mp4").read_bytes() == b"precious"
     assert probe(out / "film-1.mp4").frames == 8
 
@@ -339,7 +339,9 @@ def test_taken_name_is_never_overwritten_and_a_failure_leaves_nothing(tmp_path):
             raise RuntimeError("model crashed")
         return picture.rgb
 
-    report = colorize_films([source], [FilmModel("m", fails_midway)], out, progress=False, log=lambda m: None)
+    report = colorize_films(
+        [source], [picture_film("m", fails_midway)], out, progress=False, log=lambda m: None
+    )
     assert "model crashed" in report.failed[source]
     assert sorted(p.name for p in files_in(out)) == ["film-1.mp4", "film.mp4"], (
         "no partial film, no temp file"

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from colorlab.commands.film_arguments import add_film_arguments, film_options
-from colorlab.inference.films import FilmModel, colorize_films, colorizer_function
+from colorlab.inference.films import colorize_films, colorizer_film
 from colorlab.inference.folders import ColorizeReport, colorize_files
 from colorlab.inference.onnx_runtime import onnx_colorizer
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             report = colorize_files(pictures, colorizers, args.output, args.format, args.max_megapixels,
                                     progress=not args.no_progress)  # fmt: skip
         if films:
-            models = [FilmModel(c.name, colorizer_function(c)) for c in colorizers]
+            models = [colorizer_film(c) for c in colorizers]
             done = colorize_films(films, models, args.output, **film_options(args))
             report.written += done.written
             report.renamed.update(done.renamed)

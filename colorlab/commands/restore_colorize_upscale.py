@@ -20,7 +20,7 @@ import torch
 
 from colorlab.commands.film_arguments import add_film_arguments, film_options
 from colorlab.inference.chain import Chain, chain_files, load_upscaler
-from colorlab.inference.films import FilmModel, colorize_films
+from colorlab.inference.films import colorize_films, picture_film
 from colorlab.inference.folders import ColorizeReport
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  progress=not args.no_progress)  # fmt: skip
         if films:
             suffix = f"_x{chain.scale}" if chain.scale > 1 else ""
-            model = FilmModel("restore-colorize-upscale", chain, chain.scale, suffix)
+            model = picture_film("restore-colorize-upscale", chain, chain.scale, suffix)
             done = colorize_films(films, [model], args.output, **film_options(args))
             report.written += done.written
             report.renamed.update(done.renamed)

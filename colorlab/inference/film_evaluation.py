@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from colorlab.color import rgb_to_lab
 from colorlab.flicker import FlickerMeter, InputFlow
+from colorlab.inference.films import predict_frame, stabilize_prediction
 from colorlab.inference.folders import comparison_strip
 from colorlab.inference.pictures import Picture
 from colorlab.inference.pipeline import Colorizer, gray_picture
@@ -122,10 +123,13 @@ def evaluate_clip(
         step = flow(frame)
         picture = Picture(frame, None, "png")
         outputs = {GRAY_ROW: gray_picture(picture)}
-        for colorizer in colorizers:
-            per_frame = colorizer([picture])[0]
-            outputs[colorizer.name] = per_frame
-            outputs[f"{colorizer.name} {STABILISED}"] = stabilizers[colorizer.name](per_frame)
+        for colorizer in colorizers:  # one prediction, merged as it is and stabilised (what colorize writes)
+            L_out, ab, luma = predict_frame(colorizer, picture)
+            outputs[colorizer.name] = colorizer.full_resolution(picture, L_out, ab).numpy()
+            steady = stabilize_prediction(stabilizers[colorizer.name], ab, luma)
+            outputs[f"{colorizer.name} {STABILISED}"] = colorizer.full_resolution(
+                picture, L_out, steady
+            ).numpy()
         if colour:
             outputs[TRUTH_ROW] = frame
         for row, rgb in outputs.items():

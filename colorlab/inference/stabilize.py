@@ -11,6 +11,9 @@ each new frame the :class:`Stabilizer`
    not), so colour that is new to the shot comes from the current prediction alone;
 4. keeps this frame's own L: only ab changes, and detail stays the frame's own.
 
+``colorize`` runs this on the model's own ab at the model's size (L of the model input for the flow), before
+the full-resolution merge: ab is that smooth anyway, and the flow is ~10x cheaper than at 480p.
+
 A scene cut (L histograms far apart, or too few trusted pixels) empties the window: no colour crosses a cut.
 The window holds ``window`` ab frames, so memory does not grow with the film's length.
 """
@@ -77,11 +80,21 @@ class Stabilizer:
 
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """One colorized uint8 RGB frame ``(H, W, 3)`` -> the stabilised frame (same L, steadier ab)."""
+        """One colorized uint8 RGB frame ``(H, W, 3)`` -> the stabilised frame (same L, steadier ab).
+
+        Works on any colorized frame (the restore / colorize / upscale chain's too); ``colorize`` stabilises
+        the model's own ab before the full-resolution merge instead (:meth:`ab`), which is cheaper.
+        """
         if not self.active:
             return rgb
         lab = frame_lab(rgb)
-        gray = gray_u8(rgb)
+        lab[..., 1:] = self.ab(np.ascontiguousarray(lab[..., 1:]), gray_u8(rgb))
+        return lab_frame(lab)
+
+    def ab(self, ab: np.ndarray, gray: np.ndarray) -> np.ndarray:
+        """One frame's predicted ab ``(h, w, 2)`` float32 (any units) and its uint8 luma ``(h, w)`` -> steadier ab."""
+        if not self.active:
+            return ab
         previous, self._previous = self._previous, gray
         if previous is not None and previous.shape == gray.shape:
             if self._carry(previous, gray):
@@ -90,7 +103,6 @@ class Stabilizer:
         else:
             self._history.clear()
         self._index += 1
-        ab = lab[..., 1:].copy()
         weights = np.ones(gray.shape, np.float32)
         total = ab.copy()
         for back, (past_ab, trust) in enumerate(self._history, start=1):
@@ -98,8 +110,7 @@ class Stabilizer:
             total += weight[..., None] * past_ab
             weights += weight
         self._history.appendleft((ab, np.ones(gray.shape, np.float32)))
-        lab[..., 1:] = total / weights[..., None]
-        return lab_frame(lab)
+        return total / weights[..., None]
 
     def _carry(self, previous: np.ndarray, gray: np.ndarray) -> bool:
         """Warp the window into the current frame (untrusted pixels get weight 0); returns whether it is a cut."""
