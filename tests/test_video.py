@@ -13,11 +13,13 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from colorlab.data.clips import Shot, camera, clip_frames
 from colorlab.flicker import FlickerMeter, InputFlow, js_divergence, masked_warp_error
 from colorlab.flow import trusted_flow
-from colorlab.inference.films import colorize_films, picture_film
+from colorlab.inference.films import colorize_films, colorizer_film, picture_film
+from colorlab.inference.pipeline import Colorizer
 from colorlab.inference.stabilize import Stabilizer, frame_lab
 from colorlab.inference.video import VideoError, probe, read_frames, transcode
 
@@ -395,3 +397,30 @@ def test_evaluate_command_on_a_folder_of_clips(ckpt, tmp_path):
     assert rows["truth (floor)"]["delta_e00"] == pytest.approx(0.0, abs=1e-3)
     for f in ("summary.md", "metrics.csv", "results.json", "strip.png", "flicker.png"):
         assert (tmp_path / "eval" / f).is_file(), f
+
+
+class _FlickeringModel(torch.nn.Module):
+    """ab follows L (so it moves with the scene) plus a random global shift per frame: frame-by-frame flicker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.rng = torch.Generator().manual_seed(0)
+
+    def predict_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shift = torch.randn(1, 2, 1, 1, generator=self.rng) * 0.1
+        return L, torch.cat([0.3 * L, -0.2 * L], 1) + shift + self.weight
+
+
+def test_colorize_stabilises_the_models_ab_before_the_merge():
+    truth = panning_frames(16, (64, 80), step=2)
+    colorizer = Colorizer(_FlickeringModel(), side=None)
+    film = colorizer_film(colorizer)
+    plain = [film.frames(Stabilizer(window=0))(rgb) for rgb in truth]
+    colorizer.module.rng.manual_seed(0)  # the same predictions again
+    steady_frames = film.frames(Stabilizer(strength=0.8, window=6))
+    steady = [steady_frames(rgb) for rgb in truth]
+    before, after = ab_warp_error(plain, truth), ab_warp_error(steady, truth)
+    assert after < 0.5 * before, (before, after)
+    l_in, l_out = frame_lab(truth[5])[..., 0], frame_lab(steady[5])[..., 0]
+    assert np.abs(l_in - l_out).mean() < 1.0, "the frame keeps its own L"
