@@ -21,7 +21,7 @@ from colorlab.flow import trusted_flow
 from colorlab.inference.films import colorize_films, colorizer_film, picture_film
 from colorlab.inference.pipeline import Colorizer
 from colorlab.inference.stabilize import Stabilizer, frame_lab
-from colorlab.inference.video import VideoError, probe, read_frames, transcode
+from colorlab.inference.video import VideoError, probe, read_frames, transcode, write_video
 
 # ---- helpers ------------------------------------------------------------------------------------------
 
@@ -122,6 +122,15 @@ class Alive:
     def count(self) -> int:
         gc.collect()
         return sum(ref() is not None for ref in self.refs)
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".avi", ".mov", ".mkv"])
+def test_every_container_keeps_an_odd_size_and_the_frame_count(tmp_path, suffix):
+    frames = panning_frames(5, (21, 33))
+    written = write_video(iter(frames), tmp_path / f"clip{suffix}", 25)
+    info = probe(written)
+    assert (info.width, info.height, info.frames, info.fps) == (33, 21, 5, 25)
+    assert sum(1 for _ in read_frames(written)) == 5
 
 
 def _most_frames_alive(source: Path, out: Path, window: int = 2) -> tuple[int, int]:

@@ -34,10 +34,8 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 MAX_MINUTES = 180.0
 MIN_SIDE = 16
 # Encoder per container suffix: (codec, options). x264 at crf 16 is visually lossless for colour work.
-_ENCODERS = {
-    ".webm": ("libvpx-vp9", {"crf": "24", "b": "0", "deadline": "realtime", "cpu-used": "8"}),
-    ".avi": ("mpeg4", {"qscale": "2"}),
-}
+# (H.264 in AVI too: FFmpeg writes and reads it, and MPEG-4 Part 2 cannot keep an odd size.)
+_ENCODERS = {".webm": ("libvpx-vp9", {"crf": "24", "b": "0", "deadline": "realtime", "cpu-used": "8"})}
 _X264 = ("libx264", {"crf": "16", "preset": "fast"})
 # Timestamps may differ from k/fps by container rounding (33 vs 34 ms steps at 29.97 fps in Matroska).
 _VFR_TOLERANCE = 0.25
@@ -187,14 +185,18 @@ class VideoWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
         self.container = av.open(str(self.temporary), "w")
-        codec, options = _ENCODERS.get(target.suffix.lower(), _X264)
-        self.video = self.container.add_stream(codec, rate=fps)
-        self.video.height, self.video.width = size
-        # 4:2:0 halves chroma in both directions, so it needs even sides; 4:4:4 keeps an odd size exactly.
-        even = size[0] % 2 == 0 and size[1] % 2 == 0
-        self.video.pix_fmt = "yuv420p" if even else "yuv444p"
-        self.video.options = options
-        self.audio = self.container.add_stream_from_template(audio) if audio is not None else None
+        try:
+            codec, options = _ENCODERS.get(target.suffix.lower(), _X264)
+            self.video = self.container.add_stream(codec, rate=fps)
+            self.video.height, self.video.width = size
+            # 4:2:0 halves chroma in both directions, so it needs even sides; 4:4:4 keeps an odd size exactly.
+            even = size[0] % 2 == 0 and size[1] % 2 == 0
+            self.video.pix_fmt = "yuv420p" if even else "yuv444p"
+            self.video.options = options
+            self.audio = self.container.add_stream_from_template(audio) if audio is not None else None
+        except (av.FFmpegError, ValueError) as exc:
+            self.abort()
+            raise VideoError(f"cannot write {target.name}: {exc}") from exc
         self.frames = 0
 
     def write(self, rgb: np.ndarray) -> None:
