@@ -399,7 +399,13 @@ def test_evaluate_command_on_a_folder_of_clips(ckpt, tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()
     write_clip(clips / "a.mp4", panning_frames(8, (48, 64), step=2), audio=False)
+    gray = [
+        np.repeat(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[..., None], 3, 2) for f in panning_frames(6, (48, 64))
+    ]
+    write_clip(clips / "b_old_film.mp4", gray, audio=False)
     result = main(["--ckpt", str(ckpt), "--data", str(clips), "-o", str(tmp_path / "eval"), "--no-progress"])
+    old_film = result["clips"][str(clips / "b_old_film.mp4")]
+    assert "truth (floor)" not in old_film and math.isnan(old_film["gray input (floor)"]["delta_e00"])
     rows = result["mean"]
     name = next(r for r in rows if r.endswith("stabilised")).removesuffix(" stabilised")
     assert {"gray input (floor)", "truth (floor)", name} <= set(rows)

@@ -170,7 +170,7 @@ def evaluate_clips(
             series[row]["warp_ab"] += [math.nan, *scores.meter.ab_errors]  # no pair across clips
     if first is None:
         raise VideoError("no readable clips: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    rows = list(next(iter(per_clip.values())))
+    rows = list(dict.fromkeys(row for clip in per_clip.values() for row in clip))  # gray films have no truth row
     means = {row: {c: float(np.nanmean([clip[row][c] for clip in per_clip.values() if row in clip]))
                    for c in COLUMNS} for row in rows}  # fmt: skip
     results = {"clips": per_clip, "mean": means, "skipped": skipped, "stabilize": {"strength": strength,
