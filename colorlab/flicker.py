@@ -29,10 +29,10 @@ CDC_DISTANCES = (1, 2, 4)
 HISTOGRAM_BINS = 256
 
 
-def frame_ab(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``(H, W, 3)`` -> CIE ab ``(H, W, 2)`` float32 (Lab units), with :mod:`colorlab.color`."""
+def frame_lab(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB ``(H, W, 3)`` -> float32 CIE Lab ``(H, W, 3)`` (L in [0, 100]), with :mod:`colorlab.color`."""
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
-    return rgb_to_lab(tensor)[1:].permute(1, 2, 0).contiguous().numpy()
+    return rgb_to_lab(tensor).permute(1, 2, 0).contiguous().numpy()
 
 
 def masked_warp_error(current: np.ndarray, previous: np.ndarray, flow: np.ndarray, mask: np.ndarray) -> float:
@@ -104,7 +104,7 @@ class FlickerMeter:
 
     def update(self, rgb: np.ndarray, step: FlowStep | None) -> None:
         """Add one uint8 RGB output frame ``(H, W, 3)``; ``step`` is the input's flow to its previous frame."""
-        current = (rgb.astype(np.float32) / 255.0, frame_ab(rgb))
+        current = (rgb.astype(np.float32) / 255.0, np.ascontiguousarray(frame_lab(rgb)[..., 1:]))
         if self._previous is not None and step is not None:
             self.rgb_errors.append(masked_warp_error(current[0], self._previous[0], step.flow, step.mask))
             self.ab_errors.append(masked_warp_error(current[1], self._previous[1], step.flow, step.mask))

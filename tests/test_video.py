@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from colorlab.data.clips import Shot, camera, clip_frames
-from colorlab.flicker import FlickerMeter, InputFlow, js_divergence, masked_warp_error
+from colorlab.flicker import FlickerMeter, InputFlow, frame_lab, js_divergence, masked_warp_error
 from colorlab.flow import trusted_flow
 from colorlab.inference.films import colorize_films, colorizer_film, picture_film
 from colorlab.inference.pipeline import Colorizer
-from colorlab.inference.stabilize import Stabilizer, frame_lab
+from colorlab.inference.stabilize import Stabilizer
 from colorlab.inference.video import VideoError, probe, read_frames, transcode, write_video
 
 # ---- helpers ------------------------------------------------------------------------------------------

@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from colorlab.color import rgb_to_lab
-from colorlab.flicker import FlickerMeter, InputFlow
+from colorlab.flicker import FlickerMeter, InputFlow, frame_lab
 from colorlab.inference.films import predict_frame, stabilize_prediction
 from colorlab.inference.folders import comparison_strip
 from colorlab.inference.pictures import Picture
@@ -75,7 +74,7 @@ class MethodScores:
         self.meter.update(rgb, step)
         if truth_lab is None:
             return
-        lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0)
+        lab = torch.from_numpy(frame_lab(rgb)).permute(2, 0, 1)
         self.delta_e00.append(float(delta_e_ciede2000(lab, truth_lab).mean()))
         mse = float(((rgb.astype(np.float32) - truth.astype(np.float32)) ** 2).mean()) / 255.0**2
         self.psnr.append(10 * math.log10(1 / mse) if mse > 0 else float("inf"))
@@ -93,8 +92,8 @@ class MethodScores:
 
 
 def _is_colour(rgb: np.ndarray) -> bool:
-    lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0)
-    return float(lab[1:].norm(dim=0).quantile(0.99)) > COLOUR_CHROMA
+    chroma = np.linalg.norm(frame_lab(rgb)[..., 1:], axis=-1)
+    return float(np.quantile(chroma, 0.99)) > COLOUR_CHROMA
 
 
 @torch.inference_mode()
@@ -119,7 +118,7 @@ def evaluate_clip(
     for index, frame in enumerate(tqdm(read_frames(path), total=info.frames, desc=path.name, unit="frame",
                                        disable=not progress)):  # fmt: skip
         colour = _is_colour(frame) if colour is None else colour
-        truth_lab = rgb_to_lab(torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0) if colour else None
+        truth_lab = torch.from_numpy(frame_lab(frame)).permute(2, 0, 1) if colour else None
         step = flow(frame)
         picture = Picture(frame, None, "png")
         outputs = {GRAY_ROW: gray_picture(picture)}
@@ -170,7 +169,9 @@ def evaluate_clips(
             series[row]["warp_ab"] += [math.nan, *scores.meter.ab_errors]  # no pair across clips
     if first is None:
         raise VideoError("no readable clips: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    rows = list(dict.fromkeys(row for clip in per_clip.values() for row in clip))  # gray films have no truth row
+    rows = list(
+        dict.fromkeys(row for clip in per_clip.values() for row in clip)
+    )  # gray films have no truth row
     means = {row: {c: float(np.nanmean([clip[row][c] for clip in per_clip.values() if row in clip]))
                    for c in COLUMNS} for row in rows}  # fmt: skip
     results = {"clips": per_clip, "mean": means, "skipped": skipped, "stabilize": {"strength": strength,

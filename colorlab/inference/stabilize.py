@@ -26,19 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from colorlab.color import float_to_uint8, lab_to_rgb, rgb_to_lab
+from colorlab.color import float_to_uint8, lab_to_rgb
+from colorlab.flicker import frame_lab
 from colorlab.flow import gray_u8, trusted_flow, warp
 
 DEFAULT_STRENGTH = 0.8
 DEFAULT_WINDOW = 6
 # Shorter side the flow is computed at: 480p films get full-resolution flow, larger ones a downscaled one.
 FLOW_SIDE = 480
-
-
-def frame_lab(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``(H, W, 3)`` -> float32 CIE Lab ``(H, W, 3)`` (L in [0, 100]), with :mod:`colorlab.color`."""
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
-    return rgb_to_lab(tensor).permute(1, 2, 0).contiguous().numpy()
 
 
 def lab_frame(lab: np.ndarray) -> np.ndarray:
