@@ -26,9 +26,10 @@ from typing import Any
 
 from colorlab.data.datamodule import DATA_ENV
 from colorlab.inference.clips import write_clips
+from colorlab.inference.film_options import DEFAULT_STRENGTH, DEFAULT_WINDOW
 from colorlab.inference.films import colorizer_film
 from colorlab.inference.pipeline import Colorizer
-from colorlab.inference.stabilize import DEFAULT_STRENGTH, DEFAULT_WINDOW, Stabilizer
+from colorlab.inference.stabilize import Stabilizer
 from colorlab.inference.video import probe, transcode
 
 REPO = Path(__file__).resolve().parents[1]

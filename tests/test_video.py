@@ -439,3 +439,14 @@ def test_colorize_stabilises_the_models_ab_before_the_merge():
     assert after < 0.5 * before, (before, after)
     l_in, l_out = frame_lab(truth[5])[..., 0], frame_lab(steady[5])[..., 0]
     assert np.abs(l_in - l_out).mean() < 1.0, "the frame keeps its own L"
+
+
+def test_photo_commands_start_without_the_video_extra():
+    """PyAV and OpenCV are the optional ``video`` extra: the photo commands must not import them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, colorlab.commands.colorize, colorlab.commands.evaluate, colorlab.commands.data, "
+            "colorlab.commands.restore_colorize_upscale; print('av' in sys.modules, 'cv2' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import torch
 
-from colorlab.commands.film_arguments import add_film_arguments, film_options
-from colorlab.inference.films import colorize_films, colorizer_film
+from colorlab.commands.film_arguments import add_film_arguments, film_options, film_tools
+from colorlab.inference.film_options import is_video
 from colorlab.inference.folders import ColorizeReport, colorize_files
 from colorlab.inference.onnx_runtime import onnx_colorizer
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
-from colorlab.inference.video import is_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             report = colorize_files(pictures, colorizers, args.output, args.format, args.max_megapixels,
                                     progress=not args.no_progress)  # fmt: skip
         if films:
-            models = [colorizer_film(c) for c in colorizers]
-            done = colorize_films(films, models, args.output, **film_options(args))
+            tools = film_tools()
+            models = [tools.colorizer_film(c) for c in colorizers]
+            done = tools.colorize_films(films, models, args.output, **film_options(args))
             report.written += done.written
             report.renamed.update(done.renamed)
             report.failed.update(done.failed)

@@ -7,8 +7,7 @@ import argparse
 import time
 
 from colorlab.data.streaming import pack_folder
-from colorlab.inference.clips import write_clips
-from colorlab.inference.video import VideoError
+from colorlab.inference.film_options import MISSING_EXTRA
 
 
 def main(argv: list[str]) -> None:
@@ -31,9 +30,13 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.command == "clips":
         try:
+            from colorlab.inference.clips import write_clips
+        except ImportError as exc:
+            parser.exit(2, f"error: {MISSING_EXTRA} ({exc})\n")
+        try:
             width, height = (int(n) for n in args.size.lower().split("x"))
             written = write_clips(args.source, args.output, args.count, args.frames, (height, width), args.fps)
-        except (ValueError, VideoError) as exc:
+        except ValueError as exc:  # VideoError is a ValueError
             parser.exit(2, f"error: {exc}\n")
         print(f"wrote {len(written)} clips to {args.output}")
         return

@@ -31,7 +31,7 @@ from colorlab.inference.evaluation import (
     load_lpips,
     write_reports,
 )
-from colorlab.inference.film_evaluation import evaluate_clips, find_clips
+from colorlab.inference.film_options import MISSING_EXTRA, find_clips
 from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, model_names
 from colorlab.training.run_folder import RunFolder
@@ -115,6 +115,10 @@ def evaluate_films(
 ) -> dict[str, Any]:
     """A folder of clips: flicker per frame vs stabilised (the photo metrics need photos)."""
     out = Path(args.out or Path("runs") / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        from colorlab.inference.film_evaluation import evaluate_clips
+    except ImportError as exc:
+        parser.exit(2, f"error: {MISSING_EXTRA} ({exc})\n")
     try:
         colorizers = [Colorizer.load(p, args.size, args.device, n) for p, n in zip(args.ckpt, names)]
         window = 0 if args.no_stabilize else args.stabilize_window

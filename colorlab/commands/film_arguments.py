@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from colorlab.inference.stabilize import DEFAULT_STRENGTH, DEFAULT_WINDOW
-from colorlab.inference.video import MAX_MINUTES
+from colorlab.inference.film_options import DEFAULT_STRENGTH, DEFAULT_WINDOW, MAX_MINUTES, MISSING_EXTRA
 
 
 def add_film_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,3 +25,12 @@ def film_options(args: argparse.Namespace) -> dict[str, Any]:
     window = 0 if args.no_stabilize else args.stabilize_window
     return {"strength": args.stabilize_strength, "window": window, "max_minutes": args.max_minutes,
             "progress": not args.no_progress}  # fmt: skip
+
+
+def film_tools() -> Any:
+    """:mod:`colorlab.inference.films`, imported only when a film is given; a clear error without PyAV/OpenCV."""
+    try:
+        from colorlab.inference import films
+    except ImportError as exc:
+        raise ValueError(f"{MISSING_EXTRA} ({exc})") from exc
+    return films

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import torch
 
-from colorlab.commands.film_arguments import add_film_arguments, film_options
+from colorlab.commands.film_arguments import add_film_arguments, film_options, film_tools
 from colorlab.inference.chain import Chain, chain_files, load_upscaler
-from colorlab.inference.films import colorize_films, picture_film
+from colorlab.inference.film_options import is_video
 from colorlab.inference.folders import ColorizeReport
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer
 from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
-from colorlab.inference.video import is_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  progress=not args.no_progress)  # fmt: skip
         if films:
             suffix = f"_x{chain.scale}" if chain.scale > 1 else ""
-            model = picture_film("restore-colorize-upscale", chain, chain.scale, suffix)
-            done = colorize_films(films, [model], args.output, **film_options(args))
+            tools = film_tools()
+            model = tools.picture_film("restore-colorize-upscale", chain, chain.scale, suffix)
+            done = tools.colorize_films(films, [model], args.output, **film_options(args))
             report.written += done.written
             report.renamed.update(done.renamed)
             report.failed.update(done.failed)

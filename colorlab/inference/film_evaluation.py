@@ -25,12 +25,13 @@ import torch
 from tqdm import tqdm
 
 from colorlab.flicker import FlickerMeter, InputFlow, frame_lab
+from colorlab.inference.film_options import MAX_MINUTES
 from colorlab.inference.films import predict_frame, stabilize_prediction
 from colorlab.inference.folders import comparison_strip
 from colorlab.inference.pictures import Picture
 from colorlab.inference.pipeline import Colorizer, gray_picture
 from colorlab.inference.stabilize import Stabilizer
-from colorlab.inference.video import MAX_MINUTES, VIDEO_EXTENSIONS, VideoError, probe, read_frames
+from colorlab.inference.video import VideoError, probe, read_frames
 from colorlab.metrics import delta_e_ciede2000
 from colorlab.report import markdown_table, write_text_atomic
 from colorlab.visualize import save_png
@@ -54,11 +55,6 @@ METRIC_NOTE = (
     "warp error: Lai et al. 2018, flow (DIS medium) and occlusion mask computed on the input; RGB in [0, 1] "
     "(x1e3), ab in Lab units; CDC: Jensen-Shannon of RGB histograms at distances 1, 2, 4 (x1e3)"
 )
-
-
-def find_clips(folder: str | Path) -> list[Path]:
-    """Every film under ``folder`` (recursive, sorted)."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
 @dataclass

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from colorlab.inference.film_options import DEFAULT_STRENGTH, DEFAULT_WINDOW, MAX_MINUTES
 from colorlab.inference.folders import ColorizeReport
 from colorlab.inference.pictures import Picture
 from colorlab.inference.pipeline import Colorizer
-from colorlab.inference.stabilize import DEFAULT_STRENGTH, DEFAULT_WINDOW, Stabilizer
-from colorlab.inference.video import MAX_MINUTES, FrameFunction, VideoError, probe, transcode
+from colorlab.inference.stabilize import Stabilizer
+from colorlab.inference.video import FrameFunction, VideoError, probe, transcode
 
 
 @dataclass

@@ -29,9 +29,8 @@ import torch
 from colorlab.color import float_to_uint8, lab_to_rgb
 from colorlab.flicker import frame_lab
 from colorlab.flow import gray_u8, trusted_flow, warp
+from colorlab.inference.film_options import DEFAULT_STRENGTH, DEFAULT_WINDOW
 
-DEFAULT_STRENGTH = 0.8
-DEFAULT_WINDOW = 6
 # Shorter side the flow is computed at: 480p films get full-resolution flow, larger ones a downscaled one.
 FLOW_SIDE = 480
 

@@ -27,11 +27,9 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from colorlab.inference.film_options import MAX_MINUTES
 from colorlab.inference.pictures import free_path
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
-# A film longer than this is refused before any frame is decoded (override with --max-minutes).
-MAX_MINUTES = 180.0
 MIN_SIDE = 16
 # Encoder per container suffix: (codec, options). x264 at crf 16 is visually lossless for colour work.
 # (H.264 in AVI too: FFmpeg writes and reads it, and MPEG-4 Part 2 cannot keep an odd size.)
@@ -47,11 +45,6 @@ FrameFunction = Callable[[np.ndarray], np.ndarray]
 
 class VideoError(ValueError):
     """A film that cannot be used, with a message for the person who gave it."""
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    """Whether a path names a film by its suffix (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.avi``...)."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)
