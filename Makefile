@@ -7,7 +7,7 @@ ARGS ?=
 COLORLAB_DATA ?= $(abspath ../shared/data/photos)
 export COLORLAB_DATA
 
-.PHONY: help install quickstart experiment resume smoke test test-all lint bench results sweep serve gpu-check
+.PHONY: help install quickstart experiment resume smoke test test-all lint bench results sweep serve gpu-check bench-video
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench: ## throughput of Lab conversion, a training step, full-res colorize (vs t
 
 gpu-check: ## the GPU check (<= 8 min on one GPU): every family under bf16/fp16, speed, VRAM, colorize, NCCL; tiny on CPU
 	$(PYTHON) scripts/gpu_check.py $(ARGS)
+
+bench-video: ## the film part of bench alone: make bench-video ARGS="--ckpt runs/unet_effnet/.../best.ckpt"
+	$(PYTHON) scripts/bench_video.py $(ARGS)
 
 results: ## one headline run per approach family (10 min each, one at a time, ~2 h on 2 cores): docs/results.md, grid, val curves
 	$(PYTHON) scripts/results.py

@@ -10,7 +10,8 @@
 * the Lightning Trainer vs a plain PyTorch loop on the same module and batches, alternated;
 * ``python -m colorlab colorize`` of a 12 MP photo with a ``unet_effnet`` checkpoint: seconds and peak RSS
   (a subprocess, as users run it), and the in-process pipeline alone, PyTorch vs ONNX Runtime (alternated);
-* with the full run, OpenMP's passive vs spinning wait policy (alternated subprocesses).
+* with the full run, OpenMP's passive vs spinning wait policy (alternated subprocesses);
+* films (``scripts/bench_video.py``): 480p stabilisation cost and peak RSS of a long vs a short clip.
 
 Ratios come from alternated repeats in one run (median), so a busy machine slows both sides alike; absolute
 figures need idle cores. Benchmarks only measure: nothing here fails on a slow machine.
@@ -486,6 +487,10 @@ def print_report(results: dict[str, Any]) -> None:
               f"{onnx['peak_rss_bytes'] / 2**30:.2f} GiB")  # fmt: skip
     else:
         print(f"  ONNX Runtime     {onnx}")
+    if "video" in results:
+        from bench_video import print_video
+
+        print_video(results["video"])
     if "wait_policy" in results:
         print(f"OpenMP wait       passive/spinning {results['wait_policy']['passive_vs_spinning']:.2f}")
     print("targets (2 CPU cores):")
@@ -541,6 +546,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["colorize"] = bench_colorize(cli.model, cli.trainer, 1.0 if quick else 12.0, 1 if quick else 2)
     if not quick:
         results["wait_policy"] = bench_wait_policy(2)
+    from bench_video import bench_video  # scripts/ is on sys.path: this file runs as a script
+
+    video_ckpt = Path(tempfile.mkdtemp(prefix="bench-video-")) / "unet_effnet.ckpt"
+    cli.trainer.save_checkpoint(video_ckpt)
+    results["video"] = bench_video(video_ckpt, quick)
     results["headline"] = headline(results)
     results["seconds"] = time.perf_counter() - started
     print_report(results)

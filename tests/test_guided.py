@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from colorlab.approaches.guided import GuidedColorizer
-from colorlab.colorizers.guided import GuidedNet
 from colorlab.approaches.regression import RegressionColorizer
 from colorlab.cli import main as cli_main
 from colorlab.color import rgb_to_lab
+from colorlab.colorizers.guided import GuidedNet
 from colorlab.colorizers.loading import load_colorizer
 from colorlab.commands.evaluate import main as evaluate_main
 from colorlab.guidance import HintMap, simulate_hints

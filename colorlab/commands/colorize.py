@@ -5,7 +5,10 @@ Any input (files or folders, recursive; colour photos are turned gray first; gra
 sharpness: the model runs at its training scale and only its ab is upsampled
 (:class:`colorlab.inference.pipeline.Colorizer`). Several models give one output each plus a labelled
 ``gray | model A | model B`` strip. A bad file is reported and skipped. No file is ever overwritten: when a
-name is taken, ``name-1.ext`` is written instead and the command says so.
+name is taken, ``name-1.ext`` is written instead and the command says so. A film (``.mp4``, ``.mov``, ``.mkv``,
+``.webm``, ``.avi``) is colorized frame by frame with the same pipeline, stabilised along optical flow
+(``--stabilize-strength``, ``--stabilize-window``, ``--no-stabilize``) and written with its audio
+(:mod:`colorlab.inference.films`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ import numpy as np
 
 from colorlab.commands.options import (
     add_file_options,
+    add_film_arguments,
     add_model_options,
     announce,
     checkpoints,
+    film_options,
+    film_tools,
     load_models,
     run_file_command,
+    split_films,
 )
 from colorlab.guidance import DEFAULT_PATCH, Hint, check_patch
 from colorlab.inference.folders import ColorizeReport, colorize_files
@@ -46,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hint-patch", type=int, default=DEFAULT_PATCH,
                         help="side of each hint's square in model pixels (default %(default)s)")  # fmt: skip
     parser.add_argument("--reference", type=Path, help="a colour photo whose colours guide the model")
+    add_film_arguments(parser)
     return parser
 
 
@@ -77,8 +85,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         for path, name in zip(args.onnx, model_names(args.onnx) if args.onnx else []):
             colorizers.append(onnx_colorizer(path, args.size, f"{name}-onnx" if name in taken else name))
             announce(colorizers[-1])
-        guided = guidance_from_args(args, parser)
-        return colorize_files(args.inputs, colorizers, args.output, args.format, args.max_megapixels,
-                              progress=not args.no_progress, guided=guided)  # fmt: skip
+        pictures, films = split_films(args.inputs)
+        report = ColorizeReport()
+        if pictures:
+            guided = guidance_from_args(args, parser)
+            report.add(colorize_files(pictures, colorizers, args.output, args.format, args.max_megapixels,
+                                      progress=not args.no_progress, guided=guided))  # fmt: skip
+        if films:
+            tools = film_tools()
+            models = [tools.colorizer_film(c) for c in colorizers]
+            report.add(tools.colorize_films(films, models, args.output, **film_options(args)))
+        return report
 
     run_file_command(parser, args, work)

@@ -5,7 +5,8 @@ scale), its ab is upsampled and merged with the photo's own L (:class:`colorlab.
 and the result is scored against the photo. The trivial baselines are rows too: gray (ab = 0) always, and
 the training split's mean ab and L->ab lookup of the first checkpoint's run (its ``baselines.json``, else
 fitted from its config); the summary says whether each model beats the best of them ("learning: yes/no" on
-ΔE00). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``evaluation.json``, ``index.html`` (gray |
+ΔE00). A folder of clips (films) is evaluated for flicker instead (warp error, CDC, ΔE00 per frame vs
+stabilised: :mod:`colorlab.inference.film_evaluation`). Writes into the output folder: ``metrics.csv`` (per image and mean), ``summary.md``, ``evaluation.json``, ``index.html`` (gray |
 models | truth, thumbnails linking to full-size images) and ``grid.png`` (a few center crops side by side).
 
 Guidance instead (:mod:`colorlab.inference.guided_evaluation`): ``--hints [N ...]`` scores every model with N
@@ -23,7 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from colorlab.commands.options import add_model_options, checkpoints, load_models
+from colorlab.commands.options import (
+    add_film_arguments,
+    add_model_options,
+    checkpoints,
+    film_options,
+    load_models,
+)
 from colorlab.inference.evaluation import (
     INCEPTION_FILE,
     SEMANTIC_NOTE,
@@ -33,6 +40,7 @@ from colorlab.inference.evaluation import (
     load_lpips,
     write_reports,
 )
+from colorlab.inference.film_options import MISSING_EXTRA, find_clips
 from colorlab.inference.guided_evaluation import (
     HINT_COUNTS,
     curve_means,
@@ -72,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled hints (photo i: seed + i)")
     parser.add_argument("--reference", action="store_true", help="instead: score every model with the truth "
                         "and with the most similar other photo as reference; writes reference_scores.csv")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (clips)")
+    add_film_arguments(parser)
     return parser
 
 
@@ -100,7 +110,8 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         ckpts = checkpoints(args)
         if args.names is not None and len(args.names) != len(ckpts):
             parser.error(f"{len(ckpts)} checkpoints but {len(args.names)} names")
-        files = [path for path, _ in collect_inputs([args.data])][: args.limit]
+        clips = find_clips(args.data) if Path(args.data).is_dir() else []
+        files = [] if clips else [path for path, _ in collect_inputs([args.data])][: args.limit]
         colorizers = load_models(args, ckpts, args.names)
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
@@ -108,6 +119,8 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         RUNS_ROOT / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     out = Path(args.out or default_out)
+    if clips:
+        return evaluate_films(args, parser, colorizers, clips[: args.limit], out)
     out.mkdir(parents=True, exist_ok=True)
     if args.hints is not None or args.reference:
         try:
@@ -140,4 +153,26 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     paths = write_reports(result, out, notes)
     print((out / "summary.md").read_text())
     print(f"report: {paths['html']}\nmetrics: {paths['csv']}")
+    return result
+
+
+def evaluate_films(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, colorizers: list[Colorizer], clips: list[Path],
+    out: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """A folder of clips: flicker per frame vs stabilised (the photo metrics need photos)."""
+    try:
+        from colorlab.inference.film_evaluation import evaluate_clips
+    except ImportError as exc:
+        parser.exit(2, f"error: {MISSING_EXTRA} ({exc})\n")
+    options = film_options(args)
+    try:
+        result = evaluate_clips(colorizers, clips, out, options["strength"], options["window"],
+                                options["max_minutes"], progress=options["progress"])  # fmt: skip
+    except (FileNotFoundError, ValueError) as exc:  # VideoError is a ValueError
+        parser.exit(2, f"error: {exc}\n")
+    for path, reason in result["skipped"].items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print((out / "summary.md").read_text())
+    print(f"report: {out / 'summary.md'}\nstrip: {out / 'strip.png'}\nplot: {out / 'flicker.png'}")
     return result

@@ -5,6 +5,8 @@ one restore+colorize checkpoint (``--ckpt``), or ``--restore-ckpt`` and ``--colo
 upscale stage is an upscaler checkpoint (``--upscale-ckpt``, tiled so memory stays bounded) or a plain
 bicubic ``--factor``. Every picture mode ``colorize`` reads works here; a bad file is reported and skipped,
 and no file is ever overwritten (a taken name gets ``-1``). ``photo.jpg`` comes back as ``OUT/photo_x2.jpg``.
+A film goes through the chain frame by frame, is stabilised and keeps its audio (``film.mp4`` ->
+``OUT/film_x2.mp4``; options as for ``colorize``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from colorlab.commands.options import add_file_options, add_model_options, announce, run_file_command
+from colorlab.commands.options import (
+    add_file_options,
+    add_film_arguments,
+    add_model_options,
+    announce,
+    film_options,
+    film_tools,
+    run_file_command,
+    split_films,
+)
 from colorlab.inference.chain import Chain, chain_files, load_upscaler
 from colorlab.inference.folders import ColorizeReport
 from colorlab.inference.pipeline import Colorizer
@@ -39,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                         help="context around each tile, input px (%(default)s)")  # fmt: skip
+    add_film_arguments(parser)
     return parser
 
 
@@ -74,7 +86,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         upscale = (f"{type(chain.upscaler).__name__} x{chain.scale}, tiles {args.tile} px + {args.overlap} px"
                    if chain.upscaler is not None else f"bicubic x{chain.scale}")  # fmt: skip
         print(f"upscale: {upscale}", file=sys.stderr)
-        return chain_files(args.inputs, chain, args.output, args.format, args.max_megapixels,
-                           progress=not args.no_progress)  # fmt: skip
+        pictures, films = split_films(args.inputs)
+        report = ColorizeReport()
+        if pictures:
+            report.add(chain_files(pictures, chain, args.output, args.format, args.max_megapixels,
+                                   progress=not args.no_progress))  # fmt: skip
+        if films:
+            suffix = f"_x{chain.scale}" if chain.scale > 1 else ""
+            tools = film_tools()
+            model = tools.picture_film("restore-colorize-upscale", chain, chain.scale, suffix)
+            report.add(tools.colorize_films(films, [model], args.output, **film_options(args)))
+        return report
 
     run_file_command(parser, args, work)

@@ -48,6 +48,13 @@ class ColorizeReport:
     failed: dict[Path, str] = field(default_factory=dict)
     notes: dict[Path, str] = field(default_factory=dict)
 
+    def add(self, other: ColorizeReport) -> None:
+        """Fold another run's report (e.g. the films' beside the pictures') into this one."""
+        self.written += other.written
+        self.renamed.update(other.renamed)
+        self.failed.update(other.failed)
+        self.notes.update(other.notes)
+
     def summary(self, output: Path) -> str:
         """What a command tells the user: files written to ``output``, taken names and failed inputs."""
         lines = [f"wrote {len(self.written)} file(s) to {output}"]

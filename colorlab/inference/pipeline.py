@@ -319,12 +319,13 @@ class Colorizer:
         inputs.clear()
         results = []
         for picture, (L_out, ab) in zip(pictures, predictions):
-            results.append(self._full_resolution(picture, L_out, ab, dtype).numpy())
+            results.append(self.full_resolution(picture, L_out, ab, dtype).numpy())
         return results
 
-    def _full_resolution(
-        self, picture: Picture, L_out: torch.Tensor, ab: torch.Tensor, dtype: torch.dtype
+    def full_resolution(
+        self, picture: Picture, L_out: torch.Tensor, ab: torch.Tensor, dtype: torch.dtype = torch.uint8
     ) -> torch.Tensor:
+        """A prediction ``(L_out, ab)`` of :meth:`predict` merged at the picture's size ``(H, W, 3)``."""
         size = picture.size
         if self.restore:
             L_of_rows = partial(_rows, restored_l(L_out, size))
