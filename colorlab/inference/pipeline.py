@@ -8,15 +8,15 @@
   output keeps the picture's own L under its own alpha, so it composites correctly onto any background.
 * **Merge.** Colour is smooth, detail lives in L: the model's ab is upsampled bilinearly and merged with the
   picture's own full-resolution L, so a 4000 px photo comes back at 4000 px and as sharp as it went in.
-  Upsampling and Lab -> RGB run in horizontal strips of about ``strip_pixels`` pixels, so memory grows
-  with the picture's own bytes only (uint8 in, uint8 out), not with float copies of it.
+  Upsampling and Lab -> RGB run in square tiles of about ``strip_pixels`` pixels (whatever the aspect), so
+  memory grows with the picture's own bytes only (uint8 in, uint8 out), not with float copies of it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -117,61 +117,77 @@ def input_l(image: torch.Tensor) -> torch.Tensor:
 def picture_l(
     rgb: np.ndarray, device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS
 ) -> torch.Tensor:
-    """uint8 RGB ``(H, W, 3)`` -> normalised L ``(1, 1, H, W)`` float32, converted strip by strip (the float
+    """uint8 RGB ``(H, W, 3)`` -> normalised L ``(1, 1, H, W)`` float32, converted tile by tile (the float
     RGB copies of a whole 24 MP photo would take over 1 GB)."""
     height, width = rgb.shape[:2]
     L = torch.empty(1, 1, height, width, device=device)
-    rows_per_strip = max(1, strip_pixels // max(1, width))
-    for start in range(0, height, rows_per_strip):
-        rows = slice(start, min(height, start + rows_per_strip))
-        # torch.tensor copies the strip: pictures decoded by PIL are read-only arrays.
-        L[..., rows, :] = input_l(torch.tensor(rgb[rows], device=device).permute(2, 0, 1)[None])
+    for rows, cols in tiles(height, width, tile_side(strip_pixels)):
+        # torch.tensor copies the tile: pictures decoded by PIL are read-only arrays.
+        L[..., rows, cols] = input_l(torch.tensor(rgb[rows, cols], device=device).permute(2, 0, 1)[None])
     return L
 
 
-def upsample_rows(ab: torch.Tensor, height: int, rows: slice) -> torch.Tensor:
-    """Rows ``rows`` of ``ab (B, C, h, W)`` bilinearly resized to ``height`` rows (``align_corners=False``).
+def upsample_rows(ab: torch.Tensor, height: int, rows: slice, dim: int = -2) -> torch.Tensor:
+    """Rows ``rows`` of ``ab (B, C, h, W)`` bilinearly resized to ``height`` rows (``align_corners=False``);
+    ``dim=-1`` does the same for columns.
 
     The same weights as :func:`torch.nn.functional.interpolate` computes for the whole picture, for a strip
     of its rows only: a strip-by-strip merge equals the whole-picture one (tested to 1e-4).
     """
-    h = ab.shape[-2]
+    h = ab.shape[dim]
     y = torch.arange(rows.start, rows.stop, device=ab.device, dtype=torch.float64)
     src = ((y + 0.5) * (h / height) - 0.5).clamp(min=0.0)
     top = src.floor().long().clamp(max=h - 1)
     bottom = (top + 1).clamp(max=h - 1)
-    weight = (src - top).to(ab.dtype).view(1, 1, -1, 1)
-    return ab[..., top, :] * (1 - weight) + ab[..., bottom, :] * weight
+    shape = [1] * ab.dim()
+    shape[dim] = -1
+    weight = (src - top).to(ab.dtype).view(shape)
+    return ab.index_select(dim, top) * (1 - weight) + ab.index_select(dim, bottom) * weight
 
 
-def _rows(L: torch.Tensor, rows: slice) -> torch.Tensor:
-    return L[..., rows, :]
+def tile_side(strip_pixels: int) -> int:
+    """The side of the square tiles :func:`merge` works in: about ``strip_pixels`` pixels, whatever the aspect."""
+    return max(1, math.isqrt(max(1, strip_pixels)))
 
 
-def _picture_rows(picture: Picture, device: torch.device | str, rows: slice) -> torch.Tensor:
-    return picture_l(picture.rgb[rows], device)
+def tiles(height: int, width: int, side: int) -> Iterator[tuple[slice, slice]]:
+    """``(rows, cols)`` of the ``side x side`` tiles covering a ``height x width`` picture, row by row."""
+    for top in range(0, height, side):
+        for left in range(0, width, side):
+            yield slice(top, min(height, top + side)), slice(left, min(width, left + side))
+
+
+def tensor_tile(L: torch.Tensor, rows: slice, cols: slice = slice(None)) -> torch.Tensor:
+    """``L[..., rows, cols]``: the tile reader :func:`merge` takes for an L already in memory."""
+    return L[..., rows, cols]
+
+
+def _picture_rows(
+    picture: Picture, device: torch.device | str, rows: slice, cols: slice = slice(None)
+) -> torch.Tensor:
+    return picture_l(picture.rgb[rows, cols], device)
 
 
 def merge(
-    L_of_rows: Callable[[slice], torch.Tensor],
+    L_of_rows: Callable[[slice, slice], torch.Tensor],
     ab: torch.Tensor,
     size: tuple[int, int],
     out: torch.Tensor,
     strip_pixels: int = STRIP_PIXELS,
 ) -> torch.Tensor:
-    """Write the full-resolution picture into ``out`` ``(H, W, 3)`` (uint8, or float in [0, 1]), strip by strip.
+    """Write the full-resolution picture into ``out`` ``(H, W, 3)`` (uint8, or float in [0, 1]), tile by tile.
 
-    ``L_of_rows(rows)`` gives normalised L ``(1, 1, len(rows), W)`` of those rows; ``ab`` ``(1, 2, h, w)`` is
-    upsampled to ``size``. Only one strip of about ``strip_pixels`` float pixels exists at a time.
+    ``L_of_rows(rows, cols)`` gives normalised L ``(1, 1, len(rows), len(cols))`` of that tile; ``ab``
+    ``(1, 2, h, w)`` is upsampled to ``size`` one tile at a time. Tiles are squares of about ``strip_pixels``
+    pixels whatever the picture's aspect (a 2 x 24,000,000 px strip too), and no float copy of ab or L at
+    the picture's width or height is ever made: only ``h`` x tile-width and one tile exist at a time.
     """
     height, width = size
-    ab = F.interpolate(ab, size=(ab.shape[-2], width), mode="bilinear", align_corners=False)
-    rows_per_strip = max(1, strip_pixels // width)
-    for start in range(0, height, rows_per_strip):
-        rows = slice(start, min(height, start + rows_per_strip))
-        rgb = lab_normalized_to_rgb(L_of_rows(rows).to(ab.device), upsample_rows(ab, height, rows))[0]
-        rgb = rgb.permute(1, 2, 0)
-        out[rows] = (float_to_uint8(rgb) if out.dtype == torch.uint8 else rgb).to(out.device)
+    side = tile_side(strip_pixels)
+    for rows, cols in tiles(height, width, side):
+        ab_tile = upsample_rows(upsample_rows(ab, height, rows, -2), width, cols, -1)
+        rgb = lab_normalized_to_rgb(L_of_rows(rows, cols).to(ab.device), ab_tile)[0].permute(1, 2, 0)
+        out[rows, cols] = (float_to_uint8(rgb) if out.dtype == torch.uint8 else rgb).to(out.device)
     return out
 
 
@@ -300,7 +316,7 @@ class Colorizer:
     ) -> torch.Tensor:
         size = picture.size
         if self.restore:
-            L_of_rows = partial(_rows, restored_l(L_out, size))
+            L_of_rows = partial(tensor_tile, restored_l(L_out, size))
         else:
             L_of_rows = partial(_picture_rows, picture, self.device)
         return merge(L_of_rows, ab, size, torch.empty(*size, 3, dtype=dtype), self.strip_pixels)
@@ -316,7 +332,7 @@ class Colorizer:
         for i in range(L.shape[0]):
             L_i = restored_l(L_out[i : i + 1], size) if self.restore else L[i : i + 1]
             out = torch.empty(*size, 3, device=self.device)
-            merged = merge(partial(_rows, L_i), ab[i : i + 1], size, out, self.strip_pixels)
+            merged = merge(partial(tensor_tile, L_i), ab[i : i + 1], size, out, self.strip_pixels)
             results.append(merged.permute(2, 0, 1))
         return torch.stack(results)
 
