@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from colorlab.commands.arguments import megapixels, model_side
 from colorlab.inference.folders import colorize_files
 from colorlab.inference.onnx_runtime import onnx_colorizer
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
@@ -38,10 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
     )
-    parser.add_argument("--size", type=int, help="shorter side the model runs at (default: its run's training "
+    parser.add_argument("--size", type=model_side, help="shorter side the model runs at (default: its run's training "
                         f"scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
+    parser.add_argument("--max-megapixels", type=megapixels, default=MAX_MEGAPIXELS,
                         help="refuse larger pictures, checked before decoding (default %(default)g)")  # fmt: skip
     parser.add_argument("--restore", action="store_true", help="keep the L a restoration model returns")
     parser.add_argument(

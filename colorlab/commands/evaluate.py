@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from colorlab.commands.arguments import megapixels, model_side, positive_int
 from colorlab.inference.evaluation import (
     INCEPTION_FILE,
     SEMANTIC_NOTE,
@@ -29,7 +30,7 @@ from colorlab.inference.evaluation import (
     load_lpips,
     write_reports,
 )
-from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
+from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, check_output_dir, collect_inputs
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, model_names
 from colorlab.training.run_folder import RunFolder
 
@@ -44,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-o", "--out", help="output folder (default runs/evaluate/DATA-TIMESTAMP)")
     parser.add_argument("--names", nargs="+", help="row names, one per checkpoint (default: run names)")
-    parser.add_argument("--size", type=int, help="shorter side the models run at (default: each run's "
+    parser.add_argument("--size", type=model_side, help="shorter side the models run at (default: each run's "
                         f"training scale from its config.yaml, else {DEFAULT_SIDE})")  # fmt: skip
-    parser.add_argument("--limit", type=int, help="evaluate only the first N files")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS, help="skip larger photos")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N files")
+    parser.add_argument("--max-megapixels", type=megapixels, default=MAX_MEGAPIXELS, help="skip larger photos")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lpips-backbone", help="local torchvision vgg16-397923af.pth for LPIPS")
     parser.add_argument("--fid-weights", help=f"local {INCEPTION_FILE} for FID")
@@ -64,6 +65,8 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     names = args.names or model_names(args.ckpt)
     if len(names) != len(args.ckpt):
         parser.error(f"{len(args.ckpt)} checkpoints but {len(names)} names")
+    if not Path(args.data).is_dir():
+        parser.exit(2, f"error: data folder not found: {args.data}\n")
     try:
         files = [path for path, _ in collect_inputs([args.data])][: args.limit]
         colorizers = [Colorizer.load(p, args.size, args.device, n) for p, n in zip(args.ckpt, names)]
@@ -73,6 +76,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         Path("runs") / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     out = Path(args.out or default_out)
+    try:  # renders written among the photos would be scored as truth by the next evaluate
+        check_output_dir(out, [args.data])
+    except PictureError as exc:
+        parser.exit(2, f"error: {exc}\n")
     out.mkdir(parents=True, exist_ok=True)
     lpips, lpips_note = load_lpips(args.lpips_backbone)
     inception, fid_note = load_inception(args.fid_weights)
@@ -94,6 +101,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         *(note for note in (lpips_note, fid_note) if note),
         f"{time.perf_counter() - start:.0f} s on {args.device}",
     ]  # fmt: skip
+    if result["gray_truths"]:
+        gray = f"{result['gray_truths']} of {len(result['views'])} photos are gray themselves"
+        notes.append(f"warning: {gray}: colour scores against a gray truth reward gray output")
+        print(f"warning: {gray} (colour scores need colour photos)", file=sys.stderr)
     for path, reason in result["skipped"].items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     paths = write_reports(result, out, notes)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from colorlab.commands.arguments import megapixels, model_side
 from colorlab.inference.chain import Chain, chain_files, load_upscaler
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--factor", type=int, default=1,
                         help="enlargement without --upscale-ckpt (bicubic); with it, must match its scale")  # fmt: skip
-    parser.add_argument("--size", type=int, help="shorter side the restore/colorize models run at (default: "
+    parser.add_argument("--size", type=model_side, help="shorter side the restore/colorize models run at (default: "
                         f"their training scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument(
         "--tile", type=int, default=DEFAULT_TILE, help="upscaler tile side, input px (%(default)s)"
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                         help="context around each tile, input px (%(default)s)")  # fmt: skip
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
+    parser.add_argument("--max-megapixels", type=megapixels, default=MAX_MEGAPIXELS,
                         help="largest OUTPUT picture; inputs over it / k² are refused (default %(default)g)")  # fmt: skip
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from colorlab.commands.arguments import megapixels, model_side
 from colorlab.inference.chain import load_upscaler
 from colorlab.inference.pictures import MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
@@ -32,11 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-minutes", type=float, default=10, help="delete uploads' results after this")
     parser.add_argument("--max-files", type=int, default=5, help="photos per request")
     parser.add_argument("--max-mb", type=float, default=20, help="size limit per photo file")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
+    parser.add_argument("--max-megapixels", type=megapixels, default=MAX_MEGAPIXELS,
                         help="pixel limit per photo, checked before decoding (default %(default)g)")  # fmt: skip
     parser.add_argument("--max-jobs", type=int, default=1,
                         help="requests colorized at once; others wait (bounds memory; default 1)")  # fmt: skip
-    parser.add_argument("--size", type=int, help=f"shorter side the models run at (default: their training "
+    parser.add_argument("--size", type=model_side, help=f"shorter side the models run at (default: their training "
                         f"scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--restore", action="store_true", help="keep the L a restoration model returns")
     parser.add_argument("--upscale-ckpt", type=Path,

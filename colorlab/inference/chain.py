@@ -69,7 +69,8 @@ def load_upscaler(path: str | os.PathLike, device: str | torch.device = "cpu") -
     module = load_colorizer(path, map_location=device)
     if not hasattr(module, "upscale_l"):
         raise ValueError(
-            f"{path} holds a {type(module).__name__}, not an upscaler (colorlab.approaches.upscale)"
+            f"{path} is a colour model ({type(module).__name__}), given as the upscaler: upscalers are "
+            "colorlab.approaches.upscale runs; pass a colour model with --ckpt"
         )
     return module
 

@@ -36,6 +36,7 @@ from colorlab.baselines import (
 from colorlab.color import float_to_uint8, rgb_to_lab
 from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, read_picture
 from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l
+from colorlab.inference.tiled_scores import tiled_colorfulness, tiled_image_scores, too_small
 from colorlab.metrics import FRECHET_KEY, FrechetEffNetDistance, colorfulness, delta_e_ciede2000
 from colorlab.report import html_page, html_table, markdown_table
 from colorlab.visualize import comparison_grid, save_png
@@ -60,6 +61,8 @@ METRICS = {
     FRECHET_KEY: "Fréchet EffNet ↓",
     "fid": "FID ↓",
 }
+# Below this Hasler-Süsstrunk colorfulness a true photo counts as gray (scored against, it tells nothing).
+GRAY_COLORFULNESS = 1.0
 # A method: pictures -> full-resolution float RGB (H, W, 3) in [0, 1] each, alpha not applied.
 Method = Callable[[Sequence[Picture]], list[np.ndarray]]
 
@@ -206,7 +209,11 @@ def evaluate(
     """Score the gray baseline, the other trivial ``baselines`` and every colorizer on ``files``; write views
     into ``out/images``. ``frechet`` adds the Fréchet EfficientNet-Lite0 distance per row.
 
-    A file that cannot be read (damaged, over ``max_megapixels``) is skipped and listed under ``skipped``.
+    A file that cannot be read (damaged, over ``max_megapixels``, under 6 px a side) is skipped and listed
+    under ``skipped``. Each photo's methods run one at a time and are scored tile by tile
+    (:mod:`colorlab.inference.tiled_scores`); the classifier and the Fréchet features see bounded sizes
+    (224 and 128 px), so a 12 MP photo needs its truth and one output at full resolution, not one per row.
+    ``gray_truths`` counts photos that are gray themselves.
 
     Returns ``{"rows": per-image dicts, "means": {method: {metric: value}}, "views": ..., "models": names,
     "learning": {model: verdict}, "skipped": {file: reason}}``; raises ValueError when no file could be read.
@@ -233,24 +240,30 @@ def evaluate(
     views: list[dict[str, Any]] = []
     grid: dict[str, list[torch.Tensor]] = {name: [] for name in [*names, TRUTH]}
     skipped: dict[Path, str] = {}
+    gray_truths = 0
     for index, path in enumerate(tqdm(files, desc="evaluate", unit="img")):
         try:
             picture = read_picture(path, max_megapixels)
         except PictureError as exc:
             skipped[path] = str(exc)
             continue
+        reason = too_small(*picture.size)
+        if reason:
+            skipped[path] = reason
+            continue
         truth = as_batch(picture.rgb, picture.alpha).to(device)
-        outputs = {
-            name: as_batch(method([picture])[0], picture.alpha).to(device) for name, method in methods.items()
-        }
         truth_logits = classifier(truth)
+        truth_colorfulness = tiled_colorfulness(truth)
+        gray_truths += truth_colorfulness < GRAY_COLORFULNESS
         stem = f"{index:04d}_{path.stem}"
         cells = {TRUTH: (*_save_views(truth, out, "truth", stem, thumb), "truth")}
-        for i, (name, pred) in enumerate(outputs.items()):
-            scores = {**image_scores(pred, truth), **class_agreement(classifier(pred), truth_logits)}
-            if lpips is not None:
-                scores["lpips"] = lpips(pred, truth, normalize=True).flatten()
-            row = {"image": path.name, "model": name, **{k: float(v) for k, v in scores.items()}}
+        in_grid = len(views) < grid_images
+        # One method's full-resolution output at a time, scored tile by tile (memory: see tiled_scores).
+        for i, (name, method) in enumerate(methods.items()):
+            pred = as_batch(method([picture])[0], picture.alpha).to(device)
+            scores = {**tiled_image_scores(pred, truth, lpips),
+                      **{k: float(v) for k, v in class_agreement(classifier(pred), truth_logits).items()}}  # fmt: skip
+            row = {"image": path.name, "model": name, **scores}
             rows.append(row)
             caption = f"ΔE {row['delta_e00']:.2f} · PSNR {row['psnr']:.2f}"
             cells[name] = (*_save_views(pred, out, f"model{i}", stem, thumb), caption)
@@ -259,11 +272,13 @@ def evaluate(
                 fid[name].update(float_to_uint8(pred), real=False)
             if name in frechet_rows:
                 frechet_rows[name].update(pred, truth)
+            if in_grid:
+                grid[name].append(_center_square(pred, 128).cpu())
+            del pred
+        if in_grid:
+            grid[TRUTH].append(_center_square(truth, 128).cpu())
         views.append({"image": path.name, "cells": cells})
-        if len(views) <= grid_images:
-            for name, image in [*outputs.items(), (TRUTH, truth)]:
-                grid[name].append(_center_square(image, 128).cpu())
-        rows.append({"image": path.name, "model": TRUTH, "colorfulness": float(colorfulness(truth))})
+        rows.append({"image": path.name, "model": TRUTH, "colorfulness": truth_colorfulness})
     if not views:
         raise ValueError(f"none of the {len(files)} files could be read: {next(iter(skipped.values()), '')}")
     means = {
@@ -292,6 +307,7 @@ def evaluate(
         "grid": grid_png,
         "learning": learning,
         "skipped": skipped,
+        "gray_truths": gray_truths,
     }
 
 

@@ -239,6 +239,11 @@ class Colorizer:
             raise
         except Exception as exc:  # stale or foreign checkpoints fail in many ways (state dict, pickle...)
             raise ValueError(f"cannot load {ckpt}: {type(exc).__name__}: {exc}") from exc
+        if hasattr(module, "upscale_l"):  # an upscaler's ab is 0: as the colour model it returns gray, "done"
+            raise ValueError(
+                f"{ckpt} is an upscaler ({type(module).__name__}), given as the colour model: colour models "
+                "are colorization runs; pass an upscaler with --upscale-ckpt"
+            )
         trained = training_side(ckpt)
         source = "given" if side else ("its training scale" if trained else "default")
         return cls(
@@ -261,8 +266,16 @@ class Colorizer:
         return f"shorter side {self.side} px ({self.source}), longer side at most {MAX_ASPECT * self.side} px"
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
-        """The ``(h, w)`` the model sees a ``height x width`` picture at."""
-        return model_size(height, width, self.side, self.multiple)
+        """The ``(h, w)`` the model sees a ``height x width`` picture at.
+
+        A size the user gave (``--size``) above the picture's shorter side runs the model at the picture's own
+        size: enlarging the gray input adds no detail and multiplies memory (``--size 2000`` on a 276 px
+        photo asked for 3.9 GB). The run's own training scale still applies to small pictures as trained.
+        """
+        side = self.side
+        if side is not None and self.source == "given":
+            side = min(side, height, width)
+        return model_size(height, width, side, self.multiple)
 
     def model_input(self, L: torch.Tensor) -> torch.Tensor:
         """Full-resolution normalised L ``(B, 1, H, W)`` -> the model's view of it (antialiased downsizing)."""

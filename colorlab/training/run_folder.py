@@ -64,7 +64,17 @@ class RunFolder:
     def config(self) -> dict[str, Any]:
         """The run's saved ``config.yaml`` (empty when the run wrote none, e.g. a bare checkpoint)."""
         path = self.path / self.CONFIG
-        return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path} is damaged ({reason}); restore it or remove it") from None
+        if not isinstance(config, dict):
+            kind = type(config).__name__
+            raise ValueError(f"{path} is damaged: it holds a {kind}, not a run configuration")
+        return config
 
     def data_arg(self, key: str) -> Any:
         """``data.init_args.<key>`` of the saved config (None when absent)."""
