@@ -15,17 +15,19 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
 
 from colorlab.approaches.upscale import Upscaler
 from colorlab.inference.chain import Chain
@@ -38,6 +40,7 @@ from colorlab.inference.pictures import (
     write_picture,
 )
 from colorlab.inference.pipeline import Colorizer, gray_picture
+from colorlab.inference.uploads import MultiPartException, read_limited_form
 
 WEB_DIR = Path(__file__).parent.parent / "web"
 ALL_MODELS = "all"
@@ -99,6 +102,11 @@ class ResultStore:
         folder.mkdir()
         return job, folder
 
+    def drop_if_empty(self, folder: Path) -> None:
+        """Remove a job folder nothing was written into (every file of the request was refused)."""
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
+
     def file(self, job: str, name: str) -> Path | None:
         """The stored file ``name`` of ``job``, or None (unknown, expired, or a name that is not ours)."""
         if not re.fullmatch(r"[0-9a-f]{32}", job) or Path(name).name != name:
@@ -158,16 +166,6 @@ def colorize_upload(
         outputs.append({"model": colorizer.name, "file": written.name})
     height, width = picture.size
     return {"gray": gray.name, "outputs": outputs, "width": width, "height": height}
-
-
-async def _upload_size(upload: UploadFile) -> int:
-    """The upload's real size in bytes (starlette spools it to a file; nothing is read into memory)."""
-    if upload.size is not None:
-        return upload.size
-    await upload.seek(0)
-    size = await run_in_threadpool(upload.file.seek, 0, os.SEEK_END)
-    await upload.seek(0)
-    return size
 
 
 def create_app(
@@ -240,26 +238,31 @@ def create_app(
         }
 
     @app.post("/api/colorize")
-    async def colorize(
-        files: Annotated[list[UploadFile], File()],
-        model: Annotated[str, Form()] = ALL_MODELS,
-        upscale: Annotated[bool, Form()] = False,
-    ) -> JSONResponse:
+    async def colorize(request: Request) -> JSONResponse:
+        try:  # each file is cut off at the limit while it streams in (see colorlab.inference.uploads)
+            form, uploads = await read_limited_form(request.headers, request.stream(), max_bytes, max_files)
+        except MultiPartException as exc:
+            status = 413 if "Too many files" in exc.message else 422
+            message = f"at most {max_files} files at a time" if status == 413 else exc.message
+            raise HTTPException(status, message) from None
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        model = str(form.get("model") or ALL_MODELS)
+        upscale = str(form.get("upscale") or "").lower() in ("1", "true", "on", "yes")
+        if not files:
+            raise HTTPException(422, "no photo sent (field 'files')")
         if upscale and upscaler is None:
             raise HTTPException(422, "no upscale model is loaded (start serve with --upscale-ckpt)")
         if model != ALL_MODELS and model not in by_name:
             raise HTTPException(
                 422, f"unknown model {model!r}; choose one of {sorted(by_name)} or {ALL_MODELS!r}"
             )
-        if len(files) > max_files:
-            raise HTTPException(413, f"{len(files)} files: at most {max_files} at a time")
         chosen = list(colorizers) if model == ALL_MODELS else [by_name[model]]
         results, stems = [], set()
-        async with jobs:  # waiting requests hold only starlette's spooled upload files, no decoded picture
+        async with jobs:  # waiting requests hold only their (size-capped) uploads, no decoded picture
             job, folder = store.new_job()
             for upload in files:
                 name = upload.filename or "image"
-                too_big = size_error(await _upload_size(upload), max_bytes)
+                too_big = size_error(uploads.size(upload), max_bytes)
                 if too_big:
                     results.append({"name": name, "error": f"{name}: {too_big}"})
                     continue
@@ -275,9 +278,14 @@ def create_app(
                 except PictureError as exc:
                     results.append({"name": name, "error": f"{name}: {exc}"})
                     continue
+                except Exception as exc:  # noqa: BLE001 - one photo's failure must not cost the others (no bare 500)
+                    print(f"serve: {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    results.append({"name": name, "error": f"{name}: could not be colorized ({type(exc).__name__})"})
+                    continue
                 finally:
                     del data
                 results.append({"name": name, **done})
+            store.drop_if_empty(folder)
         return JSONResponse({"results": results})
 
     @app.get("/api/result/{job}/{name}")

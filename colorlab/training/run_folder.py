@@ -73,7 +73,7 @@ class RunFolder:
             raise ValueError(f"{path} is damaged ({reason}); restore it or remove it") from None
         if not isinstance(config, dict):
             kind = type(config).__name__
-            raise ValueError(f"{path} is damaged: it holds a {kind}, not a run configuration")
+            raise ValueError(f"{path} is damaged: it holds a {kind}, not a run configuration")  # noqa: TRY004 - bad data, not a bad call
         return config
 
     def data_arg(self, key: str) -> Any:
