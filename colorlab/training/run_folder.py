@@ -70,10 +70,10 @@ class RunFolder:
             config = yaml.safe_load(path.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{path} is damaged ({reason}); restore it or remove it") from None
+            raise DamagedRunFile(f"{path} is damaged ({reason}); restore it or remove it") from None
         if not isinstance(config, dict):
             kind = type(config).__name__
-            raise ValueError(f"{path} is damaged: it holds a {kind}, not a run configuration")  # noqa: TRY004 - bad data, not a bad call
+            raise DamagedRunFile(f"{path} is damaged: it holds a {kind}, not a run configuration")
         return config
 
     def data_arg(self, key: str) -> Any:
@@ -176,6 +176,10 @@ class RunFolder:
         return [cls(p) for p in dirs]
 
 
+class DamagedRunFile(ValueError):
+    """A run folder's own file (results.json, phases.json, config.yaml) that cannot be read back."""
+
+
 def _read_json(path: Path) -> Any:
     """The JSON in ``path`` (None when there is no file; a clear error when it is damaged)."""
     if not path.is_file():
@@ -183,5 +187,5 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); was the run killed while writing it? "
+        raise DamagedRunFile(f"{path} is not valid JSON ({exc}); was the run killed while writing it? "
                          "Delete the file to treat the run as unfinished.") from exc  # fmt: skip
