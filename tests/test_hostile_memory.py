@@ -4,6 +4,7 @@ on the picture's aspect, so a 2 x 24,000,000 px strip costs what a square of the
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from colorlab.color import lab_normalized_to_rgb, upsample_ab
@@ -54,3 +55,47 @@ def test_picture_l_converts_tiles_not_rows(monkeypatch) -> None:
     monkeypatch.undo()
     assert max(seen) <= 400
     assert torch.allclose(L, picture_l(rgb, strip_pixels=10**9), atol=1e-5)
+
+
+def test_tiled_scores_equal_the_whole_picture_scores_at_any_tile_size() -> None:
+    from colorlab.inference.evaluation import image_scores
+    from colorlab.inference.tiled_scores import tiled_image_scores
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(37, 53), (6, 40)]:
+        truth = torch.rand(1, 3, *shape, generator=g)
+        pred = (truth + 0.1 * torch.randn(1, 3, *shape, generator=g)).clamp(0, 1)
+        whole = image_scores(pred, truth)
+        for tile in (5, 16, 1000):
+            tiled = tiled_image_scores(pred, truth, tile=tile)
+            for key, value in whole.items():
+                assert tiled[key] == pytest.approx(float(value), abs=1e-4), (shape, tile, key)
+
+
+def test_scores_of_a_long_strip_read_bounded_tiles(monkeypatch) -> None:
+    """SSIM, ΔE00 and LPIPS read tiles (plus SSIM's 5 px halo), never a row of a 12 x 3000 px strip."""
+    from colorlab.inference import tiled_scores
+
+    shapes: list[tuple[int, int]] = []
+    original = tiled_scores.ssim_map
+    monkeypatch.setattr(tiled_scores, "ssim_map", lambda p, t: shapes.append(p.shape[-2:]) or original(p, t))
+    seen_lpips: list[tuple[int, int]] = []
+
+    def pixel_lpips(p: torch.Tensor, t: torch.Tensor, normalize: bool) -> torch.Tensor:
+        seen_lpips.append(p.shape[-2:])
+        return (p - t).abs().mean().view(1, 1, 1, 1)
+
+    truth = torch.rand(1, 3, 12, 3000, generator=torch.Generator().manual_seed(1))
+    pred = truth.flip(-1)
+    scores = tiled_scores.tiled_image_scores(pred, truth, lpips=pixel_lpips, tile=64)
+    assert max(h * w for h, w in shapes) <= (64 + 10) ** 2
+    assert max(h * w for h, w in seen_lpips) <= tiled_scores.LPIPS_TILE**2
+    # LPIPS is a spatial mean: for a per-pixel stand-in the area-weighted tile mean is the whole mean.
+    assert scores["lpips"] == pytest.approx(float((pred - truth).abs().mean()), rel=1e-5)
+
+
+def test_too_small_pictures_are_named() -> None:
+    from colorlab.inference.tiled_scores import too_small
+
+    assert "too small to score" in too_small(1, 1)
+    assert too_small(5, 400) and too_small(6, 6) is None
