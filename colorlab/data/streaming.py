@@ -33,7 +33,7 @@ from colorlab.data.screening import screen_folder
 try:
     from litdata import StreamingDataLoader, StreamingDataset, optimize
 except ImportError:  # the DataModule and `data pack` explain how to install it
-    StreamingDataset = object  # type: ignore[assignment,misc]
+    StreamingDataset = StreamingDataLoader = object  # type: ignore[assignment,misc]
 
 
 def _require_litdata() -> None:
@@ -175,6 +175,20 @@ class ShardItems(Dataset):
         return {"rgb": self.transform(decode_sample(self.shards[index]))}
 
 
+class ResumableStreamingLoader(StreamingDataLoader):  # type: ignore[misc,valid-type]
+    """LitData's loader, plus: a restored epoch that was read to its end does not swallow the next epoch.
+
+    LitData clears its ``restore`` flag only when a for-loop exhausts the iterator; Lightning stops after the
+    epoch's last batch without asking for one more, so after a mid-epoch resume the flag stayed set and the
+    next epoch replayed the finished position: no batches, one epoch lost (10 steps instead of 15).
+    """
+
+    def __iter__(self) -> Any:
+        if self.restore and self._num_samples_yielded_streaming >= len(self.dataset):
+            self.restore = False
+        return super().__iter__()
+
+
 class StreamingDataModule(LabDataModule):
     """Train, validate and test from shards written by ``python -m colorlab data pack``.
 
@@ -210,7 +224,7 @@ class StreamingDataModule(LabDataModule):
     def train_dataloader(self) -> DataLoader:
         # LitData's loader: it tracks how many samples each worker yielded, and Lightning saves that state in
         # checkpoints (and restores it), so resuming continues the epoch instead of starting it over.
-        return StreamingDataLoader(
+        return ResumableStreamingLoader(
             self.train_set,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
