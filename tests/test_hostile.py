@@ -423,3 +423,11 @@ def test_serve_keeps_at_most_the_limit_of_an_upload_and_leaves_no_empty_job(mode
         response = client.post("/api/colorize", files=[("files", ("a.png", _png(32), "image/png"))])
         assert response.status_code == 200
         assert response.json()["results"][0]["error"] == "a.png: could not be colorized (MemoryError)"
+
+
+def test_a_nan_pixel_cap_refuses_instead_of_disabling_the_check():
+    from colorlab.inference.pictures import PictureError, check_pixels
+
+    with pytest.raises(PictureError, match="over the nan megapixel limit"):
+        check_pixels(10, 10, float("nan"))
+    check_pixels(10, 10, 1.0)

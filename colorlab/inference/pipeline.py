@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -121,7 +122,7 @@ def picture_l(
     RGB copies of a whole 24 MP photo would take over 1 GB)."""
     height, width = rgb.shape[:2]
     L = torch.empty(1, 1, height, width, device=device)
-    for rows, cols in tiles(height, width, tile_side(strip_pixels)):
+    for rows, cols in pixel_tiles(height, width, strip_pixels):
         # torch.tensor copies the tile: pictures decoded by PIL are read-only arrays.
         L[..., rows, cols] = input_l(torch.tensor(rgb[rows, cols], device=device).permute(2, 0, 1)[None])
     return L
@@ -145,16 +146,20 @@ def upsample_rows(ab: torch.Tensor, height: int, rows: slice, dim: int = -2) -> 
     return ab.index_select(dim, top) * (1 - weight) + ab.index_select(dim, bottom) * weight
 
 
-def tile_side(strip_pixels: int) -> int:
-    """The side of the square tiles :func:`merge` works in: about ``strip_pixels`` pixels, whatever the aspect."""
-    return max(1, math.isqrt(max(1, strip_pixels)))
+def tiles(height: int, width: int, side: int, pixels: int | None = None) -> Iterator[tuple[slice, slice]]:
+    """``(rows, cols)`` of tiles covering a ``height x width`` picture, row by row: ``side`` rows at most, and
+    ``pixels // rows`` columns (default ``side``), so a tile holds at most ``max(side², pixels)`` pixels
+    whatever the picture's aspect, and a 2-row strip is cut into few wide tiles rather than many tiny ones."""
+    rows = min(height, side)
+    cols = max(1, (pixels or side * side) // max(1, rows))
+    for top in range(0, height, rows):
+        for left in range(0, width, cols):
+            yield slice(top, min(height, top + rows)), slice(left, min(width, left + cols))
 
 
-def tiles(height: int, width: int, side: int) -> Iterator[tuple[slice, slice]]:
-    """``(rows, cols)`` of the ``side x side`` tiles covering a ``height x width`` picture, row by row."""
-    for top in range(0, height, side):
-        for left in range(0, width, side):
-            yield slice(top, min(height, top + side)), slice(left, min(width, left + side))
+def pixel_tiles(height: int, width: int, pixels: int) -> Iterator[tuple[slice, slice]]:
+    """Tiles of at most ``pixels`` pixels (about square, wider for pictures under ``sqrt(pixels)`` rows)."""
+    return tiles(height, width, max(1, math.isqrt(max(1, pixels))), pixels)
 
 
 def tensor_tile(L: torch.Tensor, rows: slice, cols: slice = slice(None)) -> torch.Tensor:
@@ -183,8 +188,7 @@ def merge(
     the picture's width or height is ever made: only ``h`` x tile-width and one tile exist at a time.
     """
     height, width = size
-    side = tile_side(strip_pixels)
-    for rows, cols in tiles(height, width, side):
+    for rows, cols in pixel_tiles(height, width, strip_pixels):
         ab_tile = upsample_rows(upsample_rows(ab, height, rows, -2), width, cols, -1)
         rgb = lab_normalized_to_rgb(L_of_rows(rows, cols).to(ab.device), ab_tile)[0].permute(1, 2, 0)
         out[rows, cols] = (float_to_uint8(rgb) if out.dtype == torch.uint8 else rgb).to(out.device)
@@ -268,14 +272,14 @@ class Colorizer:
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """The ``(h, w)`` the model sees a ``height x width`` picture at.
 
-        A size the user gave (``--size``) above the picture's shorter side runs the model at the picture's own
-        size: enlarging the gray input adds no detail and multiplies memory (``--size 2000`` on a 276 px
-        photo asked for 3.9 GB). The run's own training scale still applies to small pictures as trained.
+        A size the user gave (``--size``) that would show the model more pixels than the picture has runs it at
+        the picture's own size: enlarging the gray input adds no detail and multiplies memory (``--size 2000``
+        on a 276 px photo asked for 3.9 GB). The run's own training scale still applies to small pictures.
         """
-        side = self.side
-        if side is not None and self.source == "given":
-            side = min(side, height, width)
-        return model_size(height, width, side, self.multiple)
+        size = model_size(height, width, self.side, self.multiple)
+        if self.source == "given" and size[0] * size[1] > height * width:
+            size = model_size(height, width, min(height, width), self.multiple)
+        return size
 
     def model_input(self, L: torch.Tensor) -> torch.Tensor:
         """Full-resolution normalised L ``(B, 1, H, W)`` -> the model's view of it (antialiased downsizing)."""
@@ -294,7 +298,9 @@ class Colorizer:
         small = self.model_size(*picture.size)
         if small == picture.size:
             return picture_l(picture.on_white(), self.device, self.strip_pixels)
-        rgb = torch.tensor(picture.on_white()).permute(2, 0, 1)[None]  # a copy: PIL's arrays are read-only
+        with warnings.catch_warnings():  # PIL's arrays are read-only; interpolate only reads: no 144 MB copy
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            rgb = torch.from_numpy(picture.on_white()).permute(2, 0, 1)[None]
         return input_l(F.interpolate(rgb, size=small, mode="bilinear", antialias=True).to(self.device))
 
     def predict(self, L_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
