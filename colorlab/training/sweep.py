@@ -99,7 +99,7 @@ def check_space(path: Path, key: str, space: Any) -> None:
         return
     low, high = space.get("low"), space.get("high")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-        raise ValueError(f"{path}: params.{key} ({kind}) needs numbers low and high, got {low!r} and {high!r}")
+        raise ValueError(f"{path}: params.{key} ({kind}) needs low and high (numbers), got {low!r} and {high!r}")
     if not low <= high:
         raise ValueError(f"{path}: params.{key}: low {low} is above high {high}")
     if space.get("log") and low <= 0:
