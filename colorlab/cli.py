@@ -44,12 +44,13 @@ def main(argv: list[str] | None = None) -> Any:
         return None
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
+        from colorlab.data.images import DataFolderError
         from colorlab.training.cli import lightning_main
         from colorlab.training.run_folder import NothingToResume
 
         try:
             return lightning_main(argv)
-        except NothingToResume as exc:  # --run.resume=true with no interrupted run: say so, exit non-zero
+        except (NothingToResume, DataFolderError, FileNotFoundError) as exc:  # say so, exit non-zero
             raise SystemExit(f"error: {exc}") from None
     if command in COMMANDS:
         module_name, function = COMMANDS[command].split(":")

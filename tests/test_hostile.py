@@ -431,3 +431,17 @@ def test_a_nan_pixel_cap_refuses_instead_of_disabling_the_check():
     with pytest.raises(PictureError, match="over the nan megapixel limit"):
         check_pixels(10, 10, float("nan"))
     check_pixels(10, 10, 1.0)
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_a_missing_or_empty_data_folder_is_one_line(tmp_path, folder):
+    from colorlab.commands.experiment import main as experiment_main
+    from tests.tiny_experiment import tiny_config
+
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "val").mkdir()
+    config = tiny_config(tmp_path, tmp_path / folder)
+    with pytest.raises(SystemExit) as exit_info:
+        experiment_main(["--config", str(config)])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and str(tmp_path / folder) in message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from colorlab.data.images import DataFolderError
 from colorlab.training.experiment import run_experiment
 from colorlab.training.run_folder import DamagedRunFile, NothingToResume, RunFolder
 from colorlab.training.runs import is_rank_zero
@@ -22,7 +23,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     args, overrides = parser.parse_known_args(argv)
     try:
         results = run_experiment(args.config, overrides, resume=args.resume)
-    except (NothingToResume, DamagedRunFile) as exc:
+    except (NothingToResume, DamagedRunFile, DataFolderError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     if not is_rank_zero():  # under DDP the other ranks return after the (synced) test; rank 0 reports
         return results
