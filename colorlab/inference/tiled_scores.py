@@ -28,7 +28,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from colorlab.color import rgb_to_lab
 from colorlab.metrics import delta_e_ciede2000
 
-TILE = 512
+TILE = 256
 LPIPS_TILE = 512
 SSIM_WINDOW = 11  # torchmetrics' Gaussian window for sigma 1.5
 _HALO = (SSIM_WINDOW - 1) // 2
