@@ -44,13 +44,14 @@ def main(argv: list[str] | None = None) -> Any:
         return None
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
+        from colorlab.data.images import DataFolderError
         from colorlab.runs.folder import NothingToResume
         from colorlab.training.cli import lightning_main
         from colorlab.training.devices import GpuUnusable
 
         try:
             return lightning_main(argv)
-        except (NothingToResume, GpuUnusable) as exc:  # nothing to resume, or an unusable GPU: say so, exit 1
+        except (NothingToResume, GpuUnusable, DataFolderError, FileNotFoundError) as exc:  # say so, exit 1
             raise SystemExit(f"error: {exc}") from None
     if command in COMMANDS:
         module_name, function = COMMANDS[command].split(":")

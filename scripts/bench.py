@@ -344,6 +344,85 @@ def bench_colorize(
     return results
 
 
+STRIP_SIZE = (2, 24_000_000)  # (height, width): 48 MP, under the 50 MP cap, the aspect that broke the merge
+MEMORY_TARGET_BYTES = 1.5e9
+
+
+def strip_png(path: Path) -> Path:
+    """A smooth 2 x 24,000,000 px colour PNG (tens of KB compressed, 144 MB decoded)."""
+    height, width = STRIP_SIZE
+    ramp = (np.arange(width, dtype=np.uint32) * 256 // width).astype(np.uint8)
+    rgb = np.stack([ramp, ramp[::-1], np.full(width, 120, np.uint8)], axis=-1)
+    Image.fromarray(np.repeat(rgb[None], height, axis=0)).save(path, compress_level=9)
+    return path
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()] if tasks.exists() else []
+
+
+def bench_memory(trainer: L.Trainer, size: int = 160) -> dict[str, Any]:
+    """Peak RSS (child processes, as users run them) of ``colorize`` and ``serve`` on a 2 x 24,000,000 px strip
+    and of ``evaluate`` on one 12 MP photo, with the ``unet_effnet`` checkpoint; target <= 1.5 GB each."""
+    import signal
+    import socket
+
+    import httpx
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    ckpt = folder / "unet_effnet.ckpt"
+    trainer.save_checkpoint(ckpt)
+    strip = strip_png(folder / "strip.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    launcher = [sys.executable, "-c", PEAK_RSS_LAUNCHER]
+    cli_command = [sys.executable, "-m", "colorlab"]
+
+    def measured(arguments: list[str]) -> tuple[int, float]:
+        start = time.perf_counter()
+        done = subprocess.run([*launcher, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, check=False, env=env)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"failed: {' '.join(arguments)}\n{done.stderr[-2000:]}")
+        return int(done.stderr.strip().splitlines()[-1]), time.perf_counter() - start
+
+    results: dict[str, Any] = {"strip": f"{STRIP_SIZE[0]} x {STRIP_SIZE[1]:,} px", "strip_png_bytes": strip.stat().st_size}
+    results["colorize_strip_peak_rss_bytes"], results["colorize_strip_seconds"] = measured(
+        [*cli_command, "colorize", str(strip), "--ckpt", str(ckpt), "--size", str(size), "-o", str(folder / "out"),
+         "--no-progress", "--device", "cpu"])  # fmt: skip
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([*launcher, *cli_command, "serve", "--ckpt", str(ckpt), "--size", str(size), "--port",
+                               str(port), "--max-mb", "200", "--device", "cpu"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/config", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        start = time.perf_counter()
+        response = httpx.post(f"http://127.0.0.1:{port}/api/colorize", timeout=1200,
+                              files=[("files", ("strip.png", strip.read_bytes(), "image/png"))])  # fmt: skip
+        results["serve_strip_seconds"] = time.perf_counter() - start
+        results["serve_strip_status"] = response.status_code
+        results["serve_strip_error"] = response.json()["results"][0].get("error") if response.is_success else None
+    finally:
+        for child in _children(server.pid):
+            os.kill(child, signal.SIGINT)  # uvicorn shuts down; the launcher then reports the child's peak
+        _, err = server.communicate(timeout=120)
+    results["serve_strip_peak_rss_bytes"] = int(err.strip().splitlines()[-1])
+    (folder / "photos").mkdir()
+    test_photo(folder / "photos" / "photo.jpg", 12.0)
+    results["evaluate_12mp_peak_rss_bytes"], results["evaluate_12mp_seconds"] = measured(
+        [*cli_command, "evaluate", "--ckpt", str(ckpt), "--size", str(size), "--data", str(folder / "photos"),
+         "-o", str(folder / "evaluation"), "--device", "cpu"])  # fmt: skip
+    shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
 STEP_SCRIPT = """
 import colorlab, time, torch
 from colorlab.approaches.regression import RegressionColorizer
@@ -487,6 +566,7 @@ def print_report(results: dict[str, Any]) -> None:
               f"{onnx['peak_rss_bytes'] / 2**30:.2f} GiB")  # fmt: skip
     else:
         print(f"  ONNX Runtime     {onnx}")
+    print_memory(results["memory"])
     if "video" in results:
         from bench_video import print_video
 
@@ -498,6 +578,19 @@ def print_report(results: dict[str, Any]) -> None:
         op, target, unit = TARGETS[key]
         met = value >= target if op == ">=" else value <= target
         print(f"  {key:40s} {value:8.3f}  target {op} {target:g} {unit}  [{'ok' if met else 'MISSED'}]")
+
+
+def print_memory(memory: dict[str, Any]) -> None:
+    """Peak RSS of the three full-resolution commands against the 1.5 GB target."""
+    rows = [("colorize", "colorize_strip", f"{memory['strip']} PNG"), ("serve", "serve_strip", f"{memory['strip']} upload"),
+            ("evaluate", "evaluate_12mp", "one 12 MP JPEG")]  # fmt: skip
+    for command, key, what in rows:
+        rss = memory[f"{key}_peak_rss_bytes"]
+        met = "ok" if rss <= MEMORY_TARGET_BYTES else "MISSED"
+        print(f"peak RSS {command:9s} {rss / 1e9:5.2f} GB  {what}, {memory[f'{key}_seconds']:.1f} s  "
+              f"target <= {MEMORY_TARGET_BYTES / 1e9:g} GB [{met}]")  # fmt: skip
+    if memory.get("serve_strip_error") or memory.get("serve_strip_status") != 200:
+        print(f"  serve answered {memory.get('serve_strip_status')}: {memory.get('serve_strip_error')}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -515,6 +608,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--startup-files", type=int, default=None, help="files in the start-up folder (100 000; 1 000 with --quick)"
     )
+    parser.add_argument("--memory", action="store_true", help="only the peak-RSS measurements (issue 24)")
     args = parser.parse_args(argv)
     if not os.environ.get(DATA_ENV):
         parser.exit(2, f"set ${DATA_ENV} to a photo folder with train/ and val/ (make bench sets it)\n")
@@ -527,6 +621,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     steps, repeats = (3, 1) if quick else (12, 2)
     started = time.perf_counter()
+    if args.memory:  # a checkpoint of the real unet_effnet after one step is all the memory figures need
+        cli = build("unet_effnet", ["--trainer.max_steps=1", "--data.init_args.batch_size=2"])
+        cli.trainer.fit(cli.model, cli.datamodule)
+        memory = bench_memory(cli.trainer)
+        print_memory(memory)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_name("memory.json").write_text(json.dumps({"machine": machine(), "memory": memory}, indent=2))
+        return memory
     results: dict[str, Any] = {"quick": quick, "machine": machine()}
     if args.data_only:
         results["loader"] = bench_loader(3 if quick else 20, shrink)
@@ -544,6 +646,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cli.model, batch, 3 if quick else 8, 1 if quick else 6
     )
     results["colorize"] = bench_colorize(cli.model, cli.trainer, 1.0 if quick else 12.0, 1 if quick else 2)
+    results["memory"] = bench_memory(cli.trainer)
     if not quick:
         results["wait_policy"] = bench_wait_policy(2)
     from bench_video import bench_video  # scripts/ is on sys.path: this file runs as a script

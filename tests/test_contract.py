@@ -197,18 +197,17 @@ def test_evaluate_runs_the_model_at_the_same_size_as_colorize(contract, name):
     assert float(image_scores(*as_batch)["psnr"]) == pytest.approx(row["psnr"], abs=0.05)
 
 
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 @pytest.mark.parametrize("name", [e.stem for e in EXPERIMENTS])
-def test_export_with_dynamic_size(contract, name, capsys):
+def test_export_with_dynamic_size(contract, name, fmt, capsys):
     ckpt, model = built_or_fail(contract, name)
-    check_dynamic_export(ckpt, model, contract["root"] / f"{name}.pt", capsys)
+    check_dynamic_export(ckpt, model, contract["root"] / f"{name}.{fmt}", capsys, fmt)
 
 def check_dynamic_export(
-    ckpt: Path, model: L.LightningModule, path: Path, capsys: pytest.CaptureFixture
+    ckpt: Path, model: L.LightningModule, path: Path, capsys: pytest.CaptureFixture, fmt: str = "torchscript"
 ) -> None:
-    """``export --dynamic`` (TorchScript) succeeds and the graph equals PyTorch at an odd size and a multiple."""
-    status = commands_exit(
-        export_main, ["--ckpt", str(ckpt), "--format", "torchscript", "--dynamic", "-o", str(path)]
-    )
+    """``export --dynamic`` succeeds and the graph equals PyTorch at an odd size and a multiple."""
+    status = commands_exit(export_main, ["--ckpt", str(ckpt), "--format", fmt, "--dynamic", "-o", str(path)])
     output = capsys.readouterr()
     assert status == 0 and "(ok)" in output.out, output
     multiple = size_multiple(model)
@@ -222,4 +221,4 @@ def check_dynamic_export(
                 if (h, w) == (HEIGHT, WIDTH)
                 else model.predict_lab(L_in)
             )
-        assert np.abs(run_exported(path, "torchscript", L_in) - reference[1].numpy()).max() <= TOLERANCE
+        assert np.abs(run_exported(path, fmt, L_in) - reference[1].numpy()).max() <= TOLERANCE

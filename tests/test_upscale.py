@@ -381,7 +381,7 @@ def test_the_chain_names_what_is_wrong(chain_ckpts: dict[str, Path], tmp_path: P
     rc, up = str(chain_ckpts["restore_colorize"]), str(chain_ckpts["upscale"])
     scan, out = str(tmp_path / "in" / "scan.jpg"), str(tmp_path / "out")
     assert run_chain([scan, "-o", out, "--ckpt", rc, "--upscale-ckpt", rc]) == 2
-    assert "not an upscaler" in capsys.readouterr().err
+    assert "given as the upscaler" in capsys.readouterr().err
     assert run_chain([scan, "-o", out, "--ckpt", rc, "--upscale-ckpt", str(tmp_path / "gone.ckpt")]) == 2
     assert "gone.ckpt" in capsys.readouterr().err
     assert run_chain([scan, "-o", out, "--ckpt", rc, "--upscale-ckpt", up, "--factor", "4"]) == 2

@@ -19,6 +19,9 @@ def downsample_mean(x: torch.Tensor, factor: int) -> torch.Tensor:
     if factor == 1:
         return x
     h, w = x.shape[-2:]
+    if h % factor == 0 and w % factor == 0:
+        # The same numbers, as a fixed-kernel pooling ONNX can export at any size (adaptive pooling it cannot).
+        return F.avg_pool2d(x, factor)
     return F.adaptive_avg_pool2d(x, (max(1, h // factor), max(1, w // factor)))
 
 

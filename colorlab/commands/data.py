@@ -42,7 +42,10 @@ def main(argv: list[str]) -> None:
         return
 
     start = time.perf_counter()
-    summary = pack_folder(args.source, args.output, args.max_side, args.workers, args.chunk_bytes)
+    try:
+        summary = pack_folder(args.source, args.output, args.max_side, args.workers, args.chunk_bytes)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        parser.exit(2, f"error: {exc}\n")
     for path, reason in summary.skipped.items():
         print(f"skipped {path}: {reason}")
     print(f"packed {summary.packed} photos into {summary.output} ({len(summary.skipped)} skipped) "

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from colorlab.commands.arguments import megapixels, positive_int
 from colorlab.commands.options import (
     add_film_arguments,
     add_model_options,
@@ -49,7 +50,7 @@ from colorlab.inference.guided_evaluation import (
     write_curve,
     write_reference_table,
 )
-from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, collect_inputs
+from colorlab.inference.pictures import MAX_MEGAPIXELS, PictureError, check_output_dir, collect_inputs
 from colorlab.inference.pipeline import Colorizer
 from colorlab.runs.folder import RUNS_ROOT, RunFolder
 
@@ -64,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-o", "--out", help="output folder (default runs/evaluate/DATA-TIMESTAMP)")
     parser.add_argument("--names", nargs="+", help="row names, one per checkpoint (default: run names)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N files")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS, help="skip larger photos")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N files")
+    parser.add_argument("--max-megapixels", type=megapixels, default=MAX_MEGAPIXELS, help="skip larger photos")
     parser.add_argument("--lpips-backbone", help="local torchvision vgg16-397923af.pth for LPIPS")
     parser.add_argument("--fid-weights", help=f"local {INCEPTION_FILE} for FID")
     parser.add_argument("--baselines-from", help="run folder whose training split fits the mean-ab and lookup "
@@ -106,6 +107,8 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     """CLI: ``python -m colorlab evaluate --ckpt A.ckpt [B.ckpt ...] --data DIR [-o OUT]``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not Path(args.data).is_dir():
+        parser.exit(2, f"error: data folder not found: {args.data}\n")
     try:
         ckpts = checkpoints(args)
         if args.names is not None and len(args.names) != len(ckpts):
@@ -119,6 +122,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         RUNS_ROOT / "evaluate" / f"{Path(args.data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     out = Path(args.out or default_out)
+    try:  # renders written among the photos would be scored as truth by the next evaluate
+        check_output_dir(out, [args.data])
+    except PictureError as exc:
+        parser.exit(2, f"error: {exc}\n")
     if clips:
         return evaluate_films(args, parser, colorizers, clips[: args.limit], out)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,6 +155,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         *(note for note in (lpips_note, fid_note) if note),
         f"{time.perf_counter() - start:.0f} s on {args.device}",
     ]  # fmt: skip
+    if result["gray_truths"]:
+        gray = f"{result['gray_truths']} of {len(result['views'])} photos are gray themselves"
+        notes.append(f"warning: {gray}: colour scores against a gray truth reward gray output")
+        print(f"warning: {gray} (colour scores need colour photos)", file=sys.stderr)
     for path, reason in result["skipped"].items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     paths = write_reports(result, out, notes)

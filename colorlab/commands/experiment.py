@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from colorlab.runs.folder import NothingToResume, RunFolder
+from colorlab.data.images import DataFolderError
+from colorlab.runs.folder import DamagedRunFile, NothingToResume, RunFolder
 from colorlab.training.devices import GpuUnusable
 from colorlab.training.experiment import run_experiment
 from colorlab.training.runs import is_rank_zero
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     args, overrides = parser.parse_known_args(argv)
     try:
         results = run_experiment(args.config, overrides, resume=args.resume)
-    except (NothingToResume, GpuUnusable) as exc:
+    except (NothingToResume, DamagedRunFile, DataFolderError, GpuUnusable, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     if not is_rank_zero():  # under DDP the other ranks return after the (synced) test; rank 0 reports
         return results

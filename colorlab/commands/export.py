@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from colorlab.commands.arguments import model_side
 from colorlab.inference.export import SUFFIXES, TOLERANCE, export
 
 
@@ -19,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ckpt", type=Path, required=True, help="the model checkpoint")
     parser.add_argument("--format", choices=sorted(SUFFIXES), default="onnx", help="onnx or torchscript")
     shape = parser.add_mutually_exclusive_group()
-    shape.add_argument("--size", type=int, default=256, help="fixed input side H = W (default 256)")
+    shape.add_argument("--size", type=model_side, default=256, help="fixed input side H = W (default 256)")
     shape.add_argument("--dynamic", action="store_true", help="any input H, W (padded inside the graph)")
     parser.add_argument("-o", "--output", type=Path, help="output file (default: next to the checkpoint)")
     args = parser.parse_args(argv)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from colorlab.commands.arguments import megapixels, model_side
 from colorlab.inference.film_options import (
     DEFAULT_STRENGTH,
     DEFAULT_WINDOW,
@@ -22,20 +23,6 @@ from colorlab.inference.film_options import (
 from colorlab.inference.folders import ColorizeReport
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS
 from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoints, model_names
-
-# The largest model side --size accepts: beyond it a model's activations alone outgrow any machine's memory.
-MAX_SIDE = 4096
-
-
-def model_side(text: str) -> int:
-    """``--size``: the shorter side the model runs at, a whole number of pixels in [1, :data:`MAX_SIDE`]."""
-    try:
-        side = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must be a whole number of pixels, got {text!r}") from None
-    if not 1 <= side <= MAX_SIDE:
-        raise argparse.ArgumentTypeError(f"--size must be between 1 and {MAX_SIDE} pixels, got {side}")
-    return side
 
 
 def add_model_options(parser: argparse.ArgumentParser, several: bool = True, required: bool = False) -> None:
@@ -111,7 +98,7 @@ def add_file_options(parser: argparse.ArgumentParser, cap_help: str = "refuse la
         "-o", "--output", type=Path, required=True, help="output folder (never an input folder)"
     )
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
+    parser.add_argument("--max-megapixels", type=megapixels, default=MAX_MEGAPIXELS,
                         help=f"{cap_help}, checked before decoding (default %(default)g)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

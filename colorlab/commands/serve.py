@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from colorlab.commands.arguments import megapixels
 from colorlab.commands.options import add_model_options, checkpoints, load_models
 from colorlab.inference.chain import load_upscaler
 from colorlab.inference.pictures import MAX_MEGAPIXELS
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-minutes", type=float, default=10, help="delete uploads' results after this")
     parser.add_argument("--max-files", type=int, default=5, help="photos per request")
     parser.add_argument("--max-mb", type=float, default=20, help="size limit per photo file")
-    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
+    parser.add_argument("--max-megapixels", type=megapixels, default=MAX_MEGAPIXELS,
                         help="pixel limit per photo, checked before decoding (default %(default)g)")  # fmt: skip
     parser.add_argument("--max-jobs", type=int, default=1,
                         help="requests colorized at once; others wait (bounds memory; default 1)")  # fmt: skip

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from colorlab.training import sweep
 
 
@@ -21,11 +23,17 @@ def main(argv: Sequence[str] | None = None) -> Any:
     )
     parser.add_argument("--sweep-id", help="W&B: join this existing sweep instead of creating one")
     args = parser.parse_args(argv)
-    spec = sweep.load_spec(args.config)
+    try:
+        spec = sweep.load_spec(args.config)
+    except (FileNotFoundError, ValueError, yaml.YAMLError) as exc:
+        parser.exit(2, f"error: {exc}\n")
     if args.storage:
         spec["storage"] = args.storage
     if args.backend == "wandb":
         return sweep.run_wandb(spec, args.sweep_id, args.n_trials)
-    study = sweep.optimize(spec, args.n_trials)
+    try:
+        study = sweep.optimize(spec, args.n_trials)
+    except ValueError as exc:  # the failed trial is recorded as FAIL in the study
+        parser.exit(2, f"error: {exc}\n")
     print((spec["output"] / "summary.md").read_text())
     return study

@@ -25,7 +25,7 @@ from colorlab.data.datasets import (
     load_samples,
     open_cifar,
 )
-from colorlab.data.images import IMAGE_EXTENSIONS
+from colorlab.data.images import IMAGE_EXTENSIONS, DataFolderError
 from colorlab.data.ranks import from_rank_zero
 from colorlab.data.resumable import ResumableDataLoader
 from colorlab.data.screening import screen_folder
@@ -335,7 +335,7 @@ class FolderDataModule(LabDataModule):
             for folder, files in ((train_dir, pool), (test_dir, test)):
                 if not files:
                     kinds = ", ".join(IMAGE_EXTENSIONS)
-                    raise ValueError(f"no readable images in {folder} (looked for {kinds})")
+                    raise DataFolderError(f"no readable images in {folder} (looked for {kinds})")
             test_source = str(test_dir)
         else:
             source = train_dir if train_dir.is_dir() else root

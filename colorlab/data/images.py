@@ -14,6 +14,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
+class DataFolderError(ValueError):
+    """A data folder that holds no usable images (the commands print its message, not a traceback)."""
+
+
 def _high_bit_depth_to_l(img: Image.Image) -> Image.Image:
     """16-bit or 32-bit integer / float grayscale -> 8-bit 'L', scaled by the format's full range."""
     arr = np.asarray(img, dtype=np.float64)

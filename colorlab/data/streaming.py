@@ -13,8 +13,11 @@ Needs the ``stream`` extra (``pip install 'colorlab[stream]'``).
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from colorlab.data.screening import screen_folder
 try:
     from litdata import StreamingDataLoader, StreamingDataset, optimize
 except ImportError:  # the DataModule and `data pack` explain how to install it
-    StreamingDataset = object  # type: ignore[assignment,misc]
+    StreamingDataset = StreamingDataLoader = object  # type: ignore[assignment,misc]
 
 
 def _require_litdata() -> None:
@@ -50,6 +53,37 @@ class PackSummary:
     skipped: dict[Path, str]
 
 
+def die_with_parent() -> None:
+    """Ask Linux to kill this worker process when the process that started it dies (kill -9 of ``data pack``
+    left LitData's workers running, about 1 GB each); a no-op elsewhere and when already set."""
+    global _PARENT_WATCHED
+    if _PARENT_WATCHED or not sys.platform.startswith("linux"):
+        return
+    _PARENT_WATCHED = True
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+_PARENT_WATCHED = False
+
+
+def check_empty_output(output: str) -> None:
+    """Refuse to pack into anything that holds files: LitData's writer deletes what is there (a local folder's
+    shards, a whole ``s3://`` prefix) and the user's files would go without a word."""
+    if "://" in output:
+        from litdata.streaming.resolver import _get_fs_provider
+
+        if not _get_fs_provider(output, {}).is_empty(output):
+            raise ValueError(f"{output} is not empty; pack into a new prefix (nothing was written or deleted)")
+        return
+    folder = Path(output)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ValueError(f"{output} is not an empty folder; pack into a new one (nothing was written or deleted)")
+
+
 class _Encoder:
     """``litdata.optimize``'s per-file function (a picklable object, so worker processes can run it)."""
 
@@ -57,6 +91,7 @@ class _Encoder:
         self.root, self.max_side = root, max_side
 
     def __call__(self, path: str) -> dict[str, Any]:
+        die_with_parent()
         path_obj = Path(path)
         data = path_obj.read_bytes()
         if self.max_side is not None:
@@ -86,12 +121,15 @@ def pack_folder(
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be a positive number of pixels, got {max_side}")
     root = Path(source)
+    if not root.is_dir():
+        raise FileNotFoundError(f"photo folder not found: {root}")
+    check_empty_output(output)
     good, bad = screen_folder(root, workers)
     if not good:
         raise ValueError(f"no readable images under {root}")
     workers = max(1, min(workers or os.cpu_count() or 1, len(good)))
     optimize(fn=_Encoder(root, max_side), inputs=[str(p) for p in good], output_dir=output, num_workers=workers,
-             chunk_bytes=chunk_bytes, mode="overwrite", verbose=False)  # fmt: skip
+             chunk_bytes=chunk_bytes, verbose=False)  # fmt: skip
     return PackSummary(output=output, packed=len(good), skipped=bad)
 
 
@@ -137,6 +175,20 @@ class ShardItems(Dataset):
         return {"rgb": self.transform(decode_sample(self.shards[index]))}
 
 
+class ResumableStreamingLoader(StreamingDataLoader):  # type: ignore[misc,valid-type]
+    """LitData's loader, plus: a restored epoch that was read to its end does not swallow the next epoch.
+
+    LitData clears its ``restore`` flag only when a for-loop exhausts the iterator; Lightning stops after the
+    epoch's last batch without asking for one more, so after a mid-epoch resume the flag stayed set and the
+    next epoch replayed the finished position: no batches, one epoch lost (10 steps instead of 15).
+    """
+
+    def __iter__(self) -> Any:
+        if self.restore and self._num_samples_yielded_streaming >= len(self.dataset):
+            self.restore = False
+        return super().__iter__()
+
+
 class StreamingDataModule(LabDataModule):
     """Train, validate and test from shards written by ``python -m colorlab data pack``.
 
@@ -172,7 +224,7 @@ class StreamingDataModule(LabDataModule):
     def train_dataloader(self) -> DataLoader:
         # LitData's loader: it tracks how many samples each worker yielded, and Lightning saves that state in
         # checkpoints (and restores it), so resuming continues the epoch instead of starting it over.
-        return StreamingDataLoader(
+        return ResumableStreamingLoader(
             self.train_set,
             batch_size=self.batch_size,
             num_workers=self.num_workers,

@@ -28,7 +28,7 @@ from colorlab.colorizers.loading import load_colorizer
 from colorlab.colorizers.upscale import UpscaleNet, bicubic_l
 from colorlab.inference.folders import ColorizeReport, Job, Outputs, process_files
 from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS, Picture, output_suffix, to_image
-from colorlab.inference.pipeline import STRIP_PIXELS, Colorizer, merge, picture_l, restored_l
+from colorlab.inference.pipeline import STRIP_PIXELS, Colorizer, merge, picture_l, restored_l, tensor_tile
 from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_tiled
 from colorlab.models.rrdb import rrdbnet_from_weights
 
@@ -50,13 +50,10 @@ def load_upscaler(path: str | os.PathLike, device: str | torch.device = "cpu") -
     module = load_colorizer(path, map_location=device)
     if not hasattr(module, "upscale_l"):
         raise ValueError(
-            f"{path} holds a {type(module).__name__}, not an upscaler (colorlab.approaches.upscale)"
+            f"{path} is a colour model ({type(module).__name__}), given as the upscaler: upscalers are "
+            "colorlab.approaches.upscale runs; pass a colour model with --ckpt"
         )
     return module
-
-
-def _rows(L: torch.Tensor, rows: slice) -> torch.Tensor:
-    return L[..., rows, :]
 
 
 @dataclass
@@ -110,7 +107,7 @@ class Chain:
             L = restored_l(L_out.to(L.device), size)
         L = upscale_l(L, self.upscaler, self.factor, self.tile, self.overlap)
         out = torch.empty(*L.shape[-2:], 3, dtype=torch.uint8)
-        return merge(partial(_rows, L), ab, tuple(L.shape[-2:]), out, self.strip_pixels).numpy()
+        return merge(partial(tensor_tile, L), ab, tuple(L.shape[-2:]), out, self.strip_pixels).numpy()
 
     def alpha(self, picture: Picture) -> np.ndarray | None:
         """The picture's alpha at the output size (bicubic), or None for an opaque picture."""

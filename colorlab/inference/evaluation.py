@@ -34,8 +34,9 @@ from colorlab.baselines import (
 )
 from colorlab.color import float_to_uint8
 from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, on_white, read_picture
-from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l
-from colorlab.metrics import FRECHET_KEY, METRIC_TITLES, FrechetEffNetDistance, colorfulness, image_scores
+from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l, tiles
+from colorlab.inference.tiled_scores import tiled_colorfulness, tiled_image_scores, too_small
+from colorlab.metrics import FRECHET_KEY, METRIC_TITLES, FrechetEffNetDistance
 from colorlab.report import html_page, html_table, markdown_table
 from colorlab.runs.folder import EVALUATION_JSON
 from colorlab.visualize import comparison_grid, save_png
@@ -47,6 +48,8 @@ SEMANTIC_NOTE = (
     "top-1/top-5 agree: the EfficientNet-Lite0 (ImageNet) top-1 class of the true photo is the top-1 / in the "
     "top-5 of the colorized one (the semantic test of Zhang et al. 2016)"
 )
+# Below this Hasler-Süsstrunk colorfulness a true photo counts as gray (scored against, it tells nothing).
+GRAY_COLORFULNESS = 1.0
 # A method: pictures -> full-resolution float RGB (H, W, 3) in [0, 1] each, alpha not applied.
 Method = Callable[[Sequence[Picture]], list[np.ndarray]]
 
@@ -108,10 +111,19 @@ def gray_baseline(pictures: Sequence[Picture]) -> list[np.ndarray]:
 
 
 def trivial_method(baseline: TrivialColorizer) -> Method:
-    """A :class:`colorlab.baselines.TrivialColorizer` as a method (it reads the picture's full-resolution L)."""
+    """A :class:`colorlab.baselines.TrivialColorizer` as a method (it reads the picture's full-resolution L).
+
+    The trivial baselines colour each pixel from its own L, so they run tile by tile (bounded memory)."""
+
+    def one(picture: Picture) -> np.ndarray:
+        out = np.empty((*picture.size, 3), np.float32)
+        for rows, cols in tiles(*picture.size, 512):
+            rgb = baseline.colorize_rgb(picture_l(picture.rgb[rows, cols]))
+            out[rows, cols] = rgb[0].permute(1, 2, 0).numpy()
+        return out
 
     def method(pictures: Sequence[Picture]) -> list[np.ndarray]:
-        return [baseline.colorize_rgb(picture_l(p.rgb))[0].permute(1, 2, 0).numpy() for p in pictures]
+        return [one(p) for p in pictures]
 
     return method
 
@@ -129,15 +141,25 @@ def load_baselines(run_dir: str | os.PathLike) -> tuple[list[TrivialColorizer], 
 def as_batch(rgb: np.ndarray, alpha: np.ndarray | None) -> torch.Tensor:
     """RGB ``(H, W, 3)`` (uint8, or float in [0, 1]) with its alpha, as seen on white -> float ``(1, 3, H, W)``."""
     image = torch.from_numpy(on_white(rgb, alpha)).float()
-    return (image / 255.0 if rgb.dtype == np.uint8 else image).permute(2, 0, 1)[None]
+    if rgb.dtype == np.uint8:
+        image.div_(255.0)  # in place: one float copy of a 12 MP photo is 144 MB
+    return image.permute(2, 0, 1)[None]
 
 
 # ---- the evaluation loop ------------------------------------------------------------------------------
 
 
+def uint8_picture(image: torch.Tensor, tile: int = 1024) -> np.ndarray:
+    """sRGB ``(1, 3, H, W)`` in [0, 1] -> uint8 ``(H, W, 3)``, converted tile by tile (no float copy of it)."""
+    out = np.empty((*image.shape[-2:], 3), np.uint8)
+    for rows, cols in tiles(*image.shape[-2:], tile):
+        out[rows, cols] = float_to_uint8(image[0, :, rows, cols]).permute(1, 2, 0).cpu().numpy()
+    return out
+
+
 def _save_views(image: torch.Tensor, out: Path, column: str, stem: str, thumb: int) -> tuple[str, str]:
     """Save a full-size JPEG and a thumbnail of sRGB ``(1, 3, H, W)``; return their paths relative to ``out``."""
-    picture = Image.fromarray(float_to_uint8(image[0]).permute(1, 2, 0).cpu().numpy())
+    picture = Image.fromarray(uint8_picture(image))
     full, small = (out / "images" / column / kind / f"{stem}.jpg" for kind in ("full", "thumbs"))
     full.parent.mkdir(parents=True, exist_ok=True)
     small.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +193,11 @@ def evaluate(
     """Score the gray baseline, the other trivial ``baselines`` and every colorizer on ``files``; write views
     into ``out/images``. ``frechet`` adds the Fréchet EfficientNet-Lite0 distance per row.
 
-    A file that cannot be read (damaged, over ``max_megapixels``) is skipped and listed under ``skipped``.
+    A file that cannot be read (damaged, over ``max_megapixels``, under 6 px a side) is skipped and listed
+    under ``skipped``. Each photo's methods run one at a time and are scored tile by tile
+    (:mod:`colorlab.inference.tiled_scores`); the classifier and the Fréchet features see bounded sizes
+    (224 and 128 px), so a 12 MP photo needs its truth and one output at full resolution, not one per row.
+    ``gray_truths`` counts photos that are gray themselves.
 
     Returns ``{"rows": per-image dicts, "means": {method: {metric: value}}, "views": ..., "models": names,
     "learning": {model: verdict}, "skipped": {file: reason}}``; raises ValueError when no file could be read.
@@ -198,24 +224,30 @@ def evaluate(
     views: list[dict[str, Any]] = []
     grid: dict[str, list[torch.Tensor]] = {name: [] for name in [*names, TRUTH]}
     skipped: dict[Path, str] = {}
+    gray_truths = 0
     for index, path in enumerate(tqdm(files, desc="evaluate", unit="img")):
         try:
             picture = read_picture(path, max_megapixels)
         except PictureError as exc:
             skipped[path] = str(exc)
             continue
+        reason = too_small(*picture.size)
+        if reason:
+            skipped[path] = reason
+            continue
         truth = as_batch(picture.rgb, picture.alpha).to(device)
-        outputs = {
-            name: as_batch(method([picture])[0], picture.alpha).to(device) for name, method in methods.items()
-        }
         truth_logits = classifier(truth)
+        truth_colorfulness = tiled_colorfulness(truth)
+        gray_truths += truth_colorfulness < GRAY_COLORFULNESS
         stem = f"{index:04d}_{path.stem}"
         cells = {TRUTH: (*_save_views(truth, out, "truth", stem, thumb), "truth")}
-        for i, (name, pred) in enumerate(outputs.items()):
-            scores = {**image_scores(pred, truth), **class_agreement(classifier(pred), truth_logits)}
-            if lpips is not None:
-                scores["lpips"] = lpips(pred, truth, normalize=True).flatten()
-            row = {"image": path.name, "model": name, **{k: float(v) for k, v in scores.items()}}
+        in_grid = len(views) < grid_images
+        # One method's full-resolution output at a time, scored tile by tile (memory: see tiled_scores).
+        for i, (name, method) in enumerate(methods.items()):
+            pred = as_batch(method([picture])[0], picture.alpha).to(device)
+            scores = {**tiled_image_scores(pred, truth, lpips),
+                      **{k: float(v) for k, v in class_agreement(classifier(pred), truth_logits).items()}}  # fmt: skip
+            row = {"image": path.name, "model": name, **scores}
             rows.append(row)
             caption = f"ΔE {row['delta_e00']:.2f} · PSNR {row['psnr']:.2f}"
             cells[name] = (*_save_views(pred, out, f"model{i}", stem, thumb), caption)
@@ -224,11 +256,13 @@ def evaluate(
                 fid[name].update(float_to_uint8(pred), real=False)
             if name in frechet_rows:
                 frechet_rows[name].update(pred, truth)
+            if in_grid:
+                grid[name].append(_center_square(pred, 128).cpu())
+            del pred
+        if in_grid:
+            grid[TRUTH].append(_center_square(truth, 128).cpu())
         views.append({"image": path.name, "cells": cells})
-        if len(views) <= grid_images:
-            for name, image in [*outputs.items(), (TRUTH, truth)]:
-                grid[name].append(_center_square(image, 128).cpu())
-        rows.append({"image": path.name, "model": TRUTH, "colorfulness": float(colorfulness(truth))})
+        rows.append({"image": path.name, "model": TRUTH, "colorfulness": truth_colorfulness})
     if not views:
         raise ValueError(f"none of the {len(files)} files could be read: {next(iter(skipped.values()), '')}")
     means = {
@@ -257,6 +291,7 @@ def evaluate(
         "grid": grid_png,
         "learning": learning,
         "skipped": skipped,
+        "gray_truths": gray_truths,
     }
 
 

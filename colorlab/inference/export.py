@@ -27,6 +27,7 @@ from torch import nn
 from colorlab.colorizers.base import DeployableColorizer
 from colorlab.colorizers.loading import load_colorizer
 from colorlab.inference.pipeline import size_multiple
+from colorlab.runs.checkpoints import first_line
 
 ExportFormat = Literal["onnx", "torchscript"]
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -47,6 +48,7 @@ class ExportableColorizer(nn.Module):
         super().__init__()
         self.colorizer = colorizer
         self.multiple = size_multiple(colorizer)
+        self.scale = int(getattr(colorizer, "scale", 1))
         # Exporters put the wrapper back in the mode it had: it must be eval, or BatchNorm ends up training.
         self.eval()
 
@@ -54,7 +56,9 @@ class ExportableColorizer(nn.Module):
         h, w = L.shape[-2], L.shape[-1]
         padded = F.pad(L, (0, (-w) % self.multiple, 0, (-h) % self.multiple), mode="reflect")
         L_out, ab = self.colorizer.predict_lab(padded)
-        return L_out[..., :h, :w], ab[..., :h, :w]
+        # An upscaler's outputs are ``scale`` times the input: crop its padding at that scale, not to (h, w).
+        k = self.scale
+        return L_out[..., : k * h, : k * w], ab[..., : k * h, : k * w]
 
 
 def metadata(
@@ -118,38 +122,69 @@ def export_torchscript(
     return path
 
 
-def run_exported(path: Path, fmt: ExportFormat, L: torch.Tensor) -> np.ndarray:
-    """Run an exported model (onnxruntime / torch.jit.load) on L; returns its ``ab`` output."""
+def run_exported_outputs(path: Path, fmt: ExportFormat, L: torch.Tensor) -> list[np.ndarray]:
+    """Run an exported model (onnxruntime / torch.jit.load) on L; returns ``[L_out, ab]``."""
     if fmt == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(["ab"], {"L": L.numpy()})[0]
+        return session.run(["L_out", "ab"], {"L": L.numpy()})
     with torch.no_grad():
-        return torch.jit.load(str(path), map_location="cpu")(L)[1].numpy()
+        return [x.numpy() for x in torch.jit.load(str(path), map_location="cpu")(L)]
+
+
+def run_exported(path: Path, fmt: ExportFormat, L: torch.Tensor) -> np.ndarray:
+    """Run an exported model on L; returns its ``ab`` output."""
+    return run_exported_outputs(path, fmt, L)[1]
 
 
 def max_difference(colorizer: DeployableColorizer, path: Path, fmt: ExportFormat, L: torch.Tensor) -> float:
-    """Largest |ab_exported - ab_pytorch| on ``L`` (normalised ab units).
+    """Largest |exported - PyTorch| of both outputs (L_out and ab, normalised units) on ``L``; a ValueError
+    when their shapes differ (an upscaler's graph once returned a cropped quarter and was reported ok).
 
     PyTorch runs the same padded ``predict_lab`` as the graph (:class:`ExportableColorizer`, eager): at a size
     that is not a multiple, padding before ``predict_lab`` is not the same as the nets padding inside it for
     approaches that pool over the whole picture (ChromaGAN's global features, Zhang's area-mean logits).
     """
     with torch.no_grad():
-        reference = ExportableColorizer(colorizer)(L)[1].numpy()
-    return float(np.abs(run_exported(path, fmt, L) - reference).max())
+        reference = ExportableColorizer(colorizer)(L)
+    exported = run_exported_outputs(path, fmt, L)
+    if any(a.shape != tuple(b.shape) for a, b in zip(exported, reference)):
+        shapes = [tuple(a.shape) for a in exported], [tuple(b.shape) for b in reference]
+        raise ValueError(f"the exported graph returns shapes {shapes[0]}, PyTorch {shapes[1]}: export refused")
+    return max(float(np.abs(a - b.numpy()).max()) for a, b in zip(exported, reference))
 
 
 def export(
     ckpt: Path, fmt: ExportFormat, size: int | None = 256, output: Path | None = None
 ) -> tuple[Path, float]:
-    """Export ``ckpt`` and check it against PyTorch; returns (path, max |ab| difference)."""
+    """Export ``ckpt`` and check it against PyTorch (a dynamic graph at two sizes: odd, and a multiple of the
+    nets' factor); returns (path, max difference of L_out and ab). Never replaces a file: a taken name gets
+    ``-1``, ``-2``... A model the exporter cannot express is a ValueError naming the format and the reason.
+    """
+    if size is not None and size < 1:
+        raise ValueError(f"--size must be a positive number of pixels, got {size}")
     colorizer = load_colorizer(ckpt).float()
-    path = output or ckpt.with_suffix(SUFFIXES[fmt])
+    path = free_name(output or ckpt.with_suffix(SUFFIXES[fmt]))
     writer = export_onnx if fmt == "onnx" else export_torchscript
-    writer(colorizer, path, size, ckpt)
+    try:
+        writer(colorizer, path, size, ckpt)
+    except Exception as exc:  # the exporters raise many types, each with pages of detail
+        path.unlink(missing_ok=True)
+        raise ValueError(f"cannot export {type(colorizer).__name__} as {fmt}: {first_line(exc)}") from exc
     multiple = size_multiple(colorizer)
-    check_size = (size, size) if size is not None else (4 * multiple + 3, 2 * multiple + 7)
-    L = torch.rand(1, 1, *check_size, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    return path, max_difference(colorizer, path, fmt, L)
+    odd, round_size = (4 * multiple + 3, 2 * multiple + 7), (2 * multiple, 3 * multiple)
+    check_sizes = [(size, size)] if size is not None else [odd, round_size]
+    difference = 0.0
+    for seed, check_size in enumerate(check_sizes, start=1):
+        L = torch.rand(1, 1, *check_size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+        difference = max(difference, max_difference(colorizer, path, fmt, L))
+    return path, difference
+
+
+def free_name(path: Path) -> Path:
+    """``path``, or ``stem-1.suffix``, ``stem-2.suffix``... when that name is taken."""
+    candidate, i = path, 1
+    while candidate.exists():
+        candidate, i = path.with_name(f"{path.stem}-{i}{path.suffix}"), i + 1
+    return candidate

@@ -8,15 +8,16 @@
   output keeps the picture's own L under its own alpha, so it composites correctly onto any background.
 * **Merge.** Colour is smooth, detail lives in L: the model's ab is upsampled bilinearly and merged with the
   picture's own full-resolution L, so a 4000 px photo comes back at 4000 px and as sharp as it went in.
-  Upsampling and Lab -> RGB run in horizontal strips of about ``strip_pixels`` pixels, so memory grows
-  with the picture's own bytes only (uint8 in, uint8 out), not with float copies of it.
+  Upsampling and Lab -> RGB run in square tiles of about ``strip_pixels`` pixels (whatever the aspect), so
+  memory grows with the picture's own bytes only (uint8 in, uint8 out), not with float copies of it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -120,61 +121,80 @@ def input_l(image: torch.Tensor) -> torch.Tensor:
 def picture_l(
     rgb: np.ndarray, device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS
 ) -> torch.Tensor:
-    """uint8 RGB ``(H, W, 3)`` -> normalised L ``(1, 1, H, W)`` float32, converted strip by strip (the float
+    """uint8 RGB ``(H, W, 3)`` -> normalised L ``(1, 1, H, W)`` float32, converted tile by tile (the float
     RGB copies of a whole 24 MP photo would take over 1 GB)."""
     height, width = rgb.shape[:2]
     L = torch.empty(1, 1, height, width, device=device)
-    rows_per_strip = max(1, strip_pixels // max(1, width))
-    for start in range(0, height, rows_per_strip):
-        rows = slice(start, min(height, start + rows_per_strip))
-        # torch.tensor copies the strip: pictures decoded by PIL are read-only arrays.
-        L[..., rows, :] = input_l(torch.tensor(rgb[rows], device=device).permute(2, 0, 1)[None])
+    for rows, cols in pixel_tiles(height, width, strip_pixels):
+        # torch.tensor copies the tile: pictures decoded by PIL are read-only arrays.
+        L[..., rows, cols] = input_l(torch.tensor(rgb[rows, cols], device=device).permute(2, 0, 1)[None])
     return L
 
 
-def upsample_rows(ab: torch.Tensor, height: int, rows: slice) -> torch.Tensor:
-    """Rows ``rows`` of ``ab (B, C, h, W)`` bilinearly resized to ``height`` rows (``align_corners=False``).
+def upsample_rows(ab: torch.Tensor, height: int, rows: slice, dim: int = -2) -> torch.Tensor:
+    """Rows ``rows`` of ``ab (B, C, h, W)`` bilinearly resized to ``height`` rows (``align_corners=False``);
+    ``dim=-1`` does the same for columns.
 
     The same weights as :func:`torch.nn.functional.interpolate` computes for the whole picture, for a strip
     of its rows only: a strip-by-strip merge equals the whole-picture one (tested to 1e-4).
     """
-    h = ab.shape[-2]
+    h = ab.shape[dim]
     y = torch.arange(rows.start, rows.stop, device=ab.device, dtype=torch.float64)
     src = ((y + 0.5) * (h / height) - 0.5).clamp(min=0.0)
     top = src.floor().long().clamp(max=h - 1)
     bottom = (top + 1).clamp(max=h - 1)
-    weight = (src - top).to(ab.dtype).view(1, 1, -1, 1)
-    return ab[..., top, :] * (1 - weight) + ab[..., bottom, :] * weight
+    shape = [1] * ab.dim()
+    shape[dim] = -1
+    weight = (src - top).to(ab.dtype).view(shape)
+    return ab.index_select(dim, top) * (1 - weight) + ab.index_select(dim, bottom) * weight
 
 
-def _rows(L: torch.Tensor, rows: slice) -> torch.Tensor:
-    return L[..., rows, :]
+def tiles(height: int, width: int, side: int, pixels: int | None = None) -> Iterator[tuple[slice, slice]]:
+    """``(rows, cols)`` of tiles covering a ``height x width`` picture, row by row: ``side`` rows at most, and
+    ``pixels // rows`` columns (default ``side``), so a tile holds at most ``max(side², pixels)`` pixels
+    whatever the picture's aspect, and a 2-row strip is cut into few wide tiles rather than many tiny ones."""
+    rows = min(height, side)
+    cols = max(1, (pixels or side * side) // max(1, rows))
+    for top in range(0, height, rows):
+        for left in range(0, width, cols):
+            yield slice(top, min(height, top + rows)), slice(left, min(width, left + cols))
 
 
-def _picture_rows(picture: Picture, device: torch.device | str, rows: slice) -> torch.Tensor:
-    return picture_l(picture.rgb[rows], device)
+def pixel_tiles(height: int, width: int, pixels: int) -> Iterator[tuple[slice, slice]]:
+    """Tiles of at most ``pixels`` pixels (about square, wider for pictures under ``sqrt(pixels)`` rows)."""
+    return tiles(height, width, max(1, math.isqrt(max(1, pixels))), pixels)
+
+
+def tensor_tile(L: torch.Tensor, rows: slice, cols: slice = slice(None)) -> torch.Tensor:
+    """``L[..., rows, cols]``: the tile reader :func:`merge` takes for an L already in memory."""
+    return L[..., rows, cols]
+
+
+def _picture_rows(
+    picture: Picture, device: torch.device | str, rows: slice, cols: slice = slice(None)
+) -> torch.Tensor:
+    return picture_l(picture.rgb[rows, cols], device)
 
 
 def merge(
-    L_of_rows: Callable[[slice], torch.Tensor],
+    L_of_rows: Callable[[slice, slice], torch.Tensor],
     ab: torch.Tensor,
     size: tuple[int, int],
     out: torch.Tensor,
     strip_pixels: int = STRIP_PIXELS,
 ) -> torch.Tensor:
-    """Write the full-resolution picture into ``out`` ``(H, W, 3)`` (uint8, or float in [0, 1]), strip by strip.
+    """Write the full-resolution picture into ``out`` ``(H, W, 3)`` (uint8, or float in [0, 1]), tile by tile.
 
-    ``L_of_rows(rows)`` gives normalised L ``(1, 1, len(rows), W)`` of those rows; ``ab`` ``(1, 2, h, w)`` is
-    upsampled to ``size``. Only one strip of about ``strip_pixels`` float pixels exists at a time.
+    ``L_of_rows(rows, cols)`` gives normalised L ``(1, 1, len(rows), len(cols))`` of that tile; ``ab``
+    ``(1, 2, h, w)`` is upsampled to ``size`` one tile at a time. Tiles are squares of about ``strip_pixels``
+    pixels whatever the picture's aspect (a 2 x 24,000,000 px strip too), and no float copy of ab or L at
+    the picture's width or height is ever made: only ``h`` x tile-width and one tile exist at a time.
     """
     height, width = size
-    ab = F.interpolate(ab, size=(ab.shape[-2], width), mode="bilinear", align_corners=False)
-    rows_per_strip = max(1, strip_pixels // width)
-    for start in range(0, height, rows_per_strip):
-        rows = slice(start, min(height, start + rows_per_strip))
-        rgb = lab_normalized_to_rgb(L_of_rows(rows).to(ab.device), upsample_rows(ab, height, rows))[0]
-        rgb = rgb.permute(1, 2, 0)
-        out[rows] = (float_to_uint8(rgb) if out.dtype == torch.uint8 else rgb).to(out.device)
+    for rows, cols in pixel_tiles(height, width, strip_pixels):
+        ab_tile = upsample_rows(upsample_rows(ab, height, rows, -2), width, cols, -1)
+        rgb = lab_normalized_to_rgb(L_of_rows(rows, cols).to(ab.device), ab_tile)[0].permute(1, 2, 0)
+        out[rows, cols] = (float_to_uint8(rgb) if out.dtype == torch.uint8 else rgb).to(out.device)
     return out
 
 
@@ -230,6 +250,11 @@ class Colorizer:
             raise
         except Exception as exc:  # stale or foreign checkpoints fail in many ways (state dict, pickle...)
             raise ValueError(f"cannot load {ckpt}: {type(exc).__name__}: {exc}") from exc
+        if hasattr(module, "upscale_l"):  # an upscaler's ab is 0: as the colour model it returns gray, "done"
+            raise ValueError(
+                f"{ckpt} is an upscaler ({type(module).__name__}), given as the colour model: colour models "
+                "are colorization runs; pass an upscaler with --upscale-ckpt"
+            )
         trained = training_side(ckpt)
         source = "given" if side else ("its training scale" if trained else "default")
         return cls(
@@ -252,8 +277,16 @@ class Colorizer:
         return f"shorter side {self.side} px ({self.source}), longer side at most {MAX_ASPECT * self.side} px"
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
-        """The ``(h, w)`` the model sees a ``height x width`` picture at."""
-        return model_size(height, width, self.side, self.multiple)
+        """The ``(h, w)`` the model sees a ``height x width`` picture at.
+
+        A size the user gave (``--size``) that would show the model more pixels than the picture has runs it at
+        the picture's own size: enlarging the gray input adds no detail and multiplies memory (``--size 2000``
+        on a 276 px photo asked for 3.9 GB). The run's own training scale still applies to small pictures.
+        """
+        size = model_size(height, width, self.side, self.multiple)
+        if self.source == "given" and size[0] * size[1] > height * width:
+            size = model_size(height, width, min(height, width), self.multiple)
+        return size
 
     def model_input(self, L: torch.Tensor) -> torch.Tensor:
         """Full-resolution normalised L ``(B, 1, H, W)`` -> the model's view of it (antialiased downsizing)."""
@@ -272,7 +305,9 @@ class Colorizer:
         small = self.model_size(*picture.size)
         if small == picture.size:
             return picture_l(picture.on_white(), self.device, self.strip_pixels)
-        rgb = torch.tensor(picture.on_white()).permute(2, 0, 1)[None]  # a copy: PIL's arrays are read-only
+        with warnings.catch_warnings():  # PIL's arrays are read-only; interpolate only reads: no 144 MB copy
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            rgb = torch.from_numpy(picture.on_white()).permute(2, 0, 1)[None]
         return input_l(F.interpolate(rgb, size=small, mode="bilinear", antialias=True).to(self.device))
 
     def predict(
@@ -328,7 +363,7 @@ class Colorizer:
         """A prediction ``(L_out, ab)`` of :meth:`predict` merged at the picture's size ``(H, W, 3)``."""
         size = picture.size
         if self.restore:
-            L_of_rows = partial(_rows, restored_l(L_out, size))
+            L_of_rows = partial(tensor_tile, restored_l(L_out, size))
         else:
             L_of_rows = partial(_picture_rows, picture, self.device)
         return merge(L_of_rows, ab, size, torch.empty(*size, 3, dtype=dtype), self.strip_pixels)
@@ -344,7 +379,7 @@ class Colorizer:
         for i in range(L.shape[0]):
             L_i = restored_l(L_out[i : i + 1], size) if self.restore else L[i : i + 1]
             out = torch.empty(*size, 3, device=self.device)
-            merged = merge(partial(_rows, L_i), ab[i : i + 1], size, out, self.strip_pixels)
+            merged = merge(partial(tensor_tile, L_i), ab[i : i + 1], size, out, self.strip_pixels)
             results.append(merged.permute(2, 0, 1))
         return torch.stack(results)
 

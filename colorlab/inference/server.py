@@ -15,17 +15,19 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
 
 from colorlab.colorizers.upscale import UpscaleNet
 from colorlab.guidance import DEFAULT_PATCH, GuidanceError, check_patch, load_hints
@@ -40,6 +42,7 @@ from colorlab.inference.pictures import (
     to_image,
 )
 from colorlab.inference.pipeline import Colorizer, gray_picture
+from colorlab.inference.uploads import MultiPartException, read_limited_form
 
 WEB_DIR = Path(__file__).parent.parent / "web"
 ALL_MODELS = "all"
@@ -100,6 +103,11 @@ class ResultStore:
         folder = self.root / job
         folder.mkdir()
         return job, folder
+
+    def drop_if_empty(self, folder: Path) -> None:
+        """Remove a job folder nothing was written into (every file of the request was refused)."""
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
 
     def file(self, job: str, name: str) -> Path | None:
         """The stored file ``name`` of ``job``, or None (unknown, expired, or a name that is not ours)."""
@@ -179,16 +187,6 @@ def guided_upload(
     return {"file": report.written[0].name, "width": width, "height": height, "hints": len(hints)}
 
 
-async def _upload_size(upload: UploadFile) -> int:
-    """The upload's real size in bytes (starlette spools it to a file; nothing is read into memory)."""
-    if upload.size is not None:
-        return upload.size
-    await upload.seek(0)
-    size = await run_in_threadpool(upload.file.seek, 0, os.SEEK_END)
-    await upload.seek(0)
-    return size
-
-
 def create_app(
     colorizers: Sequence[Colorizer],
     keep_seconds: float = 600,
@@ -259,26 +257,31 @@ def create_app(
         }
 
     @app.post("/api/colorize")
-    async def colorize(
-        files: Annotated[list[UploadFile], File()],
-        model: Annotated[str, Form()] = ALL_MODELS,
-        upscale: Annotated[bool, Form()] = False,
-    ) -> JSONResponse:
+    async def colorize(request: Request) -> JSONResponse:
+        try:  # each file is cut off at the limit while it streams in (see colorlab.inference.uploads)
+            form, uploads = await read_limited_form(request.headers, request.stream(), max_bytes, max_files)
+        except MultiPartException as exc:
+            status = 413 if "Too many files" in exc.message else 422
+            message = f"at most {max_files} files at a time" if status == 413 else exc.message
+            raise HTTPException(status, message) from None
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        model = str(form.get("model") or ALL_MODELS)
+        upscale = str(form.get("upscale") or "").lower() in ("1", "true", "on", "yes")
+        if not files:
+            raise HTTPException(422, "no photo sent (field 'files')")
         if upscale and upscaler is None:
             raise HTTPException(422, "no upscale model is loaded (start serve with --upscale-ckpt)")
         if model != ALL_MODELS and model not in by_name:
             raise HTTPException(
                 422, f"unknown model {model!r}; choose one of {sorted(by_name)} or {ALL_MODELS!r}"
             )
-        if len(files) > max_files:
-            raise HTTPException(413, f"{len(files)} files: at most {max_files} at a time")
         chosen = list(colorizers) if model == ALL_MODELS else [by_name[model]]
         results, stems = [], set()
-        async with jobs:  # waiting requests hold only starlette's spooled upload files, no decoded picture
+        async with jobs:  # waiting requests hold only their (size-capped) uploads, no decoded picture
             job, folder = store.new_job()
             for upload in files:
                 name = upload.filename or "image"
-                too_big = size_error(await _upload_size(upload), max_bytes)
+                too_big = size_error(uploads.size(upload), max_bytes)
                 if too_big:
                     results.append({"name": name, "error": f"{name}: {too_big}"})
                     continue
@@ -294,23 +297,35 @@ def create_app(
                 except PictureError as exc:
                     results.append({"name": name, "error": f"{name}: {exc}"})
                     continue
+                except Exception as exc:  # noqa: BLE001 - one photo's failure must not cost the others (no bare 500)
+                    print(f"serve: {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    results.append({"name": name, "error": f"{name}: could not be colorized ({type(exc).__name__})"})
+                    continue
                 finally:
                     del data
                 results.append({"name": name, **done})
+            store.drop_if_empty(folder)
         return JSONResponse({"results": results})
 
     @app.post("/api/guided")
-    async def guided(
-        file: Annotated[UploadFile, File()],
-        model: Annotated[str, Form()],
-        hints: Annotated[str, Form()] = "[]",
-        patch: Annotated[int, Form()] = DEFAULT_PATCH,
-        reference: Annotated[UploadFile | None, File()] = None,
-    ) -> JSONResponse:
+    async def guided(request: Request) -> JSONResponse:
+        try:  # the photo and the reference, each cut off at the limit while it streams in
+            form, uploads = await read_limited_form(request.headers, request.stream(), max_bytes, 2)
+        except MultiPartException as exc:
+            raise HTTPException(422, exc.message) from None
+        file, reference = form.get("file"), form.get("reference")
+        model = str(form.get("model") or "")
+        if not isinstance(file, UploadFile):
+            raise HTTPException(422, "no photo sent (field 'file')")
         if model not in by_name:
             raise HTTPException(422, f"unknown model {model!r}; choose one of {sorted(by_name)}")
+        try:
+            patch = int(str(form.get("patch") or DEFAULT_PATCH))
+        except ValueError:
+            raise HTTPException(422, f"patch must be a whole number of pixels, got {form.get('patch')!r}") from None
+        reference = reference if isinstance(reference, UploadFile) else None
         for upload in (file, reference):
-            too_big = upload is not None and size_error(await _upload_size(upload), max_bytes)
+            too_big = upload is not None and size_error(uploads.size(upload), max_bytes)
             if too_big:
                 raise HTTPException(413, f"{upload.filename}: {too_big}")
         async with jobs:
@@ -318,9 +333,10 @@ def create_app(
             data = await file.read()
             ref = await reference.read() if reference is not None else None
             try:
-                done = await run_in_threadpool(guided_upload, by_name[model], data, ref, hints, patch,
-                                               safe_stem(file.filename or "image"), folder, max_megapixels)  # fmt: skip
+                done = await run_in_threadpool(guided_upload, by_name[model], data, ref, str(form.get("hints") or "[]"),
+                                               patch, safe_stem(file.filename or "image"), folder, max_megapixels)  # fmt: skip
             except (PictureError, GuidanceError) as exc:
+                store.drop_if_empty(folder)
                 raise HTTPException(422, str(exc)) from None
         return JSONResponse({**done, "url": f"/api/result/{job}/{done['file']}", "model": model})
 

@@ -35,7 +35,12 @@ class ConditionalBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` features and ``(B, cond_dim)`` condition -> ``(B, C, H, W)``."""
         gain = 1 + self.gain(cond)[:, :, None, None]
-        return self.norm(x) * gain + self.bias(cond)[:, :, None, None]
+        if self.training or not self.norm.track_running_stats:
+            normed = self.norm(x)
+        else:  # the same eval-mode BatchNorm written out: ONNX cannot export one without affine weights
+            norm = self.norm
+            normed = (x - norm.running_mean[:, None, None]) * torch.rsqrt(norm.running_var[:, None, None] + norm.eps)
+        return normed * gain + self.bias(cond)[:, :, None, None]
 
 
 class GeneratorBlock(nn.Module):

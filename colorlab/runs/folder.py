@@ -82,7 +82,17 @@ class RunFolder:
     def config(self) -> dict[str, Any]:
         """The run's saved ``config.yaml`` (empty when the run wrote none, e.g. a bare checkpoint)."""
         path = self.path / self.CONFIG
-        return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DamagedRunFile(f"{path} is damaged ({reason}); restore it or remove it") from None
+        if not isinstance(config, dict):
+            kind = type(config).__name__
+            raise DamagedRunFile(f"{path} is damaged: it holds a {kind}, not a run configuration")
+        return config
 
     def data_arg(self, key: str) -> Any:
         """``data.init_args.<key>`` of the saved config (None when absent)."""
@@ -184,6 +194,10 @@ class RunFolder:
         return [cls(p) for p in dirs]
 
 
+class DamagedRunFile(ValueError):
+    """A run folder's own file (results.json, phases.json, config.yaml) that cannot be read back."""
+
+
 def _read_json(path: Path) -> Any:
     """The JSON in ``path`` (None when there is no file; a clear error when it is damaged)."""
     if not path.is_file():
@@ -191,5 +205,5 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); was the run killed while writing it? "
+        raise DamagedRunFile(f"{path} is not valid JSON ({exc}); was the run killed while writing it? "
                          "Delete the file to treat the run as unfinished.") from exc  # fmt: skip

@@ -152,8 +152,20 @@ def fit(
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "fit_seconds": time.perf_counter() - start,
-        "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", "") or None,
+        "best_checkpoint": own_best_checkpoint(trainer),
     }
+
+
+def own_best_checkpoint(trainer: Any) -> str | None:
+    """The best checkpoint in this run's own checkpoint folder. A run folder copied elsewhere and resumed
+    restores the callback's ``best_model_path`` of the original folder: the copy's file of that name is meant."""
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") or ""
+    dirpath = getattr(callback, "dirpath", None)
+    if not best or dirpath is None or Path(best).resolve().parent == Path(dirpath).resolve():
+        return best or None
+    own = Path(dirpath) / Path(best).name
+    return str(own) if own.is_file() else None
 
 
 def test_checkpoint(cli: Any, checkpoint: str | None) -> dict[str, float]:

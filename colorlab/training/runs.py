@@ -163,12 +163,18 @@ class RunSettings:
         return RunFolder(self.run_dir).checkpoint_dir
 
     def new_version(self) -> str:
-        """A fresh, sortable run folder name (timestamp; suffixed if taken)."""
+        """A fresh, sortable run folder name (timestamp; suffixed if taken), claimed by creating the folder:
+        ``os.mkdir`` succeeds for exactly one process, so two runs started in one second get two folders."""
         base = time.strftime("%Y%m%d-%H%M%S")
+        parent = Path(self.root) / self.name
+        parent.mkdir(parents=True, exist_ok=True)
         version, i = base, 1
-        while (Path(self.root) / self.name / version).exists():
-            version, i = f"{base}-{i}", i + 1
-        return version
+        while True:
+            try:
+                os.mkdir(parent / version)
+                return version
+            except FileExistsError:
+                version, i = f"{base}-{i}", i + 1
 
     def shared_version(self) -> str:
         """The version every rank of this launch agrees on: ``$COLORLAB_RUN_VERSION`` when the user or rank 0

@@ -29,6 +29,7 @@ import os
 import random
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,17 +67,49 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
             raise ValueError(f"{path}: the sweep needs '{key}'")
     if spec["direction"] not in ("minimize", "maximize"):
         raise ValueError(f"{path}: direction must be minimize or maximize, got {spec['direction']!r}")
+    unknown = sorted(set(spec) - set(DEFAULTS) - {"experiment", "params", "study_name"})
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; a sweep has "
+                         f"{', '.join(sorted([*DEFAULTS, 'experiment', 'params', 'study_name']))}")  # fmt: skip
+    if not isinstance(spec["params"], dict):
+        raise ValueError(f"{path}: params must map config keys to search spaces")  # noqa: TRY004 - bad file content
     for key, space in spec["params"].items():
-        kind = space.get("type")
-        if kind not in ("float", "int", "categorical"):
-            raise ValueError(f"{path}: params.{key}.type must be float, int or categorical, got {kind!r}")
-        needed = ("choices",) if kind == "categorical" else ("low", "high")
-        if any(k not in space for k in needed):
-            raise ValueError(f"{path}: params.{key} ({kind}) needs {' and '.join(needed)}")
+        check_space(path, key, space)
     spec.setdefault("study_name", path.stem)
     spec["output"] = Path(spec["output"] or RUNS_ROOT / "sweeps" / spec["study_name"])
     spec["storage"] = spec["storage"] or f"sqlite:///{spec['output'] / 'study.db'}"
     return spec
+
+
+SPACE_KEYS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
+              "categorical": {"choices"}}  # fmt: skip
+
+
+def check_space(path: Path, key: str, space: Any) -> None:
+    """A search space that Optuna accepts: its type, its keys (a typo is named), numbers in order."""
+    if not isinstance(space, dict):
+        raise ValueError(f"{path}: params.{key} must be a mapping like {{type: float, low: 0.1, high: 1}}")  # noqa: TRY004 - bad file content
+    kind = space.get("type")
+    if kind not in SPACE_KEYS:
+        raise ValueError(f"{path}: params.{key}.type must be float, int or categorical, got {kind!r}")
+    unknown = sorted(set(space) - SPACE_KEYS[kind] - {"type"})
+    if unknown:
+        raise ValueError(f"{path}: params.{key} ({kind}) has unknown key(s) {', '.join(unknown)}; "
+                         f"allowed: type, {', '.join(sorted(SPACE_KEYS[kind]))}")  # fmt: skip
+    if kind == "categorical":
+        if not isinstance(space.get("choices"), list) or not space["choices"]:
+            raise ValueError(f"{path}: params.{key} (categorical) needs a non-empty list of choices")
+        return
+    low, high = space.get("low"), space.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        raise ValueError(f"{path}: params.{key} ({kind}) needs low and high (numbers), got {low!r} and {high!r}")
+    if not low <= high:
+        raise ValueError(f"{path}: params.{key}: low {low} is above high {high}")
+    if space.get("log") and low <= 0:
+        raise ValueError(f"{path}: params.{key}: a log scale needs low > 0, got {low}")
+    step = space.get("step")
+    if step is not None and (not isinstance(step, (int, float)) or step <= 0):
+        raise ValueError(f"{path}: params.{key}: step must be a positive number, got {step!r}")
 
 
 # ---- Optuna backend -----------------------------------------------------------------------------------
@@ -95,8 +128,12 @@ def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return values
 
 
-def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_callbacks: Sequence[Any] = ()):
+def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_callbacks: Sequence[Any] = (),
+              study_uid: str | None = None):  # fmt: skip
     """Fit the experiment with ``values`` (and the sweep's trial overrides) as run ``{study}/{version}``.
+
+    With ``study_uid`` the trial folder is claimed for that study (:func:`claim_trial_folder`); a folder of
+    another study with the same name gets ``{version}-{uid}`` instead.
 
     Returns ``(scores, run_dir, best_checkpoint)``: the metric after every validation, in order.
     """
@@ -114,9 +151,20 @@ def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_
             if value is not None and not trainer.sanity_checking:
                 self.values.append(float(value))
 
-    argv = ["--config", str(spec["experiment"]), *override_args(spec["overrides"]), *override_args(values),
-            f"--run.name={spec['study_name']}", f"--run.version={version}"]  # fmt: skip
-    cli = lightning_main(argv, run=False)
+    def build(version: str) -> Any:
+        argv = ["--config", str(spec["experiment"]), *override_args(spec["overrides"]), *override_args(values),
+                f"--run.name={spec['study_name']}", f"--run.version={version}"]  # fmt: skip
+        try:
+            return lightning_main(argv, run=False)
+        except SystemExit as exc:  # jsonargparse exits on a bad key or value: fail this trial, not the process
+            raise ValueError(f"the experiment refused the trial's values {values}: see the message above "
+                             f"(exit status {exc.code})") from None  # fmt: skip
+
+    cli = build(version)
+    if study_uid is not None and not claim_trial_folder(cli.config_init["run"].run_dir, study_uid):
+        # Another study (e.g. the same name after its database was deleted) owns trial-NNNN: never reuse it.
+        cli = build(f"{version}-{study_uid[:8]}")
+        claim_trial_folder(cli.config_init["run"].run_dir, study_uid)
     if cli.trainer.world_size > 1:  # its ranks would each draw their own trial inside one process group
         raise ValueError(f"a sweep trial trains in one process, but trainer.devices asks for {cli.trainer.world_size}; "
                          "to use N GPUs, start N workers on the same study, one per GPU (CUDA_VISIBLE_DEVICES=i)")  # fmt: skip
@@ -131,6 +179,30 @@ def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_
         raise ValueError(f"the sweep metric {spec['metric']!r} was never logged at validation; logged: {logged}")
     best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "") or None
     return scores.values, cli.config_init["run"].run_dir, best
+
+
+STUDY_FILE = "study.uid"
+
+
+def claim_trial_folder(run_dir: str | os.PathLike, study_uid: str) -> bool:
+    """Create ``run_dir`` for the study ``study_uid`` (its id in the folder); False when another study owns it."""
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(run_dir)
+    except FileExistsError:
+        owner = run_dir / STUDY_FILE
+        return owner.is_file() and owner.read_text().strip() == study_uid
+    (run_dir / STUDY_FILE).write_text(study_uid)
+    return True
+
+
+def study_uid(study: Any) -> str:
+    """A random id stored in the study (once): trial folders carry it, so a new study of the same name never
+    writes into an old one's trial folders."""
+    if "uid" not in study.user_attrs:
+        study.set_user_attr("uid", uuid.uuid4().hex)
+    return str(study.user_attrs["uid"])
 
 
 def objective_value(scores: Sequence[float], direction: str) -> float:
@@ -256,13 +328,14 @@ def optimize(spec: dict[str, Any], n_trials: int | None = None) -> Any:
     from optuna_integration import PyTorchLightningPruningCallback
 
     study = create_study(spec)
+    uid = study_uid(study)
     if spec["baseline_trial"]:
         study.enqueue_trial(baseline_values(spec), skip_if_exists=True)
 
     def objective(trial: optuna.Trial) -> float:
         values = suggest(trial, spec["params"])
         pruning = PyTorchLightningPruningCallback(trial, monitor=spec["metric"])
-        scores, run_dir, best = run_trial(spec, values, f"trial-{trial.number:04d}", [pruning])
+        scores, run_dir, best = run_trial(spec, values, f"trial-{trial.number:04d}", [pruning], uid)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("best_checkpoint", best)
         return objective_value(scores, spec["direction"])
