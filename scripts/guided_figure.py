@@ -16,9 +16,10 @@ from PIL import Image, ImageDraw
 
 from colorlab.color import rgb_to_lab
 from colorlab.guidance import sample_picture_hints
-from colorlab.inference.evaluation import as_batch, image_scores
+from colorlab.inference.evaluation import as_batch
 from colorlab.inference.pictures import collect_inputs, read_picture
 from colorlab.inference.pipeline import Colorizer, gray_picture
+from colorlab.metrics import image_scores
 from colorlab.visualize import comparison_grid, save_png
 
 

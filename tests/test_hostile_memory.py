@@ -58,8 +58,8 @@ def test_picture_l_converts_tiles_not_rows(monkeypatch) -> None:
 
 
 def test_tiled_scores_equal_the_whole_picture_scores_at_any_tile_size() -> None:
-    from colorlab.inference.evaluation import image_scores
     from colorlab.inference.tiled_scores import tiled_image_scores
+    from colorlab.metrics import image_scores
 
     g = torch.Generator().manual_seed(0)
     for shape in [(37, 53), (6, 40)]:

@@ -39,8 +39,8 @@ from colorlab.inference.evaluation import (
     load_baselines,
     load_inception,
     load_lpips,
-    write_reports,
 )
+from colorlab.inference.evaluation_report import write_reports
 from colorlab.inference.film_options import MISSING_EXTRA, find_clips
 from colorlab.inference.guided_evaluation import (
     HINT_COUNTS,

@@ -1,4 +1,5 @@
-"""Evaluation at full resolution: every colorizer and trivial baseline on the same photos, scored against them.
+"""Evaluation at full resolution: every colorizer and trivial baseline on the same photos, scored against them
+(the report is written by :mod:`colorlab.inference.evaluation_report`).
 
 Each photo is read like ``colorize`` reads it (same pixel cap, same alpha rule: scored as a viewer sees it on
 white) and colorized by :class:`colorlab.inference.pipeline.Colorizer` (same size rule), so the numbers here
@@ -10,12 +11,9 @@ beats the best baseline ("learning: yes/no" on ΔE00).
 
 from __future__ import annotations
 
-import csv
-import html
-import json
 import os
-import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +28,12 @@ from colorlab.baselines import (
     TrivialColorizer,
     baselines_for_run,
     learning_verdict,
-    verdict_line,
 )
 from colorlab.color import float_to_uint8
 from colorlab.inference.pictures import MAX_MEGAPIXELS, Picture, PictureError, on_white, read_picture
 from colorlab.inference.pipeline import Colorizer, gray_picture, picture_l, tiles
 from colorlab.inference.tiled_scores import tiled_colorfulness, tiled_image_scores, too_small
 from colorlab.metrics import FRECHET_KEY, METRIC_TITLES, FrechetEffNetDistance
-from colorlab.report import html_page, html_table, markdown_table
-from colorlab.runs.folder import EVALUATION_JSON
 from colorlab.visualize import comparison_grid, save_png
 
 GRAY = BASELINE_NAMES["gray"]
@@ -176,6 +171,86 @@ def _center_square(image: torch.Tensor, side: int) -> torch.Tensor:
     return nn.functional.interpolate(crop, size=(side, side), mode="bilinear", antialias=True).clamp(0, 1)
 
 
+@dataclass
+class _SetMetrics:
+    """What is accumulated over the whole set per method: the Fréchet distances and the grid's crops."""
+
+    frechet: dict[str, Any]
+    fid: dict[str, Any]
+    grid: dict[str, list[torch.Tensor]]
+
+    @classmethod
+    def build(
+        cls, names: Sequence[str], device: str, frechet: bool, fid_extractor: nn.Module | None
+    ) -> _SetMetrics:
+        """Fréchet EfficientNet distances (one feature net serves every row) and FID when an extractor is given
+        (e.g. torch-fidelity's Inception, reading uint8 pictures of any size)."""
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        from colorlab.models.features import PooledImageNetFeatures
+
+        features = PooledImageNetFeatures().to(device) if frechet else None
+        rows = [n for n in names if n != TRUTH]
+        return cls(
+            {n: FrechetEffNetDistance(features).to(device) for n in rows} if frechet else {},
+            {n: FrechetInceptionDistance(fid_extractor).to(device) for n in rows} if fid_extractor else {},
+            {n: [] for n in names},
+        )
+
+    def add(self, name: str, pred: torch.Tensor, truth: torch.Tensor, in_grid: bool) -> None:
+        """One method's output for one photo."""
+        if name in self.fid:
+            self.fid[name].update(float_to_uint8(truth), real=True)
+            self.fid[name].update(float_to_uint8(pred), real=False)
+        if name in self.frechet:
+            self.frechet[name].update(pred, truth)
+        if in_grid:
+            self.grid[name].append(_center_square(pred, 128).cpu())
+
+    def add_means(self, means: dict[str, dict[str, float]]) -> None:
+        """The set-level distances into each method's means."""
+        for name, metric in self.fid.items():
+            means[name]["fid"] = float(metric.compute())
+        for name, metric in self.frechet.items():
+            means[name][FRECHET_KEY] = float(metric.compute())
+
+    def save_grid(self, path: Path) -> Path:
+        """Center crops of the first photos, a column per method and the truth."""
+        names = list(self.grid)
+        return save_png(comparison_grid([torch.cat(self.grid[n]) for n in names], labels=[n[:20] for n in names]), path)
+
+
+def _scorable(path: Path, max_megapixels: float) -> tuple[Picture | None, str]:
+    """The picture at ``path``, or None and why it cannot be scored (unreadable, too large, too small)."""
+    try:
+        picture = read_picture(path, max_megapixels)
+    except PictureError as exc:
+        return None, str(exc)
+    reason = too_small(*picture.size)
+    return (None, reason) if reason else (picture, "")
+
+
+def _means(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per method, the mean of every registry metric its rows have."""
+    means = {}
+    for name in names:
+        group = [r for r in rows if r["model"] == name]
+        if group:
+            means[name] = {k: sum(r[k] for r in group) / len(group) for k in METRIC_TITLES if k in group[0]}
+    return means
+
+
+def _methods(colorizers: Sequence[Colorizer], baselines: Sequence[TrivialColorizer]) -> dict[str, Method]:
+    """The gray baseline, the other trivial baselines and every colorizer, by (unique) name."""
+    methods: dict[str, Method] = {GRAY: gray_baseline}
+    methods.update((b.name, trivial_method(b)) for b in baselines if b.name != GRAY)
+    for c in colorizers:
+        if c.name in methods:
+            raise ValueError(f"{c.name!r} is taken (by a baseline or another model); give another name")
+        methods[c.name] = lambda pictures, c=c: c(pictures, dtype=torch.float32)
+    return methods
+
+
 @torch.no_grad()
 def evaluate(
     colorizers: Sequence[Colorizer],
@@ -202,37 +277,21 @@ def evaluate(
     Returns ``{"rows": per-image dicts, "means": {method: {metric: value}}, "views": ..., "models": names,
     "learning": {model: verdict}, "skipped": {file: reason}}``; raises ValueError when no file could be read.
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
+    from colorlab.models.features import ImageNetClassifier
 
-    from colorlab.models.features import ImageNetClassifier, PooledImageNetFeatures
-
-    methods: dict[str, Method] = {GRAY: gray_baseline}
-    methods.update((b.name, trivial_method(b)) for b in baselines if b.name != GRAY)
-    baseline_names = list(methods)
-    for c in colorizers:
-        if c.name in methods:
-            raise ValueError(f"{c.name!r} is taken (by a baseline or another model); give another name")
-        methods[c.name] = lambda pictures, c=c: c(pictures, dtype=torch.float32)
+    methods = _methods(colorizers, baselines)
+    baseline_names = list(methods)[: len(methods) - len(colorizers)]
     classifier = ImageNetClassifier().to(device)
     lpips = lpips.to(device) if lpips is not None else None
     names = list(methods)
-    features = PooledImageNetFeatures().to(device) if frechet else None  # one net serves every row
-    frechet_rows = {n: FrechetEffNetDistance(features).to(device) for n in names} if frechet else {}
-    # The extractor (e.g. torch-fidelity's Inception) reads uint8 pictures of any size; one copy serves all.
-    fid = {n: FrechetInceptionDistance(fid_extractor).to(device) for n in names} if fid_extractor else {}
+    whole = _SetMetrics.build([*names, TRUTH], device, frechet, fid_extractor)
     rows: list[dict[str, Any]] = []
     views: list[dict[str, Any]] = []
-    grid: dict[str, list[torch.Tensor]] = {name: [] for name in [*names, TRUTH]}
     skipped: dict[Path, str] = {}
     gray_truths = 0
     for index, path in enumerate(tqdm(files, desc="evaluate", unit="img")):
-        try:
-            picture = read_picture(path, max_megapixels)
-        except PictureError as exc:
-            skipped[path] = str(exc)
-            continue
-        reason = too_small(*picture.size)
-        if reason:
+        picture, reason = _scorable(path, max_megapixels)
+        if picture is None:
             skipped[path] = reason
             continue
         truth = as_batch(picture.rgb, picture.alpha).to(device)
@@ -251,36 +310,17 @@ def evaluate(
             rows.append(row)
             caption = f"ΔE {row['delta_e00']:.2f} · PSNR {row['psnr']:.2f}"
             cells[name] = (*_save_views(pred, out, f"model{i}", stem, thumb), caption)
-            if name in fid:
-                fid[name].update(float_to_uint8(truth), real=True)
-                fid[name].update(float_to_uint8(pred), real=False)
-            if name in frechet_rows:
-                frechet_rows[name].update(pred, truth)
-            if in_grid:
-                grid[name].append(_center_square(pred, 128).cpu())
+            whole.add(name, pred, truth, in_grid)
             del pred
         if in_grid:
-            grid[TRUTH].append(_center_square(truth, 128).cpu())
+            whole.grid[TRUTH].append(_center_square(truth, 128).cpu())
         views.append({"image": path.name, "cells": cells})
         rows.append({"image": path.name, "model": TRUTH, "colorfulness": truth_colorfulness})
     if not views:
         raise ValueError(f"none of the {len(files)} files could be read: {next(iter(skipped.values()), '')}")
-    means = {
-        name: {k: sum(r[k] for r in group) / len(group) for k in METRIC_TITLES if k in group[0]}
-        for name in [*names, TRUTH]
-        for group in [[r for r in rows if r["model"] == name]]
-        if group
-    }
-    for name, metric in fid.items():
-        means[name]["fid"] = float(metric.compute())
-    for name, metric in frechet_rows.items():
-        means[name][FRECHET_KEY] = float(metric.compute())
-    grid_png = None
-    if grid_images:
-        columns = [torch.cat(grid[name]) for name in [*names, TRUTH]]
-        grid_png = save_png(
-            comparison_grid(columns, labels=[n[:20] for n in [*names, TRUTH]]), out / "grid.png"
-        )
+    means = _means(rows, [*names, TRUTH])
+    whole.add_means(means)
+    grid_png = whole.save_grid(out / "grid.png") if grid_images else None
     baseline_means = {name: means[name] for name in baseline_names}
     learning = {c.name: learning_verdict(means[c.name], baseline_means, "delta_e00") for c in colorizers}
     return {
@@ -293,57 +333,3 @@ def evaluate(
         "skipped": skipped,
         "gray_truths": gray_truths,
     }
-
-
-# ---- reports ------------------------------------------------------------------------------------------
-
-
-def _columns(means: dict[str, dict[str, float]]) -> list[str]:
-    present = {k for values in means.values() for k in values}
-    return [k for k in METRIC_TITLES if k in present]
-
-
-def _code_spans(text: str) -> str:
-    """Markdown's `code` spans as HTML <code> (the notes are written for both formats)."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-
-
-def write_reports(result: dict[str, Any], out: Path, notes: Sequence[str]) -> dict[str, Path]:
-    """Write metrics.csv, summary.md, evaluation.json and index.html into ``out``; return their paths."""
-    means, columns = result["means"], _columns(result["means"])
-    headers = [METRIC_TITLES[k] for k in columns]
-    table_rows = [[name, *(means[name].get(k) for k in columns)] for name in [*result["models"], TRUTH]]
-    paths = {k: out / f for k, f in [("csv", "metrics.csv"), ("markdown", "summary.md"),
-                                      ("json", EVALUATION_JSON), ("html", "index.html")]}  # fmt: skip
-    with paths["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "model", *columns])
-        writer.writeheader()
-        writer.writerows(result["rows"])
-        writer.writerows(
-            {"image": "mean", "model": name, **means[name]} for name in [*result["models"], TRUTH]
-        )
-    notes = [*notes, *(f"{name}: {verdict_line(v)}" for name, v in result.get("learning", {}).items())]
-    bullets = "\n".join(f"- {n}" for n in notes)
-    paths["markdown"].write_text(
-        f"# Evaluation\n\n{bullets}\n\n{markdown_table(['model', *headers], table_rows)}\n\n"
-        "![gray | models | truth (center crops)](grid.png)\n"
-    )
-    summary = {"notes": list(notes), "means": means, "learning": result.get("learning", {})}
-    paths["json"].write_text(json.dumps(summary, indent=2))
-    head = ["image", *result["models"], TRUTH]
-    grid_rows = []
-    for view in result["views"]:
-        cells = [html.escape(view["image"])]
-        for name in head[1:]:
-            full, thumb, caption = view["cells"][name]
-            cells.append(f"<figure><a href='{full}'><img src='{thumb}' alt='{html.escape(name)}' loading='lazy'>"
-                         f"</a><figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
-        grid_rows.append(cells)
-    body = (
-        "<ul>" + "".join(f"<li class='note'>{_code_spans(html.escape(n))}</li>" for n in notes) + "</ul>"
-        + html_table(["model", *headers], table_rows)
-        + "<h2>Images</h2><p class='note'>Click a thumbnail for the full-size image.</p>"
-        + html_table([html.escape(h) for h in head], grid_rows, raw=True)
-    )  # fmt: skip
-    paths["html"].write_text(html_page("Colorization evaluation", body))
-    return paths

@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from colorlab.color import rgb_to_lab
 from colorlab.guidance import GuidanceError, sample_picture_hints
-from colorlab.inference.evaluation import as_batch, image_scores
+from colorlab.inference.evaluation import as_batch
 from colorlab.inference.guides import read_reference
 from colorlab.inference.pictures import MAX_MEGAPIXELS, read_picture
 from colorlab.inference.pipeline import Colorizer
-from colorlab.metrics import delta_e_ciede2000
+from colorlab.metrics import delta_e_ciede2000, image_scores
 
 HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50)
 CURVE_METRICS = ("delta_e00", "psnr")
