@@ -180,6 +180,41 @@ def rasterize(
     return HintMap(ab, mask)
 
 
+def footprint(hint: Hint, size: tuple[int, int], model_size: tuple[int, int], patch: int) -> tuple[slice, slice]:
+    """The picture pixels ``(rows, cols)`` under a hint: those whose model pixel lies in the hint's
+    ``patch``-wide square (the inverse of :func:`model_pixel`), always including the hint's own pixel."""
+    (height, width), (h, w) = size, model_size
+    col, row = model_pixel(hint.x, hint.y, size, model_size)
+    before = (patch - 1) // 2
+
+    def first(m: int, n: int, big: int) -> int:  # the first picture pixel whose model pixel is >= m
+        return max(0, math.ceil(m * big / n - 0.5))
+
+    r0, r1 = max(0, row - before), min(h, row - before + patch)
+    c0, c1 = max(0, col - before), min(w, col - before + patch)
+    y, x = int(hint.y), int(hint.x)
+    rows = slice(min(first(r0, h, height), y), max(first(r1, h, height), y + 1))
+    cols = slice(min(first(c0, w, width), x), max(first(c1, w, width), x + 1))
+    return rows, cols
+
+
+def pin_hints(
+    rgb: np.ndarray, hints: Sequence[Hint], model_size: tuple[int, int], patch: int = DEFAULT_PATCH
+) -> np.ndarray:
+    """THE hint rule at full resolution: the picture pixels under each hint (:func:`footprint`) take the hint's
+    ab with their own L, in place; ``rgb`` ``(H, W, 3)`` is uint8 or float in [0, 1]. A hint is a constraint
+    where it was given, as in Levin et al.; the model colours everything else."""
+    for hint in hints:
+        rows, cols = footprint(hint, rgb.shape[:2], model_size, patch)
+        block = torch.from_numpy(np.ascontiguousarray(rgb[rows, cols])).float()
+        block = block / 255.0 if rgb.dtype == np.uint8 else block
+        lab = rgb_to_lab(block.permute(2, 0, 1)[None])
+        lab[:, 1], lab[:, 2] = hint.a, hint.b
+        pinned = lab_to_rgb(lab)[0].permute(1, 2, 0).numpy()
+        rgb[rows, cols] = (pinned * 255.0 + 0.5).astype(np.uint8) if rgb.dtype == np.uint8 else pinned
+    return rgb
+
+
 # ---- hints from the truth -----------------------------------------------------------------------------------
 
 

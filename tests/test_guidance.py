@@ -231,3 +231,37 @@ def test_an_approach_without_guidance_refuses_hints_by_name():
     with pytest.raises(GuidanceError, match="RegressionNet cannot use a reference"):
         model.predict_lab(L, reference=torch.rand(1, 3, 16, 16))
     assert model.predict_lab(L)[1].shape == (1, 2, 16, 16)
+
+
+class _GrayModel(torch.nn.Module):
+    """Accepts hints and ignores them: ab = 0 everywhere (what a model that learnt nothing from hints does)."""
+
+    def predict_lab(self, L, hints=None, reference=None):
+        return L, L.new_zeros(L.shape[0], 2, *L.shape[2:])
+
+
+@pytest.mark.parametrize(("height", "width", "side", "patch"), [(143, 97, 31, 1), (60, 200, 64, 3), (20, 30, 40, 1)])
+def test_the_pixels_under_a_hint_take_its_colour_whatever_the_model_says(height, width, side, patch):
+    from colorlab.color import rgb_to_lab
+    from colorlab.guidance import footprint
+    from colorlab.metrics import delta_e_ciede2000
+
+    rgb = np.random.default_rng(1).integers(110, 150, (height, width, 3), dtype=np.uint8)  # mid L: in gamut
+    picture = Picture(rgb, None, "png")
+    colorizer = Colorizer(_GrayModel(), side=side)
+    hints = load_hints(f'[{{"x": {width - 1}, "y": 0, "color": "#a06060"}}, {{"x": 5, "y": {height // 2}, "color": "#6070a0"}}]',
+                       picture.size)  # fmt: skip
+    out = colorizer.guided(picture, hints, patch, dtype=torch.float32)
+    lab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1)[None])[0]
+    model_size = tuple(colorizer.picture_input(picture).shape[-2:])
+    for hint in hints:
+        rows, cols = footprint(hint, picture.size, model_size, patch)
+        assert rows.start <= int(hint.y) < rows.stop and cols.start <= int(hint.x) < cols.stop
+        # The footprint is the hint's patch in model pixels, seen at picture scale (one model pixel at least).
+        assert rows.stop - rows.start <= math.ceil(patch * height / model_size[0]) + 1
+        got = lab[:, rows, cols]
+        want = torch.tensor([0.0, hint.a, hint.b]).view(3, 1, 1).expand_as(got).clone()
+        want[0] = got[0]  # the picture's own lightness is kept
+        assert float(delta_e_ciede2000(got[None], want[None]).max()) < 1.0
+    # Away from the hints the gray model's output stays gray.
+    assert float(lab[1:, height // 2, width // 2].abs().max()) < 1.0

@@ -23,9 +23,9 @@ from colorlab.commands.colorize import main as colorize_main
 from colorlab.commands.data import main as data_main
 from colorlab.commands.evaluate import main as evaluate_main
 from colorlab.commands.export import main as export_main
+from colorlab.commands.options import checkpoints, load_models
 from colorlab.commands.restore_colorize_upscale import main as chain_main
 from colorlab.commands.serve import build_parser as serve_parser
-from colorlab.commands.serve import load_models
 from colorlab.inference.pipeline import Colorizer
 from tests.helpers import fixed_rgb_batch
 from tests.test_colorize import small_photo
@@ -117,7 +117,8 @@ def test_a_damaged_config_beside_a_good_checkpoint_is_named(models, photos, tmp_
     folder.mkdir()
     shutil.copytree(run, folder / "bad")
     shutil.copytree(models["quickstart"].parents[1], folder / "good")
-    loaded = load_models(serve_parser().parse_args(["--ckpt-dir", str(folder), "--device", "cpu"]))
+    args = serve_parser().parse_args(["--ckpt-dir", str(folder), "--device", "cpu"])
+    loaded = load_models(args, checkpoints(args), skip_broken_in_dir=True)
     assert [c.path for c in loaded] == [folder / "good" / "checkpoints" / "last.ckpt"]
     assert "config.yaml is damaged" in capsys.readouterr().err
 
@@ -126,12 +127,12 @@ def test_a_checkpoint_of_the_wrong_kind_is_refused_naming_both(models, photos, t
     up, colour = str(models["upscale_x2"]), str(models["quickstart"])
     assert commands_exit(colorize_main, [str(photos), "--ckpt", up, "-o", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
-    assert "is an upscaler (Upscaler), given as the colour model" in err and up in err
+    assert "is an upscaler (UpscaleNet), given as the colour model" in err and up in err
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("*.png")), "no gray 'results'"
     argv = [str(photos), "-o", str(tmp_path / "b"), "--ckpt", colour, "--upscale-ckpt", colour]
     assert commands_exit(chain_main, argv) == 2
     err = capsys.readouterr().err
-    assert "is a colour model (RegressionColorizer), given as the upscaler" in err
+    assert "is a colour model (RegressionNet), given as the upscaler" in err
     no_traceback(err)
 
 
@@ -184,7 +185,7 @@ def test_evaluate_skips_a_tiny_photo_and_scores_the_rest(models, photos, tmp_pat
     assert {p.name for p in result["skipped"]} == {"dot.png", "line.png"}
     assert "too small to score" in result["skipped"][photos / "dot.png"]
     assert {r["image"] for r in result["rows"]} == {"photo.png"}
-    assert (tmp_path / "e" / "results.json").is_file()
+    assert (tmp_path / "e" / "evaluation.json").is_file()
 
 
 def test_evaluate_never_writes_into_its_data(models, photos, tmp_path, capsys):

@@ -31,7 +31,7 @@ from torch import nn
 from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l, uint8_rgb_to_gray_l
 from colorlab.colorizers.classical import CLASSICAL, classical_colorizer
 from colorlab.colorizers.loading import load_colorizer
-from colorlab.guidance import DEFAULT_PATCH, Hint, HintMap, rasterize
+from colorlab.guidance import DEFAULT_PATCH, Hint, HintMap, pin_hints, rasterize
 from colorlab.inference.pictures import Picture
 from colorlab.runs.checkpoints import CheckpointError
 from colorlab.runs.folder import CHECKPOINT_DIR, RunFolder
@@ -329,11 +329,13 @@ class Colorizer:
         reference: torch.Tensor | None = None, dtype: torch.dtype = torch.uint8,
     ) -> np.ndarray:  # fmt: skip
         """One picture colorized at full resolution with hints (picture pixels, mapped exactly to the model's
-        pixels by :func:`colorlab.guidance.rasterize`) and/or a reference RGB ``(1, 3, h, w)`` in [0, 1]."""
+        pixels by :func:`colorlab.guidance.rasterize`) and/or a reference RGB ``(1, 3, h, w)`` in [0, 1]. The
+        pixels under each hint keep the hint's colour (:func:`colorlab.guidance.pin_hints`)."""
         L_small = self.picture_input(picture)
-        hint_map = rasterize(hints, picture.size, tuple(L_small.shape[-2:]), patch) if hints else None
+        model_size = tuple(L_small.shape[-2:])
+        hint_map = rasterize(hints, picture.size, model_size, patch) if hints else None
         L_out, ab = self.predict(L_small, hint_map, reference)
-        return self._full_resolution(picture, L_out, ab, dtype).numpy()
+        return pin_hints(self.full_resolution(picture, L_out, ab, dtype).numpy(), hints, model_size, patch)
 
     @torch.inference_mode()
     def __call__(self, pictures: Sequence[Picture], dtype: torch.dtype = torch.uint8) -> list[np.ndarray]:

@@ -20,13 +20,23 @@ def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
     return conv
 
 
+def _pool(x: torch.Tensor, size: tuple[int, int], kind: str) -> torch.Tensor:
+    """Average or max pooling of ``x`` to ``size``: a fixed kernel when the sizes divide (the encoder's levels
+    always do; ONNX exports that at any input size, adaptive pooling it cannot), else adaptive pooling."""
+    h, w = x.shape[-2:]
+    if h % size[0] == 0 and w % size[1] == 0:
+        kernel = (int(h) // int(size[0]), int(w) // int(size[1]))  # constants in a traced graph: the ratio is fixed
+        return F.avg_pool2d(x, kernel) if kind == "avg" else F.max_pool2d(x, kernel)
+    return F.adaptive_avg_pool2d(x, size) if kind == "avg" else F.adaptive_max_pool2d(x, size)
+
+
 def pool_hints(hints: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Hint channels ``(B, 3, H, W)`` at a coarser ``size``: the mean hint ab of each cell (not diluted by the
     cell's unhinted pixels) and whether the cell holds any hint."""
     if tuple(hints.shape[-2:]) == tuple(size):
         return hints
-    ab_sum, coverage = F.adaptive_avg_pool2d(hints[:, :2], size), F.adaptive_avg_pool2d(hints[:, 2:], size)
-    present = F.adaptive_max_pool2d(hints[:, 2:], size)
+    ab_sum, coverage = _pool(hints[:, :2], size, "avg"), _pool(hints[:, 2:], size, "avg")
+    present = _pool(hints[:, 2:], size, "max")
     return torch.cat([ab_sum / coverage.clamp_min(1e-6) * present, present], dim=1)
 
 

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from torch import nn
 
+from colorlab.colorizers.base import DeployableColorizer
 from colorlab.data.datamodule import usable_cores
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,15 @@ def depthwise_convs_in_fp32(module: nn.Module) -> int:
 
 
 def compilable_children(module: torch.nn.Module) -> list[torch.nn.Module]:
-    """The module's direct sub-nets that hold parameters (its nets, not its metrics or losses' buffers)."""
-    return [child for child in module.children() if any(True for _ in child.parameters())]
+    """The module's sub-nets that hold parameters (its nets, not its metrics or losses' buffers); inside its
+    deployable colorizer, whose own forward training does not call, the colorizer's nets."""
+    nets = []
+    for child in module.children():
+        if isinstance(child, DeployableColorizer):
+            nets += compilable_children(child)
+        elif any(True for _ in child.parameters()):
+            nets.append(child)
+    return nets
 
 
 class PerformanceCallback(L.Callback):
