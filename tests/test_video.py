@@ -450,3 +450,29 @@ def test_photo_commands_start_without_the_video_extra():
             "colorlab.commands.restore_colorize_upscale; print('av' in sys.modules, 'cv2' in sys.modules)")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+# ---- a real film ------------------------------------------------------------------------------------------
+
+REAL_CLIP = Path(__file__).parent / "data" / "clips" / "bigbuckbunny_excerpt.mp4"  # CC-BY 3.0, see its README
+
+
+def test_a_real_film_goes_through_colorize_with_its_audio_and_every_frames_l(ckpt, tmp_path):
+    from colorlab.commands.colorize import main
+
+    main([str(REAL_CLIP), "--ckpt", str(ckpt), "-o", str(tmp_path / "out"), "--no-progress"])
+    given, info = probe(REAL_CLIP), probe(tmp_path / "out" / REAL_CLIP.name)
+    assert (info.width, info.height, info.fps, info.frames, info.audio) == (192, 108, given.fps, 40, True)
+    for source, colorized in zip(read_frames(REAL_CLIP), read_frames(tmp_path / "out" / REAL_CLIP.name)):
+        assert np.abs(frame_lab(source)[..., 0] - frame_lab(colorized)[..., 0]).mean() < 1.5
+
+
+def test_stabilisation_halves_the_warp_error_on_a_real_film():
+    """Real motion (a bunny, a swaying meadow): frame-by-frame colour flicker, turned gray, then stabilised."""
+    truth = list(read_frames(REAL_CLIP))
+    gray = [np.repeat(frame_lab(rgb)[..., :1] * 2.55, 3, axis=2).astype(np.uint8) for rgb in truth]
+    predicted = flickering(truth, seed=3)
+    stabilizer = Stabilizer(strength=0.8, window=6)
+    steady = [stabilizer(rgb) for rgb in predicted]
+    before, after = ab_warp_error(predicted, gray), ab_warp_error(steady, gray)
+    assert after < 0.5 * before, (before, after)
