@@ -266,6 +266,17 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+def run_with_peak_rss(arguments: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of the command ``arguments`` in a child process of its own."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS_LAUNCHER, *arguments], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"failed: {' '.join(arguments)}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start, int(done.stderr.strip().splitlines()[-1])
+
+
 def bench_colorize(
     module: L.LightningModule, trainer: L.Trainer, megapixels: float, repeats: int
 ) -> dict[str, Any]:
@@ -278,24 +289,15 @@ def bench_colorize(
     command = [sys.executable, "-m", "colorlab", "colorize", "--ckpt", str(ckpt), "--size", str(size),
                "-o", str(folder / "out"), "--no-progress", "--device", "cpu"]  # fmt: skip
 
-    def run_command(arguments: list[str]) -> tuple[float, int]:
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", PEAK_RSS_LAUNCHER, *arguments], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, check=False,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"failed: {' '.join(arguments)}\n{done.stderr[-2000:]}")
-        return time.perf_counter() - start, int(done.stderr.strip().splitlines()[-1])
-
-    runs = [run_command([*command, str(photo)]) for _ in range(repeats)]
+    runs = [run_with_peak_rss([*command, str(photo)]) for _ in range(repeats)]
     seconds, peak_rss = [s for s, _ in runs], max(rss for _, rss in runs)
     # Three copies in one command: the seconds each photo adds once Python, torch and the model are loaded;
     # and the command's imports alone: the one-shot start-up cost.
     copies = [str(shutil.copy(photo, folder / f"copy{i}.jpg")) for i in range(3)]
-    per_photo = (run_command([*command, *copies])[0] - statistics.median(seconds)) / 2
+    per_photo = (run_with_peak_rss([*command, *copies])[0] - statistics.median(seconds)) / 2
     # What loading the checkpoint imports: the command, then its deployable colorizer and net (timm, torchvision;
     # not Lightning or torchmetrics, which the one-shot command must not load: checked below).
-    imports = run_command(
+    imports = run_with_peak_rss(
         [sys.executable, "-c", "import colorlab.commands.colorize, colorlab.colorizers.regression, colorlab.models.unet"]
     )[0]
     heavy = ("lightning", "torchmetrics", "timm", "torchvision")
@@ -336,7 +338,7 @@ def bench_colorize(
     results["pipeline_seconds"] = statistics.median(torch_seconds)
     # The same command on the export: it starts without Lightning, timm and torchvision (seconds of imports).
     onnx_command = [*command[:4], "--onnx", str(onnx_file), *command[6:]]
-    onnx_runs = [run_command([*onnx_command, str(photo)]) for _ in range(repeats)]
+    onnx_runs = [run_with_peak_rss([*onnx_command, str(photo)]) for _ in range(repeats)]
     results["onnx"] = {"pipeline_seconds": statistics.median(onnx_seconds),
                        "speed_vs_torch": median_ratio(torch_seconds, onnx_seconds),
                        "command_seconds": statistics.median(s for s, _ in onnx_runs),

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,17 +55,10 @@ def loop_seconds(clip: Path, colorizer: Colorizer, stabilize: bool, out: Path) -
 
 def command_peak_rss(clip: Path, ckpt: Path, out: Path) -> tuple[float, int]:
     """(seconds, peak RSS bytes) of ``python -m colorlab colorize CLIP`` in a small child process."""
-    from bench import PEAK_RSS_LAUNCHER  # the same measurement as the photo benchmark
+    from bench import run_with_peak_rss  # the same measurement as the photo benchmark
 
-    command = [sys.executable, "-m", "colorlab", "colorize", str(clip), "--ckpt", str(ckpt), "--size", "160",
-               "-o", str(out), "--no-progress", "--device", "cpu"]  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS_LAUNCHER, *command], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, check=False,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
-    return time.perf_counter() - start, int(done.stderr.strip().splitlines()[-1])
+    return run_with_peak_rss([sys.executable, "-m", "colorlab", "colorize", str(clip), "--ckpt", str(ckpt),
+                              "--size", "160", "-o", str(out), "--no-progress", "--device", "cpu"])  # fmt: skip
 
 
 def bench_video(ckpt: Path, quick: bool = False, long_factor: int = 10) -> dict[str, Any]:

@@ -58,19 +58,27 @@ def test_a_parent_of_another_net_is_refused(tmp_path):
         GuidedColorizer(net=small_net(), parent_ckpt=str(tmp_path / "other.ckpt"))
 
 
-def test_the_hint_model_overfits_a_tiny_batch_and_learns_to_use_hints(rgb_uint8, lab_batch_32):
+def test_the_hint_model_overfits_a_tiny_batch_and_learns_to_use_hints(rgb_uint8):
+    """Two copies of each photo, tinted red and blue: the same L, so only hints can tell which colour is meant."""
+    from colorlab.color import lab_batch, lab_to_rgb, rgb_to_lab
+
     torch.manual_seed(0)
-    model = GuidedColorizer(net=small_net(), hint_p=0.05,
+    lab = rgb_to_lab(rgb_uint8[:2].float() / 255).repeat(2, 1, 1, 1)
+    lab[:, 1:] = torch.tensor([[25.0, 10.0], [-10.0, -25.0]]).repeat_interleave(2, 0).view(4, 2, 1, 1)
+    batch = (lab_to_rgb(lab) * 255).round().to(torch.uint8)  # same L, two colours
+    model = GuidedColorizer(net=small_net(), hint_p=0.5,
                             optimizer=lambda params: torch.optim.Adam(params, lr=3e-3))  # fmt: skip
-    losses = fit_fixed_batch(model, rgb_uint8, steps=60)
-    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
+    losses = fit_fixed_batch(model, batch, steps=60)
+    # Without hints half of the answer is a guess (same L, two colours), so the loss falls less than usual.
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5])
     model.eval()
-    L, ab = lab_batch_32["L"], lab_batch_32["ab"]
+    lab = lab_batch(batch)
+    L, ab = lab["L"], lab["ab"]
     hints = simulate_hints(ab, torch.Generator().manual_seed(1), count=20, patch_range=(5, 5))
     with torch.no_grad():
-        hinted = (model.predict_lab(L, hints=hints)[1] - ab).abs()[hints.mask.expand_as(ab) > 0].mean()
-        plain = (model.predict_lab(L)[1] - ab).abs()[hints.mask.expand_as(ab) > 0].mean()
-    assert hinted < plain, "at the hinted pixels, the hints bring the output closer to the truth"
+        hinted = (model.predict_lab(L, hints=hints)[1] - ab).abs().mean()
+        plain = (model.predict_lab(L)[1] - ab).abs().mean()
+    assert hinted < 0.8 * plain, ("the hints tell the red copies from the blue ones", hinted, plain)
 
 
 def test_reference_hints_come_from_matching_features():

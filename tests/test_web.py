@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -30,6 +31,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(app: object) -> Iterator[str]:
+    """``app`` served by uvicorn on a free localhost port, in a thread; yields its base URL."""
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not uv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert uv.started, "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{uv.config.port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
     """The app with two tiny models on a free localhost port: (base URL, app)."""
@@ -39,17 +57,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, obje
         ckpts = [train_tiny_checkpoint(root, "alpha", 0), train_tiny_checkpoint(root, "beta", 1)]
     colorizers = [Colorizer.load(ckpt, name=name) for ckpt, name in zip(ckpts, ["alpha", "beta"])]
     app = create_app(colorizers, keep_seconds=600, max_files=3, max_megabytes=1, max_megapixels=40)
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}", app
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield url, app
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ upload a reference, re-colorize, download."""
 from __future__ import annotations
 
 import io
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from PIL import Image
 from colorlab.inference.pipeline import Colorizer
 from colorlab.inference.server import create_app
 from tests.test_colorize import small_photo
-from tests.test_web import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.test_web import browser, serving  # noqa: F401  (browser: the shared Chromium fixture)
 
 uvicorn = pytest.importorskip("uvicorn")
 
@@ -26,31 +24,12 @@ uvicorn = pytest.importorskip("uvicorn")
 def server() -> Iterator[str]:
     """The app with the classical Levin (hints) and Welsh (reference) methods on a free localhost port."""
     app = create_app([Colorizer.load("levin"), Colorizer.load("welsh")], max_megabytes=1)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "the server did not start"
-    yield f"http://127.0.0.1:{uv.config.port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Chromium not installed at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
-def page(browser, server, tmp_path):
+def page(browser, server, tmp_path):  # noqa: F811 - browser is the imported shared fixture
     page = browser.new_page(viewport={"width": 1200, "height": 900}, accept_downloads=True)
     page.goto(server)
     page.wait_for_selector("body[data-ready=true]")

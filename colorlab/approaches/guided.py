@@ -41,6 +41,7 @@ class GuidedColorizer(ColorizationModule):
     """
 
     colorizer_class = GuidedNet
+    legacy_keys = (("net.", "colorizer.net."),)
 
     def __init__(
         self,
