@@ -64,21 +64,23 @@ class DeployableColorizer(nn.Module):
         refuse_guidance(self, hints, reference, self.accepts_hints, self.accepts_reference)
         if hints is None and reference is None:
             return self.automatic_lab(L)
-        return self.guided_lab(L, hints, reference)
+        return self.guided_lab(L, hints, reference)  # defined by every colorizer that accepts guidance
 
     def automatic_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``predict_lab`` without guidance: the input's L and :meth:`colorize`'s ab."""
         return L, self.colorize(L)
 
-    def guided_lab(
-        self, L: torch.Tensor, hints: HintMap | None, reference: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``predict_lab`` with the guidance this colorizer accepts (``accepts_hints`` / ``accepts_reference``)."""
-        raise NotImplementedError(f"{type(self).__name__} accepts guidance but does not implement guided_lab")
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # predict_lab hands accepted guidance to guided_lab: a colorizer that accepts some must answer it
+        # (private shared bases, such as the reference transfers', leave it to their subclasses).
+        shared_base = cls.__name__.startswith("_")
+        if (cls.accepts_hints or cls.accepts_reference) and not shared_base and not hasattr(cls, "guided_lab"):
+            raise TypeError(f"{cls.__name__} accepts hints or a reference but defines no guided_lab")
 
     def colorize(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L ``(B, 1, H, W)`` -> ab ``(B, 2, H, W)``, for colorizers that keep the input's L."""
-        raise NotImplementedError(f"{type(self).__name__} outputs its own L: call predict_lab(L)")
+        raise NotImplementedError(f"{type(self).__name__} outputs its own L: call predict_lab(L)")  # by design
 
     def colorize_rgb(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised L -> the colorized sRGB picture in [0, 1], clipped to the gamut."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import torch
@@ -13,7 +14,7 @@ from colorlab.colorizers.base import DeployableColorizer
 RESIDUAL_SCALE = 2.0
 
 
-class _Restoration(DeployableColorizer):
+class _Restoration(DeployableColorizer, ABC):
     restores_l = True
 
     def __init__(self, residual: bool = True) -> None:
@@ -25,9 +26,9 @@ class _Restoration(DeployableColorizer):
         training loss keeps its gradient where the estimate overshoots [-1, 1]."""
         return L_input + RESIDUAL_SCALE * out if self.residual else out
 
+    @abstractmethod
     def forward_lab(self, L_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Degraded normalised L ``(B, 1, H, W)`` -> (restored L, unclamped; ab ``(B, 2, H, W)``)."""
-        raise NotImplementedError
 
     def automatic_lab(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Degraded normalised L -> (restored L in [-1, 1], ab): the final picture."""

@@ -116,9 +116,9 @@ class _GaussianField(Degradation):
         self.sigma = _check_range(sigma, "sigma")
         self.per_channel = per_channel
 
+    @abstractmethod
     def combine(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The float image with the noise field applied."""
-        raise NotImplementedError
 
     def apply(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         sigma = _uniform(self.sigma, generator)
