@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ def experiment_end_to_end(mode: Mode, photos: Path, root: Path) -> dict[str, Any
         f"--data.init_args.resize={mode.size + mode.size // 4}", f"--data.init_args.batch_size={mode.batch_size}",
         "--data.init_args.num_workers=0", "--data.init_args.persistent_workers=false",
     ]  # fmt: skip
-    env = {**os.environ, DATA_ENV: str(photos), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, DATA_ENV: str(photos), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     results = sorted(root.glob("quickstart/*/results.json"))
@@ -252,6 +253,11 @@ def experiment_end_to_end(mode: Mode, photos: Path, root: Path) -> dict[str, Any
 
 
 # ---- the run ------------------------------------------------------------------------------------------
+
+
+def failed(error: BaseException) -> dict[str, Any]:
+    """A check that raised: a failed row with the traceback's end, so one broken family does not hide the rest."""
+    return {"ok": False, "error": "".join(traceback.format_exception(error))[-3000:]}
 
 
 def machine(mode: Mode) -> dict[str, Any]:
@@ -280,7 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     regression = None
     for family in FAMILIES:
         for precision in mode.precisions:
-            row, cli = train_family(mode, family, precision, scratch / "runs")
+            try:
+                row, cli = train_family(mode, family, precision, scratch / "runs")
+            except Exception as error:  # noqa: BLE001  (reported as a failed check, the others still run)
+                report["families"][f"{family}/{precision}"] = failed(error)
+                print(f"BAD {family:14s} {precision:10s}: {report['families'][f'{family}/{precision}']['error']}")
+                continue
             report["families"][f"{family}/{precision}"] = row
             vram = f", peak VRAM {row['peak_vram_gib']:.2f} GiB" if row["peak_vram_gib"] is not None else ""
             print(f"{'ok ' if row['ok'] else 'BAD'} {family:14s} {precision:10s} {row['image_size']} px: "
@@ -289,20 +300,33 @@ def main(argv: list[str] | None = None) -> int:
             if family == "regression" and precision == mode.precisions[0]:
                 regression = cli.model
             del cli
-    step = report["families"][f"regression/{mode.precisions[0]}"]["images_per_second"]
-    report["loader"] = {**loader_images_per_second(mode, photos), "step_images_per_second": step}
-    print(f"loader {report['loader']['images_per_second']:.0f} images/s with {report['loader']['workers']} workers; "
-          f"the regression step consumes {step:.0f} images/s")  # fmt: skip
-    report["colorize"] = colorize_matches_cpu(mode, regression, photos)
-    cz = report["colorize"]
-    print(f"{'ok ' if cz['ok'] else 'BAD'} colorize {cz['megapixels']:.1f} MP {cz['devices']}: max difference "
-          f"{cz['max_level_difference']:.0f} levels ({cz['share_of_pixels_differing']:.2%} of values differ; "
-          f"{cz['max_level_difference_with_tf32']:.0f} with TF32); {cz['seconds']}")  # fmt: skip
-    report["experiment"] = experiment_end_to_end(mode, photos, scratch / "experiment")
-    ex = report["experiment"]
-    print(f"{'ok ' if ex['ok'] else 'BAD'} experiment under DDP ({ex['backend']}, {ex['devices']} device(s)) "
-          f"in {ex['seconds']:.0f} s: test {ex['test']}{ex['stderr_tail']}")  # fmt: skip
-    checks = [*(row["ok"] for row in report["families"].values()), cz["ok"], ex["ok"]]
+    step = report["families"][f"regression/{mode.precisions[0]}"].get("images_per_second", float("nan"))
+    try:
+        report["loader"] = {**loader_images_per_second(mode, photos), "step_images_per_second": step}
+        print(f"loader {report['loader']['images_per_second']:.0f} images/s with {report['loader']['workers']} "
+              f"workers; the regression step consumes {step:.0f} images/s")  # fmt: skip
+    except Exception as error:  # noqa: BLE001
+        report["loader"] = failed(error)
+        print(f"BAD loader: {report['loader']['error']}")
+    try:
+        if regression is None:
+            raise RuntimeError("the regression family did not train, so there is no model to colorize with")
+        report["colorize"] = cz = colorize_matches_cpu(mode, regression, photos)
+        print(f"{'ok ' if cz['ok'] else 'BAD'} colorize {cz['megapixels']:.1f} MP {cz['devices']}: max difference "
+              f"{cz['max_level_difference']:.0f} levels ({cz['share_of_pixels_differing']:.2%} of values differ; "
+              f"{cz['max_level_difference_with_tf32']:.0f} with TF32); {cz['seconds']}")  # fmt: skip
+    except Exception as error:  # noqa: BLE001
+        report["colorize"] = failed(error)
+        print(f"BAD colorize: {report['colorize']['error']}")
+    try:
+        report["experiment"] = ex = experiment_end_to_end(mode, photos, scratch / "experiment")
+        print(f"{'ok ' if ex['ok'] else 'BAD'} experiment under DDP ({ex['backend']}, {ex['devices']} device(s)) "
+              f"in {ex['seconds']:.0f} s: test {ex['test']}{ex['stderr_tail']}")  # fmt: skip
+    except Exception as error:  # noqa: BLE001
+        report["experiment"] = failed(error)
+        print(f"BAD experiment: {report['experiment']['error']}")
+    checks = [*(row["ok"] for row in report["families"].values()), report["colorize"]["ok"],
+              report["experiment"]["ok"], "error" not in report["loader"]]  # fmt: skip
     report["ok"] = all(checks)
     report["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
