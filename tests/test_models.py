@@ -47,6 +47,8 @@ NETS = {
     "vae_unet": lambda: VAEUNet(base_channels=4, depth=2, latent_dim=3),
     "bigcolor": lambda: BigColorGenerator(base_channels=4, depth=2, z_dim=3),
     "chromagan": lambda: ChromaGANGenerator(**TINY_CHROMA),
+    # timm's EfficientNet feature nets build every block whatever out_indices asks: the unused ones must go
+    "chromagan_timm": lambda: ChromaGANGenerator(encoder="efficientnet_lite0", **TINY_CHROMA),
     "vgg16": lambda: VGG16Colorizer(blocks=2, decoder_channels=(8, 8), freeze_encoder=False),
 }
 
@@ -80,7 +82,7 @@ def test_every_trainable_parameter_gets_a_gradient_past_step0(name):
     (ab - 0.3).square().mean().backward()
     trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
     for param_name, param in trainable:
-        if name == "chromagan" and param_name.startswith("class_head"):
+        if name.startswith("chromagan") and param_name.startswith("class_head"):
             continue  # the class head is trained by its own loss (test_chromagan)
         assert param.grad is not None and torch.isfinite(param.grad).all(), param_name
     assert torch.isfinite(ab).all()
@@ -343,3 +345,18 @@ def test_frozen_stages_keep_pretrained_values_and_statistics_through_training_an
 def test_frozen_stages_out_of_range_is_a_clear_error():
     with pytest.raises(ValueError, match="frozen_stages must be in"):
         TimmUNet(pretrained=False, encoder_kwargs={"frozen_stages": 9})
+
+
+def test_feature_nets_drop_the_blocks_past_their_last_level_and_old_checkpoints_still_load():
+    import timm
+
+    from colorlab.models.blocks import TimmEncoder
+
+    pruned = TimmEncoder("efficientnet_lite0", out_indices=(2,))
+    full = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(2,))
+    assert len(pruned.net.blocks) == 3 < len(full.blocks)
+    pruned.net.load_state_dict(full.state_dict())  # strict: the dropped blocks' keys are ignored, nothing missing
+    L = torch.rand(1, 1, 48, 48) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(pruned.eval()(L)[-1], full.eval()(pruned.input(L))[-1])
+    assert len(TimmEncoder("efficientnet_lite0").net.blocks) == len(full.blocks)  # every level used: all kept

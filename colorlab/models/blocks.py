@@ -152,7 +152,32 @@ def timm_pyramid(
     net = timm.create_model(encoder_name, pretrained=False, features_only=True, **kwargs)
     if pretrained:
         load_pretrained_timm(net, encoder_name, weights_path)
+    drop_blocks_after_last_feature(net)
     return net
+
+
+def drop_blocks_after_last_feature(net: nn.Module) -> None:
+    """Remove the blocks a feature net builds past its last returned level.
+
+    timm's EfficientNet/MobileNet feature nets build and run every block whatever ``out_indices`` asks for, so
+    ``out_indices=(2,)`` kept 99 of ChromaGAN's trunk tensors trainable but never used: wasted compute and memory,
+    and DDP (which expects every trainable parameter to get a gradient) fails on them. Checkpoints saved with the
+    unused blocks still load: their keys are ignored.
+    """
+    blocks, last = getattr(net, "blocks", None), net.feature_info.module_name()[-1]
+    if not isinstance(blocks, nn.Sequential) or not last.startswith("blocks."):
+        return  # timm's FeatureListNet (ResNets, ...) already stops at the last returned level
+    keep = int(last.split(".")[1]) + 1
+    if keep == len(blocks):
+        return
+    net.blocks = blocks[:keep]
+
+    def ignore_dropped(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        for key in [k for k in state_dict if k.startswith(f"{prefix}blocks.")]:
+            if int(key[len(prefix) + len("blocks.") :].split(".")[0]) >= keep:
+                del state_dict[key]
+
+    net.register_load_state_dict_pre_hook(ignore_dropped)
 
 
 class TimmEncoder(nn.Module):
