@@ -2,36 +2,46 @@
 real photos, score every selected checkpoint at full resolution, and write ``docs/results.md``, the grid
 ``docs/results_grid.png`` and the val-curve plot ``docs/results_val_delta_e00.png``.
 
-    python scripts/results.py                  # the headline rows, then a second seed for the best two
-    python scripts/results.py unet_effnet      # just these (one seed; --seeds 42 7 for two)
-    python scripts/results.py --studies        # the colour-space and CIFAR-net studies (short budget)
-    python scripts/results.py --table-only     # rebuild the outputs from the runs this script made
+    python scripts/results.py                     # the headline rows, then a second seed for the best two
+    python scripts/results.py --steps 1200        # the same at another budget (the one budget setting)
+    python scripts/results.py --only zhang_cic    # retrain this row (every seed it has), reuse the others
+    python scripts/results.py unet_effnet --seeds 42 7   # just these
+    python scripts/results.py --studies           # the colour-space and CIFAR-net studies (short budget)
+    python scripts/results.py --table-only        # rebuild the outputs from the runs this script made
 
-Protocol (``experiments/results/photos_10min.yaml``, ``photos_10min_degraded.yaml`` for restoration): train on
-``$COLORLAB_DATA/train`` minus a seeded 10 % (60 photos) that validates every 100 steps and picks the checkpoint
-by the YAML's own selection metric, for 10 minutes of wall time at 128 px, one run at a time so the cores are
-not shared. NoGAN keeps its own phase schedule (a phase's overrides outrank the protocol file; command-line
-flags outrank both): each phase capped at 2.5 minutes and validated every 30 steps. The selected checkpoints are then
-scored together by ``python -m colorlab evaluate`` on the 33 photos of ``$COLORLAB_DATA/val`` (the test split,
-never used for selection) at full resolution, against the trivial baselines (gray, training mean ab, L->ab
-lookup); "learning" says whether a row beats the best of them on ΔE00. The two rows with the lowest val ΔE00
-(the selection split, not the test split) are retrained with a second seed, and the table shows both seeds.
-The studies (``--studies``) keep the older 4-minute, 96 px protocol (``photos_4min.yaml``).
+It resumes: a run whose inputs are unchanged (its experiment and protocol YAMLs, the budget, the seed, the photo
+folder) and that finished (results and selected checkpoint on disk) is reused, not retrained; the record of each
+run is ``runs/results-logs/<name>-seed<seed>.json``. The evaluation is reused too while the checkpoints it
+scored are unchanged, so a rerun with nothing changed only rewrites the table, grid and plot.
+
+Protocol (``experiments/results/photos_protocol.yaml``, ``photos_protocol_degraded.yaml`` for restoration): train
+on ``$COLORLAB_DATA/train`` minus a seeded 10 % that validates every 100 steps and picks the checkpoint by the
+YAML's own selection metric, for a fixed number of optimizer steps (the budget, ``--steps``) at 128 px, batch
+16. A step budget, not a time budget, so the same rows come out on a laptop or a GPU, and on a busy machine.
+NoGAN keeps its own phase schedule (epochs per phase and a 30-step GAN phase). Runs that select on another
+metric (GANs, Zhang) also keep their lowest-val-ΔE00 checkpoint, and the table shows both. The selected
+checkpoints are scored together by ``python -m colorlab evaluate`` on the 33 photos of ``$COLORLAB_DATA/val``
+(the test split, never used for selection) at full resolution, against the trivial baselines (gray, training
+mean ab, L->ab lookup, fitted on the training photos); "learning" says whether a row beats the best of them on
+ΔE00. The two rows with the lowest val ΔE00 (the selection split, not the test split) are retrained with a
+second seed. The studies (``--studies``) keep the older 4-minute, 96 px protocol (``photos_4min.yaml``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PROTOCOL = "experiments/results/photos_10min.yaml"
-DEGRADED = "experiments/results/photos_10min_degraded.yaml"
+PROTOCOL = "experiments/results/photos_protocol.yaml"
+DEGRADED = "experiments/results/photos_protocol_degraded.yaml"
 SHORT = "experiments/results/photos_4min.yaml"
 SHORT_DEGRADED = "experiments/results/photos_4min_degraded.yaml"
 # One row per approach family (the first is also the regression U-Net family's row).
@@ -42,9 +52,7 @@ HEADLINE = {
     "chromagan": [PROTOCOL],
     "pix2pix": [PROTOCOL],
     "bigcolor_ema": [PROTOCOL],
-    # flags outrank the phases' own overrides: at most 2.5 minutes per phase, and validation every 30 steps,
-    # so the 30-step GAN phase validates (and checkpoints) at its end
-    "nogan_stable": [PROTOCOL, "--trainer.max_time=00:00:02:30", "--trainer.val_check_interval=30"],
+    "nogan_stable": [PROTOCOL],  # its phases' own epochs and 30-step GAN phase outrank the step budget
     "restore_colorize": [DEGRADED],
 }
 STUDIES = {
@@ -60,6 +68,8 @@ SEEDS = (42, 7)
 LOGS = REPO / "runs" / "results-logs"
 EVALUATION = REPO / "runs" / "results-evaluate"
 DOCS = REPO / "docs"
+# The label suffix of a row scored on its lowest-val-ΔE00 checkpoint instead of its own selection.
+BY_DELTA_E00 = " [val ΔE00]"
 
 
 def photos() -> str:
@@ -68,35 +78,88 @@ def photos() -> str:
 
 
 def log_path(name: str, seed: int) -> Path:
-    """Where the run of ``name`` with ``seed`` logs (and names its run folder)."""
+    """Where the run of ``name`` with ``seed`` logs."""
     return LOGS / f"{name}-seed{seed}.log"
 
 
-def run(name: str, seed: int) -> int:
-    """Train + test one experiment under its protocol with ``seed``, alone on the machine."""
-    args = []
+def record_path(name: str, seed: int) -> Path:
+    """The record of the run of ``name`` with ``seed``: its inputs' fingerprint and its run folder."""
+    return LOGS / f"{name}-seed{seed}.json"
+
+
+def run_args(name: str, seed: int, steps: int | None) -> list[str]:
+    """The command-line arguments of one protocol run (after ``python -m colorlab experiment``)."""
+    args = ["--config", f"experiments/{name}.yaml"]
     for item in EXPERIMENTS[name]:
         args += ["--config", item] if item.endswith(".yaml") else [item]
+    if steps is not None and name in HEADLINE:
+        args.append(f"--trainer.max_steps={steps}")
+    return [*args, f"--seed_everything={seed}"]
+
+
+def fingerprint(name: str, seed: int, steps: int | None) -> str:
+    """What a run depends on: its arguments, the text of every YAML they name, and the photo folder."""
+    args = run_args(name, seed, steps)
+    files = [args[i + 1] for i, arg in enumerate(args) if arg == "--config"]
+    payload = {"args": args, "yamls": {f: (REPO / f).read_text() for f in files}, "photos": photos()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def recorded_run(name: str, seed: int, steps: int | None = None, check: bool = True) -> Path | None:
+    """The finished run folder recorded for ``name`` and ``seed`` (None if there is none); with ``check``, only
+    while its inputs are unchanged and its selected checkpoint is still on disk."""
+    try:
+        record = json.loads(record_path(name, seed).read_text())
+    except (OSError, ValueError):
+        return None
+    folder = REPO / record.get("run_dir", "")
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if check and (record.get("fingerprint") != fingerprint(name, seed, steps)
+                  or not Path(results.get("best_checkpoint") or "").is_file()):  # fmt: skip
+        return None
+    return folder
+
+
+def run(name: str, seed: int, steps: int | None, force: bool = False) -> Path | None:
+    """Train + test one experiment under its protocol with ``seed``, alone on the machine, unless an unchanged
+    finished run is recorded (and not ``force``); returns its run folder (None if it failed)."""
+    if not force and (folder := recorded_run(name, seed, steps)) is not None:
+        print(f"{name} seed {seed}: reused {folder.relative_to(REPO)} (inputs unchanged)", flush=True)
+        return folder
     log = log_path(name, seed)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "COLORLAB_DATA": photos()}
-    command = [sys.executable, "-m", "colorlab", "experiment", "--config", f"experiments/{name}.yaml", *args,
-               f"--seed_everything={seed}"]  # fmt: skip
+    command = [sys.executable, "-m", "colorlab", "experiment", *run_args(name, seed, steps)]
     print(f"{name} seed {seed}: {' '.join(command[1:])}", flush=True)
+    started = time.time()
     with log.open("w") as f:
         code = subprocess.call(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+    folder = newest_finished_run(name, seed, since=started) if code == 0 else None
     print(f"{name} seed {seed}: exit {code}, log {log}", flush=True)
-    return code
+    if folder is not None:
+        record = {"fingerprint": fingerprint(name, seed, steps), "run_dir": str(folder.relative_to(REPO)),
+                  "seconds": time.time() - started}  # fmt: skip
+        record_path(name, seed).write_text(json.dumps(record, indent=2))
+    return folder
 
 
-def run_folder(name: str, seed: int) -> Path | None:
-    """The newest finished run folder of ``name`` trained with ``seed`` (read from the runs root by
-    :class:`colorlab.runs.folder.RunFolder`, the one reader of run folders)."""
+def newest_finished_run(name: str, seed: int, since: float = 0.0) -> Path | None:
+    """The newest finished run folder of ``name`` trained with ``seed`` and started after ``since`` (read from
+    the runs root by :class:`colorlab.runs.folder.RunFolder`, the one reader of run folders)."""
     from colorlab.runs.folder import RUNS_ROOT, RunFolder
 
     runs = [run for run in RunFolder.runs_of(REPO / RUNS_ROOT, name)
-            if run.finished and run.config.get("seed_everything") == seed]  # fmt: skip
+            if run.finished and run.config.get("seed_everything") == seed and run.path.stat().st_mtime >= since]  # fmt: skip
     return runs[-1].path if runs else None
+
+
+def run_folder(name: str, seed: int) -> Path | None:
+    """The run that represents ``name`` and ``seed`` in the table: the recorded one, else (runs made by hand)
+    the newest finished one."""
+    return recorded_run(name, seed, check=False) or newest_finished_run(name, seed)
 
 
 def val_series(folder: Path) -> list[tuple[int, float]]:
@@ -118,19 +181,40 @@ def best_val(folder: Path) -> float:
     return min((v for _, v in val_series(folder)), default=float("inf"))
 
 
+def scored(rows: list[tuple[str, int, Path]]) -> list[tuple[str, str]]:
+    """(label, checkpoint) of every checkpoint the evaluation scores: each run's own selection, and its
+    lowest-val-ΔE00 checkpoint where that is a different file."""
+    out = []
+    for name, seed, folder in rows:
+        results = json.loads((folder / "results.json").read_text())
+        out.append((f"{name} s{seed}", results["best_checkpoint"]))
+        other = results.get("delta_e00_checkpoint")
+        if other and Path(other).is_file() and Path(other).resolve() != Path(results["best_checkpoint"]).resolve():
+            out.append((f"{name} s{seed}{BY_DELTA_E00}", other))
+    return out
+
+
 def evaluate(rows: list[tuple[str, int, Path]]) -> dict:
-    """Score the selected checkpoint of every run together at full resolution on the test split."""
-    data = Path(photos()) / "val"
-    checkpoints = [json.loads((folder / "results.json").read_text())["best_checkpoint"] for _, _, folder in rows]
-    names = [f"{name} s{seed}" for name, seed, _ in rows]
-    if EVALUATION.exists():
-        shutil.rmtree(EVALUATION)
-    command = [sys.executable, "-m", "colorlab", "evaluate", "--ckpt", *checkpoints, "--names", *names,
-               "--data", str(data), "-o", str(EVALUATION)]  # fmt: skip
-    print(" ".join(command[1:]), flush=True)
-    subprocess.run(command, cwd=REPO, check=True)
+    """Score the selected checkpoints of every run together at full resolution on the test split; reused while
+    the same checkpoint files (same size and time) and the same test folder were scored last time."""
     from colorlab.runs.folder import EVALUATION_JSON
 
+    data = Path(photos()) / "val"
+    checkpoints = scored(rows)
+    key = hashlib.sha256(json.dumps(
+        [str(data), *((label, c, Path(c).stat().st_size, Path(c).stat().st_mtime_ns) for label, c in checkpoints)]
+    ).encode()).hexdigest()[:16]  # fmt: skip
+    stamp = EVALUATION / "inputs.sha256"
+    if stamp.is_file() and stamp.read_text() == key and (EVALUATION / EVALUATION_JSON).is_file():
+        print(f"evaluation reused: {EVALUATION} (same checkpoints)", flush=True)
+        return json.loads((EVALUATION / EVALUATION_JSON).read_text())
+    if EVALUATION.exists():
+        shutil.rmtree(EVALUATION)
+    command = [sys.executable, "-m", "colorlab", "evaluate", "--ckpt", *(c for _, c in checkpoints),
+               "--names", *(label for label, _ in checkpoints), "--data", str(data), "-o", str(EVALUATION)]  # fmt: skip
+    print(" ".join(command[1:]), flush=True)
+    subprocess.run(command, cwd=REPO, check=True)
+    stamp.write_text(key)
     return json.loads((EVALUATION / EVALUATION_JSON).read_text())
 
 
@@ -159,13 +243,17 @@ def table(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
     lines = [head, "|---" * 12 + "|"]
     for name, seed, folder in rows:
         results = json.loads((folder / "results.json").read_text())
-        values, verdict = means[f"{name} s{seed}"], learning.get(f"{name} s{seed}") or {}
-        margin = f"{'yes' if verdict.get('learning') else 'no'} ({verdict['margin']:+.2f})" if verdict else ""
-        lines.append(
-            f"| `{name}` | {results['model_class']} | {seed} | {_cell(values, 'delta_e00', 2)} | {margin} | "
-            f"{_metric_cells(values, truth)} | `{results['selection']['monitor']}` | {results['steps']} | "
-            f"{results['fit_seconds'] / 60:.1f} min |"
-        )
+        for suffix, monitor in (("", results["selection"]["monitor"]), (BY_DELTA_E00, "val/delta_e00")):
+            label = f"{name} s{seed}{suffix}"
+            if label not in means:
+                continue
+            values, verdict = means[label], learning.get(label) or {}
+            margin = f"{'yes' if verdict.get('learning') else 'no'} ({verdict['margin']:+.2f})" if verdict else ""
+            lines.append(
+                f"| `{name}` | {results['model_class']} | {seed} | {_cell(values, 'delta_e00', 2)} | {margin} | "
+                f"{_metric_cells(values, truth)} | `{monitor}` | {results['steps']} | "
+                f"{results['fit_seconds'] / 60:.1f} min ({results.get('hardware', '?')}) |"
+            )
     for label in [*BASELINE_NAMES.values()]:
         values = means.get(label)
         if values:
@@ -202,26 +290,67 @@ def plot(rows: list[tuple[str, int, Path]]) -> Path:
     return Path(shutil.copy(png["val/delta_e00"], DOCS / "results_val_delta_e00.png"))
 
 
+def verdict(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
+    """The results' headline in numbers: the best family's margin over the best trivial colorizer (mean over its
+    seeds) with its colourfulness, and how many families beat that colorizer with at least one row."""
+    from colorlab.baselines import BASELINE_NAMES
+
+    means, learning = evaluation["means"], evaluation["learning"]
+    truth = means["ground truth"]["colorfulness"]
+    baseline = min((means[label]["delta_e00"], label) for label in BASELINE_NAMES.values() if label in means)
+    families: dict[str, list[str]] = {}
+    for name, seed, _ in rows:
+        if name in HEADLINE:
+            families.setdefault(name, []).append(f"{name} s{seed}")
+    if not families:
+        return ""
+
+    def mean(labels: list[str], key: str) -> float:
+        return sum(means[label][key] for label in labels) / len(labels)
+
+    best = min(families, key=lambda name: mean(families[name], "delta_e00"))
+    beating = [name for name, labels in families.items()
+               if any((learning.get(label) or {}).get("learning") for label in labels)
+               or any((learning.get(label + BY_DELTA_E00) or {}).get("learning") for label in labels)]  # fmt: skip
+    seeds = len(families[best])
+    return (f"- best family: `{best}`, test ΔE00 {mean(families[best], 'delta_e00'):.2f} (mean of {seeds} seed"
+            f"{'s' if seeds > 1 else ''}), {baseline[0] - mean(families[best], 'delta_e00'):+.2f} against the best "
+            f"trivial colorizer ({baseline[1]}, {baseline[0]:.2f}), colourfulness "
+            f"{100 * mean(families[best], 'colorfulness') / truth:.0f} % of the truth's\n"
+            f"- families beating the best trivial colorizer on test ΔE00: {len(beating)} of {len(families)}"
+            f"{' (' + ', '.join(f'`{n}`' for n in beating) + ')' if beating else ''}\n")  # fmt: skip
+
+
 def main() -> None:
-    """Run the chosen experiments one at a time, a second seed for the best two, then evaluate and write."""
+    """Run the chosen experiments one at a time (reusing unchanged finished runs), a second seed for the best
+    two, then evaluate and write."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="experiments to run (default: the headline rows)")
     parser.add_argument("--studies", action="store_true", help="run the short-budget studies instead")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds for the named experiments (default: 42)")
+    parser.add_argument("--steps", type=int, help="the budget: optimizer steps per headline run (default: the "
+                        "protocol YAML's trainer.max_steps)")  # fmt: skip
+    parser.add_argument("--only", metavar="NAME", help="retrain this experiment (each seed it has) and reuse "
+                        "every other run")  # fmt: skip
     parser.add_argument("--table-only", action="store_true", help="only rebuild the outputs from finished runs")
     args = parser.parse_args()
-    names = args.names or list(STUDIES if args.studies else HEADLINE)
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be a positive number of optimizer steps")
+    names = [args.only] if args.only else args.names or list(STUDIES if args.studies else HEADLINE)
     unknown = set(names) - set(EXPERIMENTS)
     if unknown:
         parser.error(f"unknown experiments {sorted(unknown)}; choose from {list(EXPERIMENTS)}")
+    started = time.time()
     if not args.table_only:
         for name in names:
-            for seed in args.seeds or SEEDS[:1]:
-                run(name, seed)
-        if not args.names and not args.studies:
-            finished = [name for name in HEADLINE if run_folder(name, SEEDS[0])]
+            had = [seed for seed in SEEDS if run_folder(name, seed)] if args.only else []
+            seeds = args.seeds or had or SEEDS[:1]
+            for seed in seeds:
+                run(name, seed, args.steps, force=bool(args.only))
+        if not args.names and not args.studies and not args.only:
+            finished = [name for name in HEADLINE if recorded_run(name, SEEDS[0], args.steps)]
             for name in sorted(finished, key=lambda n: best_val(run_folder(n, SEEDS[0])))[:2]:
-                run(name, SEEDS[1])
+                run(name, SEEDS[1], args.steps)
     order = list(HEADLINE) + list(STUDIES)
     rows = [(name, seed, folder) for name in order for seed in SEEDS if (folder := run_folder(name, seed))]
     if not rows:
@@ -232,11 +361,12 @@ def main() -> None:
     out = DOCS / "results.md"
     out.write_text(
         "# Results (`make results`)\n\n" + "Protocol" + __doc__.split("Protocol", 1)[1] + "\n"
-        + table(rows, evaluation) + "\n" + seed_spread(rows, evaluation) + "\n"
+        + table(rows, evaluation) + "\n" + verdict(rows, evaluation) + seed_spread(rows, evaluation) + "\n"
         + "\n".join(f"- {note}" for note in evaluation["notes"]) + "\n\n"
         + f"![gray | models | truth]({(DOCS / 'results_grid.png').name})\n\n![val ΔE00]({curves.name})\n"
     )  # fmt: skip
-    print(f"table: {out}\ngrid: {DOCS / 'results_grid.png'}\ncurves: {curves}")
+    print(f"table: {out}\ngrid: {DOCS / 'results_grid.png'}\ncurves: {curves}\n"
+          f"make results took {(time.time() - started) / 60:.1f} min")  # fmt: skip
 
 
 if __name__ == "__main__":

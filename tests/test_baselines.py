@@ -168,6 +168,8 @@ def test_experiment_report_shows_splits_baselines_and_verdict(tmp_path: Path):
         assert set(results["reference"][key]) >= {"delta_e00", "colorfulness_gap", "frechet_effnet"}
     assert results["reference"]["gray"]["colorfulness"] < 1
     assert "frechet_effnet" in results["test"] and results["selection"]["monitor"] == "val/frechet_effnet"
+    # selected on Fréchet, so the lowest-val-ΔE00 checkpoint is kept beside it for like-with-like tables
+    assert Path(results["delta_e00_checkpoint"]).name.startswith("val_delta_e00-")
     assert set(results["learning"]) == {"delta_e00", "frechet_effnet"}
     assert json.loads((run_dir / "results.json").read_text())["learning"] == results["learning"]
     report = (run_dir / "report.md").read_text()
@@ -198,6 +200,8 @@ def _results_script_reports_the_run(tmp_path: Path, run_dir: Path, photos: Path)
         script.main()
     table = (script.DOCS / "results.md").read_text()
     assert "| `tiny` | RegressionColorizer | 0 |" in table and "`val/frechet_effnet`" in table
+    assert table.count("| `tiny` |") == 2 and "`val/delta_e00`" in table  # its own pick and the ΔE00 pick
+    assert "- best family: `tiny`" in table and "families beating the best trivial colorizer" in table
     for label in ("gray (ab = 0)", "mean ab (train)", "L->ab lookup (train)", "ground truth"):
         assert f"| {label} |" in table
     row = table.split("| `tiny` |")[1].splitlines()[0]

@@ -27,6 +27,8 @@ CHECKPOINT_DIR = "checkpoints"
 BEST_CHECKPOINT_PREFIX = "best-"
 BEST_CHECKPOINT = BEST_CHECKPOINT_PREFIX + "{epoch:03d}-{step:06d}"
 LAST_CHECKPOINT = "last"
+# The lowest-val-ΔE00 checkpoint, kept beside the run's own selection when that is another metric.
+DELTA_E00_CHECKPOINT = "val_delta_e00-{epoch:03d}-{step:06d}"
 CHECKPOINT_SUFFIX = ".ckpt"
 # The trivial baselines fitted on a run's training split (colorlab.baselines).
 BASELINES_FILE = "baselines.json"

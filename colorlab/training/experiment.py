@@ -31,7 +31,7 @@ from colorlab.runs.checkpoints import allowed_globals
 from colorlab.runs.folder import BASELINES_FILE, NothingToResume, RunFolder
 from colorlab.training.config import config_args, load_config
 from colorlab.training.phases import Phase, PhaseRecord, load_phase_weights, parse_phases
-from colorlab.training.runs import RunSettings, finish_wandb_run
+from colorlab.training.runs import HeadlineCheckpoint, RunSettings, finish_wandb_run
 from colorlab.visualize import save_png
 
 # The headline metric (README table, issue targets): every report's learning verdict is on it.
@@ -153,7 +153,14 @@ def fit(
         "steps": trainer.global_step,
         "fit_seconds": time.perf_counter() - start,
         "best_checkpoint": own_best_checkpoint(trainer),
+        "delta_e00_checkpoint": headline_checkpoint(trainer),
     }
+
+
+def headline_checkpoint(trainer: Any) -> str | None:
+    """The lowest-val-ΔE00 checkpoint a run that selects on another metric keeps beside its own (None if none)."""
+    kept = [c.best_model_path for c in trainer.callbacks if isinstance(c, HeadlineCheckpoint) and c.best_model_path]
+    return kept[0] if kept and Path(kept[0]).is_file() else None
 
 
 def own_best_checkpoint(trainer: Any) -> str | None:
@@ -284,6 +291,7 @@ def results_of(record: PhaseRecord, phases: list[Phase], cli: Any, name: str) ->
         "fit_seconds": sum(row["fit_seconds"] for row in rows),
         "hardware": hardware(),
         "best_checkpoint": rows[-1]["handover_checkpoint"],
+        "delta_e00_checkpoint": record.finished[phases[-1].name].get("delta_e00_checkpoint"),
         "test": rows[-1]["test"],
         "reference": reference_metrics(datamodule, cli.model, baselines, baseline_frechet(run, device)),
         "phases": rows,

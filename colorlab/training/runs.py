@@ -16,7 +16,14 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from colorlab.runs.folder import BEST_CHECKPOINT, LAST_CHECKPOINT, RUNS_ROOT, NothingToResume, RunFolder
+from colorlab.runs.folder import (
+    BEST_CHECKPOINT,
+    DELTA_E00_CHECKPOINT,
+    LAST_CHECKPOINT,
+    RUNS_ROOT,
+    NothingToResume,
+    RunFolder,
+)
 from colorlab.training.rng import RngState
 
 log = logging.getLogger(__name__)
@@ -85,6 +92,24 @@ def drop_rows_from_step(path: Path, step: int) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(kept)
+
+
+HEADLINE_MONITOR = "val/delta_e00"
+
+
+class HeadlineCheckpoint(ModelCheckpoint):
+    """The lowest-val-ΔE00 checkpoint, kept beside a run that selects on another metric (GANs on Fréchet, Zhang on
+    the colourfulness gap), so results can compare every family on the checkpoint ΔE00 picks; it does nothing for
+    approaches that do not log val ΔE00 (an upscaler scores luminance only)."""
+
+    def __init__(self, dirpath: Path, filename: str) -> None:
+        super().__init__(dirpath=dirpath, filename=filename, monitor=HEADLINE_MONITOR, mode="min", save_top_k=1,
+                         auto_insert_metric_name=False)  # fmt: skip
+
+    def _save_topk_checkpoint(self, trainer: Any, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        # Lightning raises when the monitored key is missing after a validation; here that means "not logged".
+        if self.monitor in monitor_candidates:
+            super()._save_topk_checkpoint(trainer, monitor_candidates)
 
 
 class RunSettings:
@@ -266,6 +291,8 @@ class RunSettings:
             LearningRateMonitor(logging_interval="epoch"),
             RngState(),
         ]
+        if self.monitor != HEADLINE_MONITOR:
+            callbacks.append(HeadlineCheckpoint(dirpath=self.checkpoint_dir, filename=DELTA_E00_CHECKPOINT))
         if self.frechet_effnet:
             from colorlab.training.frechet import FrechetEffNetCallback
 

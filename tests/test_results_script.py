@@ -1,0 +1,80 @@
+"""``make results`` resumes: an unchanged finished run is reused, a changed input or ``--only`` retrains."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def script(tmp_path: Path, monkeypatch):
+    """scripts/results.py on a scratch repo with one experiment and one protocol YAML."""
+    spec = importlib.util.spec_from_file_location("results_script", REPO / "scripts" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "experiments" / "results").mkdir(parents=True)
+    (tmp_path / "experiments" / "tiny.yaml").write_text("model: {}\n")
+    (tmp_path / "experiments" / "results" / "p.yaml").write_text("trainer: {max_steps: 10}\n")
+    module.REPO, module.LOGS = tmp_path, tmp_path / "runs" / "results-logs"
+    module.HEADLINE = module.EXPERIMENTS = {"tiny": ["experiments/results/p.yaml"]}
+    monkeypatch.setenv("COLORLAB_DATA", str(tmp_path / "photos"))
+    return module
+
+
+def fake_experiment(tmp_path: Path, calls: list[list[str]]):
+    """Stands in for ``python -m colorlab experiment``: writes a finished run folder with a checkpoint."""
+
+    def call(command, cwd, env, stdout, stderr) -> int:
+        calls.append(command)
+        seed = int(next(a for a in command if a.startswith("--seed_everything=")).split("=")[1])
+        folder = tmp_path / "runs" / "tiny" / f"v{len(calls)}"
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+        (folder / "config.yaml").write_text(f"seed_everything: {seed}\n")
+        (folder / "results.json").write_text(json.dumps({"best_checkpoint": str(folder / "checkpoints" / "best.ckpt")}))
+        return 0
+
+    return call
+
+
+def test_an_unchanged_finished_run_is_reused_and_a_changed_input_retrains(script, tmp_path: Path):
+    calls: list[list[str]] = []
+    with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls)):
+        first = script.run("tiny", 42, None)
+        assert script.run("tiny", 42, None) == first and len(calls) == 1  # reused, not retrained
+        assert script.run("tiny", 42, 20) != first and len(calls) == 2  # another budget is another run
+        assert "--trainer.max_steps=20" in calls[-1]
+        second = script.run("tiny", 42, 20)
+        assert len(calls) == 2
+        (tmp_path / "experiments" / "tiny.yaml").write_text("model: {changed: 1}\n")  # the experiment changed
+        assert script.run("tiny", 42, 20) != second and len(calls) == 3
+        assert script.run("tiny", 42, 20, force=True) and len(calls) == 4  # --only forces a retrain
+        Path(json.loads((script.run_folder("tiny", 42) / "results.json").read_text())["best_checkpoint"]).unlink()
+        script.run("tiny", 42, 20)  # its selected checkpoint is gone: not finished any more
+        assert len(calls) == 5
+
+
+def test_a_damaged_record_or_a_failed_run_is_not_reused(script, tmp_path: Path):
+    calls: list[list[str]] = []
+    with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls)):
+        script.run("tiny", 7, None)
+        script.record_path("tiny", 7).write_text("{not json")
+        script.run("tiny", 7, None)
+        assert len(calls) == 2
+    with mock.patch.object(script.subprocess, "call", return_value=1):
+        script.record_path("tiny", 7).unlink()
+        assert script.run("tiny", 7, None) is None and not script.record_path("tiny", 7).exists()
+
+
+def test_only_and_steps_are_checked(script, capsys):
+    for argv in (["--only", "nope"], ["--steps", "0"]):
+        with mock.patch.object(sys, "argv", ["results.py", *argv]), pytest.raises(SystemExit):
+            script.main()
+    assert "unknown experiments" in capsys.readouterr().err
