@@ -189,9 +189,14 @@ def scored(rows: list[tuple[str, int, Path]]) -> list[tuple[str, str]]:
         results = json.loads((folder / "results.json").read_text())
         out.append((f"{name} s{seed}", results["best_checkpoint"]))
         other = results.get("delta_e00_checkpoint")
-        if other and Path(other).is_file() and Path(other).resolve() != Path(results["best_checkpoint"]).resolve():
+        if other and Path(other).is_file() and step_of(other) != step_of(results["best_checkpoint"]):
             out.append((f"{name} s{seed}{BY_DELTA_E00}", other))
     return out
+
+
+def step_of(checkpoint: str) -> str:
+    """The ``{epoch}-{step}`` a selected checkpoint's file name ends with: two selections of one step are one."""
+    return "-".join(Path(checkpoint).stem.split("-")[-2:])
 
 
 def evaluate(rows: list[tuple[str, int, Path]]) -> dict:
@@ -340,6 +345,7 @@ def main() -> None:
     unknown = set(names) - set(EXPERIMENTS)
     if unknown:
         parser.error(f"unknown experiments {sorted(unknown)}; choose from {list(EXPERIMENTS)}")
+    os.environ["COLORLAB_DATA"] = photos()  # the runs, the baselines and the val-curve plot read the same photos
     started = time.time()
     if not args.table_only:
         for name in names:
