@@ -15,7 +15,7 @@ run is ``runs/results-logs/<name>-seed<seed>.json``. The evaluation is reused to
 scored are unchanged, so a rerun with nothing changed only rewrites the table, grid and plot.
 
 Protocol (``experiments/results/photos_protocol.yaml``, ``photos_protocol_degraded.yaml`` for restoration): train
-on ``$COLORLAB_DATA/train`` minus a seeded 10 % that validates every 100 steps and picks the checkpoint by the
+on ``$COLORLAB_DATA/train`` minus a seeded 10 % that validates every 200 steps and picks the checkpoint by the
 YAML's own selection metric, for a fixed number of optimizer steps (the budget, ``--steps``) at 128 px, batch
 16. A step budget, not a time budget, so the same rows come out on a laptop or a GPU, and on a busy machine.
 NoGAN keeps its own phase schedule (epochs per phase and a 30-step GAN phase). Runs that select on another
