@@ -8,6 +8,7 @@ real photos, score every selected checkpoint at full resolution, and write ``doc
     python scripts/results.py unet_effnet --seeds 42 7   # just these
     python scripts/results.py --studies           # the colour-space and CIFAR-net studies (short budget)
     python scripts/results.py --table-only        # rebuild the outputs from the runs this script made
+    python scripts/results.py zhang_cic --train-only   # train (or reuse) only; --table-only evaluates later
 
 It resumes: a run whose inputs are unchanged (its experiment and protocol YAMLs, the budget, the seed, the photo
 folder) and that finished (results and selected checkpoint on disk) is reused, not retrained; the record of each
@@ -338,6 +339,8 @@ def main() -> None:
     parser.add_argument("--only", metavar="NAME", help="retrain this experiment (each seed it has) and reuse "
                         "every other run")  # fmt: skip
     parser.add_argument("--table-only", action="store_true", help="only rebuild the outputs from finished runs")
+    parser.add_argument("--train-only", action="store_true", help="train (or reuse) the runs; evaluate later "
+                        "with --table-only")  # fmt: skip
     args = parser.parse_args()
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be a positive number of optimizer steps")
@@ -357,6 +360,8 @@ def main() -> None:
             finished = [name for name in HEADLINE if recorded_run(name, SEEDS[0], args.steps)]
             for name in sorted(finished, key=lambda n: best_val(run_folder(n, SEEDS[0])))[:2]:
                 run(name, SEEDS[1], args.steps)
+    if args.train_only:
+        return
     order = list(HEADLINE) + list(STUDIES)
     rows = [(name, seed, folder) for name in order for seed in SEEDS if (folder := run_folder(name, seed))]
     if not rows:
