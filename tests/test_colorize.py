@@ -266,3 +266,14 @@ def test_clear_errors_for_missing_model(tmp_path, capsys):
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     assert run(tmp_path, "--ckpt", tmp_path / "notes.ckpt", "-o", tmp_path / "out") == 2
     assert "notes.ckpt" in capsys.readouterr().err  # the loader's own message (tests/test_reliability.py)
+
+
+def test_flip_tta_from_the_command_line(ckpts, photo, tmp_path):
+    """The option is wired through (the averaging itself: tests/test_inference.py)."""
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    Image.fromarray(photo[:, ::-1].copy()).save(tmp_path / "mirror.png")
+    assert run(tmp_path / "p.png", tmp_path / "mirror.png", "--ckpt", ckpts[0], "--flip-tta", "-o", tmp_path / "o") == 0
+    out = np.array(Image.open(tmp_path / "o" / "p.png")).astype(int)
+    mirror = np.array(Image.open(tmp_path / "o" / "mirror.png")).astype(int)[:, ::-1]
+    # averaged over both orientations, a photo and its mirror image get the same colours (up to rounding)
+    assert out.shape == photo.shape and np.abs(out - mirror).max() <= 2

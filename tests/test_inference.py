@@ -182,3 +182,28 @@ def test_model_sizes_are_rounded_to_the_nets_multiple() -> None:
     model.multiple = 8
     Colorizer(model, side=21)([Picture(np.zeros((45, 67, 3), np.uint8), None, "png")])
     assert model.seen == [(24, 32)]
+
+
+class _LeftToRight(DeployableColorizer):
+    """A net that is not mirror-symmetric: ab grows from left to right whatever the picture."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def colorize(self, L: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(-0.5, 0.5, L.shape[-1]).expand(L.shape[0], 2, *L.shape[-2:])
+        return ramp + 0.2 * L + 0 * self.weight
+
+
+def test_flip_tta_averages_the_prediction_with_the_mirrored_pictures_mirrored_back() -> None:
+    L = _gray_photo(24, 32)
+    plain = Colorizer(_LeftToRight(), side=None).predict(L)[1]
+    flipped = Colorizer(_LeftToRight(), side=None, flip=True).predict(L)[1]
+    # the ramp and its mirror cancel; what depends on the picture itself stays
+    assert torch.allclose(flipped, 0.2 * L.expand(-1, 2, -1, -1), atol=1e-6)
+    assert not torch.allclose(plain, flipped)
+    symmetric = _ConstantColour()  # a mirror-symmetric net: flip averaging changes nothing
+    assert torch.equal(Colorizer(symmetric, side=None, flip=True).predict(L)[1], Colorizer(symmetric, side=None).predict(L)[1])
+    out = colorize_full_resolution(_LeftToRight(), L, size=None)
+    assert out.shape == (1, 3, 24, 32)

@@ -27,7 +27,7 @@ from colorlab.inference.pipeline import DEFAULT_SIDE, Colorizer, find_checkpoint
 
 def add_model_options(parser: argparse.ArgumentParser, several: bool = True, required: bool = False) -> None:
     """Add the model arguments: ``--ckpt`` (one, or with ``several`` any number: ``--ckpt A B --ckpt C``), and
-    with ``several`` also ``--ckpt-dir``/``--all-models``; then ``--size`` and ``--device``."""
+    with ``several`` also ``--ckpt-dir``/``--all-models``; then ``--size``, ``--device`` and ``--flip-tta``."""
     if several:
         parser.add_argument("--ckpt", action="extend", nargs="+", default=[], type=Path,
                             help="model checkpoint(s) (repeatable)")  # fmt: skip
@@ -38,6 +38,8 @@ def add_model_options(parser: argparse.ArgumentParser, several: bool = True, req
     parser.add_argument("--size", type=model_side, help="shorter side the model runs at (default: its run's "
                         f"training scale, else {DEFAULT_SIDE})")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    parser.add_argument("--flip-tta", action="store_true", help="average each prediction with that of the "
+                        "mirrored picture (test-time augmentation; twice the model's work)")  # fmt: skip
 
 
 def checkpoints(args: argparse.Namespace, required: bool = True) -> list[Path]:
@@ -78,7 +80,7 @@ def load_models(
     colorizers = []
     for path, name in zip(paths, names or model_names(paths)):
         try:
-            colorizer = Colorizer.load(path, args.size, args.device, name, restore)
+            colorizer = Colorizer.load(path, args.size, args.device, name, restore, flip=args.flip_tta)
         except (FileNotFoundError, ValueError) as exc:
             if not skip_broken_in_dir or path.resolve() in explicit:
                 raise

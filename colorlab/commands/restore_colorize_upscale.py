@@ -61,7 +61,7 @@ def build_chain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Ch
                      "(optionally with --restore-ckpt R.ckpt)")  # fmt: skip
     if args.ckpt is not None and args.restore_ckpt is not None:
         parser.error("--restore-ckpt goes with --colorize-ckpt; --ckpt is already the restore+colorize model")
-    colorizer = Colorizer.load(args.ckpt or args.colorize_ckpt, args.size, args.device, name="colorize")
+    colorizer = Colorizer.load(args.ckpt or args.colorize_ckpt, args.size, args.device, name="colorize", flip=args.flip_tta)
     colorizer.restore = colorizer.module.restores_l  # a restore+colorize model's L is the restored one
     restorer = None
     if args.restore_ckpt is not None:

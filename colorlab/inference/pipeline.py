@@ -217,6 +217,8 @@ class Colorizer:
         source: where ``side`` came from, for messages (e.g. ``its training resize``).
         restore: use the L the model returns (restoration approaches) instead of the picture's own L.
         strip_pixels: about how many output pixels one merge strip holds (bounds memory).
+        flip: test-time augmentation: average the prediction with that of the mirrored picture (mirrored back);
+            twice the model's work.
     """
 
     module: DeployableColorizer
@@ -226,6 +228,7 @@ class Colorizer:
     source: str = "default"
     restore: bool = False
     strip_pixels: int = STRIP_PIXELS
+    flip: bool = False
 
     @classmethod
     def load(
@@ -235,15 +238,16 @@ class Colorizer:
         device: str | torch.device = "cpu",
         name: str | None = None,
         restore: bool = False,
+        flip: bool = False,
     ) -> Colorizer:
-        """Load ``ckpt``; ``side`` overrides the training scale read from its run folder.
+        """Load ``ckpt``; ``side`` overrides the training scale read from its run folder; ``flip``: see the class.
 
         Raises FileNotFoundError for a missing file and ValueError (naming the file) for one that will not load.
         A classical method's name (``levin``, ``reinhard``, ``welsh``; no such file) loads that method.
         """
         if str(ckpt) in CLASSICAL and not Path(ckpt).exists():
             return cls(classical_colorizer(str(ckpt)), side or DEFAULT_SIDE, name or str(ckpt), None, "given"
-                       if side else "default")  # fmt: skip
+                       if side else "default", flip=flip)  # fmt: skip
         try:
             module = load_colorizer(ckpt, map_location=device)
         except (FileNotFoundError, CheckpointError):  # their messages already say what is wrong
@@ -258,7 +262,7 @@ class Colorizer:
         trained = training_side(ckpt)
         source = "given" if side else ("its training scale" if trained else "default")
         return cls(
-            module, side or trained or DEFAULT_SIDE, name or Path(ckpt).stem, Path(ckpt), source, restore
+            module, side or trained or DEFAULT_SIDE, name or Path(ckpt).stem, Path(ckpt), source, restore, flip=flip
         )
 
     @property
@@ -315,13 +319,22 @@ class Colorizer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The model on a batch of model-size L ``(B, 1, h, w)``, with optional guidance: (L_out, ab), float32."""
         L_small = L_small.to(self.device).float()
-        if hints is None and reference is None:
-            L_out, ab = self.module.predict_lab(L_small)
-        else:
-            guidance = {"hints": hints and HintMap(*(x.to(self.device) for x in hints)),
-                        "reference": None if reference is None else reference.to(self.device)}  # fmt: skip
-            L_out, ab = self.module.predict_lab(L_small, **guidance)
-        return L_out.float(), ab.float()
+        hints = hints and HintMap(*(x.to(self.device) for x in hints))
+        reference = None if reference is None else reference.to(self.device)
+
+        def predict_lab(L: torch.Tensor, hints: HintMap | None) -> tuple[torch.Tensor, torch.Tensor]:
+            if hints is None and reference is None:
+                return self.module.predict_lab(L)
+            return self.module.predict_lab(L, hints=hints, reference=reference)
+
+        if not self.flip:
+            L_out, ab = predict_lab(L_small, hints)
+            return L_out.float(), ab.float()
+        # the picture and its mirror image in one batch; the mirror's answer is mirrored back and averaged
+        L_out, ab = predict_lab(torch.cat([L_small, L_small.flip(-1)]),
+                                hints and HintMap(*(torch.cat([x, x.flip(-1)]) for x in hints)))  # fmt: skip
+        n = len(L_small)
+        return ((L_out[:n] + L_out[n:].flip(-1)) / 2).float(), ((ab[:n] + ab[n:].flip(-1)) / 2).float()
 
     @torch.inference_mode()
     def guided(
