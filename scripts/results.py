@@ -11,8 +11,9 @@ real photos, score every selected checkpoint at full resolution, and write ``doc
     python scripts/results.py zhang_cic --train-only   # train (or reuse) only; --table-only evaluates later
 
 It resumes: a run whose inputs are unchanged (its experiment and protocol YAMLs, the budget, the seed, the photo
-folder) and that finished (results and selected checkpoint on disk) is reused, not retrained; the record of each
-run is ``runs/results-logs/<name>-seed<seed>.json``. The evaluation is reused too while the checkpoints it
+folder) and that finished (results and selected checkpoint on disk) is reused, not retrained, and one that was
+interrupted (killed, or the machine went away) continues from its last checkpoint; the record of each run is
+``runs/results-logs/<name>-seed<seed>.json``. The evaluation is reused too while the checkpoints it
 scored are unchanged, so a rerun with nothing changed only rewrites the table, grid and plot.
 
 Protocol (``experiments/results/photos_protocol.yaml``, ``photos_protocol_degraded.yaml`` for restoration): train
@@ -106,13 +107,19 @@ def fingerprint(name: str, seed: int, steps: int | None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def recorded_run(name: str, seed: int, steps: int | None = None, check: bool = True) -> Path | None:
-    """The finished run folder recorded for ``name`` and ``seed`` (None if there is none); with ``check``, only
-    while its inputs are unchanged and its selected checkpoint is still on disk."""
+def read_record(name: str, seed: int) -> dict:
+    """The record of the run of ``name`` with ``seed`` ({} when there is none or it is unreadable)."""
     try:
         record = json.loads(record_path(name, seed).read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def recorded_run(name: str, seed: int, steps: int | None = None, check: bool = True) -> Path | None:
+    """The finished run folder recorded for ``name`` and ``seed`` (None if there is none); with ``check``, only
+    while its inputs are unchanged and its selected checkpoint is still on disk."""
+    record = read_record(name, seed)
     folder = REPO / record.get("run_dir", "")
     try:
         results = json.loads((folder / "results.json").read_text())
@@ -124,27 +131,50 @@ def recorded_run(name: str, seed: int, steps: int | None = None, check: bool = T
     return folder
 
 
+def resumable_version(name: str, seed: int, key: str) -> str | None:
+    """The version of the recorded, unfinished run with these inputs that left a checkpoint to go on from."""
+    from colorlab.runs.folder import RunFolder
+
+    record = read_record(name, seed)
+    if record.get("fingerprint") != key or not record.get("version"):
+        return None
+    folder = RunFolder(REPO / record["run_dir"])
+    return record["version"] if folder.phases is not None or folder.resume_checkpoint() is not None else None
+
+
 def run(name: str, seed: int, steps: int | None, force: bool = False) -> Path | None:
-    """Train + test one experiment under its protocol with ``seed``, alone on the machine, unless an unchanged
-    finished run is recorded (and not ``force``); returns its run folder (None if it failed)."""
+    """Train + test one experiment under its protocol with ``seed``, alone on the machine; returns its run folder
+    (None if it failed). An unchanged finished run is reused, and an unchanged interrupted one (killed, or the
+    session ended) continues from its last checkpoint, unless ``force``."""
+    from colorlab.runs.folder import RUNS_ROOT
+
     if not force and (folder := recorded_run(name, seed, steps)) is not None:
         print(f"{name} seed {seed}: reused {folder.relative_to(REPO)} (inputs unchanged)", flush=True)
         return folder
-    log = log_path(name, seed)
-    log.parent.mkdir(parents=True, exist_ok=True)
+    key = fingerprint(name, seed, steps)
+    version = None if force else resumable_version(name, seed, key)
+    resume = version is not None
+    seconds = read_record(name, seed).get("seconds", 0.0) if resume else 0.0
+    if version is None:
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
+        version = next(v for v in (stamp, *(f"{stamp}-{i}" for i in range(2, 1000)))
+                       if not (REPO / RUNS_ROOT / name / v).exists())  # fmt: skip
+    run_dir = Path(RUNS_ROOT) / name / version
+    record = {"fingerprint": key, "run_dir": str(run_dir), "version": version, "seconds": seconds}
+    # recorded before it starts, so a run killed half-way is found and continued next time
+    LOGS.mkdir(parents=True, exist_ok=True)
+    record_path(name, seed).write_text(json.dumps(record, indent=2))
     env = {**os.environ, "COLORLAB_DATA": photos()}
-    command = [sys.executable, "-m", "colorlab", "experiment", *run_args(name, seed, steps)]
+    command = [sys.executable, "-m", "colorlab", "experiment", *run_args(name, seed, steps),
+               f"--run.version={version}", *(["--resume"] if resume else [])]  # fmt: skip
     print(f"{name} seed {seed}: {' '.join(command[1:])}", flush=True)
     started = time.time()
-    with log.open("w") as f:
+    with log_path(name, seed).open("a" if resume else "w") as f:
         code = subprocess.call(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
-    folder = newest_finished_run(name, seed, since=started) if code == 0 else None
-    print(f"{name} seed {seed}: exit {code}, log {log}", flush=True)
-    if folder is not None:
-        record = {"fingerprint": fingerprint(name, seed, steps), "run_dir": str(folder.relative_to(REPO)),
-                  "seconds": time.time() - started}  # fmt: skip
-        record_path(name, seed).write_text(json.dumps(record, indent=2))
-    return folder
+    record["seconds"] = seconds + time.time() - started
+    record_path(name, seed).write_text(json.dumps(record, indent=2))
+    print(f"{name} seed {seed}: exit {code}, log {log_path(name, seed)}", flush=True)
+    return REPO / run_dir if code == 0 and (REPO / run_dir / "results.json").is_file() else None
 
 
 def newest_finished_run(name: str, seed: int, since: float = 0.0) -> Path | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,16 +29,20 @@ def script(tmp_path: Path, monkeypatch):
     return module
 
 
-def fake_experiment(tmp_path: Path, calls: list[list[str]]):
-    """Stands in for ``python -m colorlab experiment``: writes a finished run folder with a checkpoint."""
+def fake_experiment(tmp_path: Path, calls: list[list[str]], killed: bool = False):
+    """Stands in for ``python -m colorlab experiment``: writes the run folder ``--run.version`` names, finished
+    (results and selected checkpoint), or with ``killed`` only a ``last.ckpt`` and exit status -9."""
 
     def call(command, cwd, env, stdout, stderr) -> int:
         calls.append(command)
-        seed = int(next(a for a in command if a.startswith("--seed_everything=")).split("=")[1])
-        folder = tmp_path / "runs" / "tiny" / f"v{len(calls)}"
-        (folder / "checkpoints").mkdir(parents=True)
+        value = {a.split("=")[0]: a.split("=", 1)[1] for a in command if a.startswith("--") and "=" in a}
+        folder = tmp_path / "runs" / "tiny" / value["--run.version"]
+        (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (folder / "config.yaml").write_text(f"seed_everything: {value['--seed_everything']}\n")
+        if killed:
+            torch.save({"state_dict": {}}, folder / "checkpoints" / "last.ckpt")
+            return -9
         (folder / "checkpoints" / "best.ckpt").write_bytes(b"weights")
-        (folder / "config.yaml").write_text(f"seed_everything: {seed}\n")
         (folder / "results.json").write_text(json.dumps({"best_checkpoint": str(folder / "checkpoints" / "best.ckpt")}))
         return 0
 
@@ -70,7 +75,7 @@ def test_a_damaged_record_or_a_failed_run_is_not_reused(script, tmp_path: Path):
         assert len(calls) == 2
     with mock.patch.object(script.subprocess, "call", return_value=1):
         script.record_path("tiny", 7).unlink()
-        assert script.run("tiny", 7, None) is None and not script.record_path("tiny", 7).exists()
+        assert script.run("tiny", 7, None) is None and script.recorded_run("tiny", 7) is None
 
 
 def test_only_and_steps_are_checked(script, capsys):
@@ -78,3 +83,16 @@ def test_only_and_steps_are_checked(script, capsys):
         with mock.patch.object(sys, "argv", ["results.py", *argv]), pytest.raises(SystemExit):
             script.main()
     assert "unknown experiments" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_continues_in_its_own_folder(script, tmp_path: Path):
+    calls: list[list[str]] = []
+    with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls, killed=True)):
+        assert script.run("tiny", 42, None) is None  # killed half-way: nothing to reuse yet
+    version = script.read_record("tiny", 42)["version"]
+    with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls)):
+        folder = script.run("tiny", 42, None)
+    assert "--resume" in calls[-1] and f"--run.version={version}" in calls[-1] and folder.name == version
+    with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls, killed=True)):
+        script.run("tiny", 42, 99)  # other inputs: a new run, never a resume of the old one
+    assert "--resume" not in calls[-1]
