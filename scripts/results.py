@@ -177,22 +177,6 @@ def run(name: str, seed: int, steps: int | None, force: bool = False) -> Path | 
     return REPO / run_dir if code == 0 and (REPO / run_dir / "results.json").is_file() else None
 
 
-def newest_finished_run(name: str, seed: int, since: float = 0.0) -> Path | None:
-    """The newest finished run folder of ``name`` trained with ``seed`` and started after ``since`` (read from
-    the runs root by :class:`colorlab.runs.folder.RunFolder`, the one reader of run folders)."""
-    from colorlab.runs.folder import RUNS_ROOT, RunFolder
-
-    runs = [run for run in RunFolder.runs_of(REPO / RUNS_ROOT, name)
-            if run.finished and run.config.get("seed_everything") == seed and run.path.stat().st_mtime >= since]  # fmt: skip
-    return runs[-1].path if runs else None
-
-
-def run_folder(name: str, seed: int) -> Path | None:
-    """The run that represents ``name`` and ``seed`` in the table: the recorded one, else (runs made by hand)
-    the newest finished one."""
-    return recorded_run(name, seed, check=False) or newest_finished_run(name, seed)
-
-
 def val_series(folder: Path) -> list[tuple[int, float]]:
     """val ΔE00 against the optimizer step, phases laid end to end (each phase's steps after the previous)."""
     from colorlab.training.compare import read_run
@@ -382,20 +366,22 @@ def main() -> None:
     started = time.time()
     if not args.table_only:
         for name in names:
-            had = [seed for seed in SEEDS if run_folder(name, seed)] if args.only else []
+            had = [seed for seed in SEEDS if read_record(name, seed)] if args.only else []
             seeds = args.seeds or had or SEEDS[:1]
             for seed in seeds:
                 run(name, seed, args.steps, force=bool(args.only))
         if not args.names and not args.studies and not args.only:
             finished = [name for name in HEADLINE if recorded_run(name, SEEDS[0], args.steps)]
-            for name in sorted(finished, key=lambda n: best_val(run_folder(n, SEEDS[0])))[:2]:
+            for name in sorted(finished, key=lambda n: best_val(recorded_run(n, SEEDS[0], args.steps)))[:2]:
                 run(name, SEEDS[1], args.steps)
     if args.train_only:
         return
     order = list(HEADLINE) + list(STUDIES)
-    rows = [(name, seed, folder) for name in order for seed in SEEDS if (folder := run_folder(name, seed))]
+    # only runs of the current protocol and budget: a table never mixes budgets or photo sets
+    rows = [(name, seed, folder) for name in order for seed in SEEDS
+            if (folder := recorded_run(name, seed, args.steps if name in HEADLINE else None))]  # fmt: skip
     if not rows:
-        sys.exit("no finished runs to report (see runs/results-logs/)")
+        sys.exit("no finished runs of this protocol and budget to report (see runs/results-logs/)")
     evaluation = evaluate(rows)
     shutil.copy(EVALUATION / "grid.png", DOCS / "results_grid.png")
     curves = plot(rows)

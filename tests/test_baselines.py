@@ -182,6 +182,7 @@ def _results_script_reports_the_run(tmp_path: Path, run_dir: Path, photos: Path)
     """scripts/results.py scores the run's checkpoint with ``evaluate`` on the test folder and writes the table
     (model row with its verdict, baseline rows, the truth), the grid and the val curve with baseline levels."""
     import importlib.util
+    import json
     import os
     import sys
     from unittest import mock
@@ -192,8 +193,14 @@ def _results_script_reports_the_run(tmp_path: Path, run_dir: Path, photos: Path)
     script.REPO, script.DOCS = tmp_path, tmp_path / "docs"
     script.LOGS, script.EVALUATION = tmp_path / "results-logs", tmp_path / "results-evaluate"
     script.HEADLINE, script.STUDIES, script.EXPERIMENTS = {"tiny": []}, {}, {"tiny": []}
-    script.SEEDS = (0, 7)  # the tiny run's seed_everything is 0; the script finds its folder by name and seed
+    script.SEEDS = (0, 7)  # the tiny run's seed_everything is 0
     script.DOCS.mkdir()
+    (tmp_path / "experiments").mkdir(exist_ok=True)
+    (tmp_path / "experiments" / "tiny.yaml").write_text("# the experiment of the run below\n")
+    with mock.patch.dict(os.environ, {"COLORLAB_DATA": str(photos)}):  # the script's record of the run it made
+        record = {"fingerprint": script.fingerprint("tiny", 0, None), "run_dir": str(run_dir.relative_to(tmp_path))}
+    script.LOGS.mkdir(parents=True)
+    script.record_path("tiny", 0).write_text(json.dumps(record))
     with mock.patch.dict(os.environ, {"COLORLAB_DATA": str(photos)}), mock.patch.object(
         sys, "argv", ["results.py", "--table-only"]
     ):

@@ -61,7 +61,7 @@ def test_an_unchanged_finished_run_is_reused_and_a_changed_input_retrains(script
         (tmp_path / "experiments" / "tiny.yaml").write_text("model: {changed: 1}\n")  # the experiment changed
         assert script.run("tiny", 42, 20) != second and len(calls) == 3
         assert script.run("tiny", 42, 20, force=True) and len(calls) == 4  # --only forces a retrain
-        Path(json.loads((script.run_folder("tiny", 42) / "results.json").read_text())["best_checkpoint"]).unlink()
+        Path(json.loads((script.recorded_run("tiny", 42, 20) / "results.json").read_text())["best_checkpoint"]).unlink()
         script.run("tiny", 42, 20)  # its selected checkpoint is gone: not finished any more
         assert len(calls) == 5
 
