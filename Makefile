@@ -49,8 +49,8 @@ gpu-check: ## the GPU check (<= 8 min on one GPU): every family under bf16/fp16,
 bench-video: ## the film part of bench alone: make bench-video ARGS="--ckpt runs/unet_effnet/.../best.ckpt"
 	$(PYTHON) scripts/bench_video.py $(ARGS)
 
-results: ## one headline run per approach family (10 min each, one at a time, ~2 h on 2 cores): docs/results.md, grid, val curves
-	$(PYTHON) scripts/results.py
+results: ## one headline run per family (3600 steps each, one at a time; resumes; ARGS="--steps N", "--only NAME"): docs/results.md
+	$(PYTHON) scripts/results.py $(ARGS)
 
 sweep: ## hyperparameter search: make sweep NAME=unet_l1 (sweeps/$(NAME).yaml, Optuna + SQLite)
 	$(PYTHON) -m colorlab sweep --config sweeps/$(NAME).yaml $(ARGS)
