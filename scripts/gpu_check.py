@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -255,9 +257,25 @@ def experiment_end_to_end(mode: Mode, photos: Path, root: Path) -> dict[str, Any
 # ---- the run ------------------------------------------------------------------------------------------
 
 
-def failed(error: BaseException) -> dict[str, Any]:
-    """A check that raised: a failed row with the traceback's end, so one broken family does not hide the rest."""
-    return {"ok": False, "error": "".join(traceback.format_exception(error))[-3000:]}
+def guarded(name: str, check: Callable[[], dict[str, Any]], line: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Run one check and print its line; a check that raises is a failed row with the traceback's end, so one
+    broken check does not hide the others."""
+    try:
+        row = check()
+    except Exception as error:  # noqa: BLE001  (reported as a failed check, the others still run)
+        row = {"ok": False, "error": "".join(traceback.format_exception(error))[-3000:]}
+        print(f"BAD {name}: {row['error']}")
+        return row
+    print(line(row))
+    return row
+
+
+def family_line(family: str, precision: str, row: dict[str, Any]) -> str:
+    """The printed line of one family's training check."""
+    vram = f", peak VRAM {row['peak_vram_gib']:.2f} GiB" if row["peak_vram_gib"] is not None else ""
+    return (f"{'ok ' if row['ok'] else 'BAD'} {family:14s} {precision:10s} {row['image_size']} px: "
+            f"{row['images_per_second']:8.1f} images/s{vram}, losses finite {row['losses_finite']}, "
+            f"weights changed {row['tensors_changed']}")  # fmt: skip
 
 
 def machine(mode: Mode) -> dict[str, Any]:
@@ -283,48 +301,42 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report: dict[str, Any] = {"machine": machine(mode), "families": {}}
     print(f"gpu-check on {report['machine']}" + (" (tiny CPU mode: NOT a GPU check)" if mode.tiny else ""))
-    regression = None
+    models: dict[str, L.LightningModule] = {}
+
+    def train(family: str, precision: str) -> dict[str, Any]:
+        row, cli = train_family(mode, family, precision, scratch / "runs")
+        if family == "regression" and precision == mode.precisions[0]:
+            models["regression"] = cli.model  # the model the colorize check uses
+        return row
+
     for family in FAMILIES:
         for precision in mode.precisions:
-            try:
-                row, cli = train_family(mode, family, precision, scratch / "runs")
-            except Exception as error:  # noqa: BLE001  (reported as a failed check, the others still run)
-                report["families"][f"{family}/{precision}"] = failed(error)
-                print(f"BAD {family:14s} {precision:10s}: {report['families'][f'{family}/{precision}']['error']}")
-                continue
-            report["families"][f"{family}/{precision}"] = row
-            vram = f", peak VRAM {row['peak_vram_gib']:.2f} GiB" if row["peak_vram_gib"] is not None else ""
-            print(f"{'ok ' if row['ok'] else 'BAD'} {family:14s} {precision:10s} {row['image_size']} px: "
-                  f"{row['images_per_second']:8.1f} images/s{vram}, losses finite {row['losses_finite']}, "
-                  f"weights changed {row['tensors_changed']}")  # fmt: skip
-            if family == "regression" and precision == mode.precisions[0]:
-                regression = cli.model
-            del cli
+            report["families"][f"{family}/{precision}"] = guarded(
+                f"{family} {precision}", partial(train, family, precision), partial(family_line, family, precision)
+            )
     step = report["families"][f"regression/{mode.precisions[0]}"].get("images_per_second", float("nan"))
-    try:
-        report["loader"] = {**loader_images_per_second(mode, photos), "step_images_per_second": step}
-        print(f"loader {report['loader']['images_per_second']:.0f} images/s with {report['loader']['workers']} "
-              f"workers; the regression step consumes {step:.0f} images/s")  # fmt: skip
-    except Exception as error:  # noqa: BLE001
-        report["loader"] = failed(error)
-        print(f"BAD loader: {report['loader']['error']}")
-    try:
-        if regression is None:
+    report["loader"] = guarded(
+        "loader", lambda: {**loader_images_per_second(mode, photos), "step_images_per_second": step},
+        lambda r: f"loader {r['images_per_second']:.0f} images/s with {r['workers']} workers; "
+                  f"the regression step consumes {step:.0f} images/s",
+    )  # fmt: skip
+
+    def colorize() -> dict[str, Any]:
+        if "regression" not in models:
             raise RuntimeError("the regression family did not train, so there is no model to colorize with")
-        report["colorize"] = cz = colorize_matches_cpu(mode, regression, photos)
-        print(f"{'ok ' if cz['ok'] else 'BAD'} colorize {cz['megapixels']:.1f} MP {cz['devices']}: max difference "
-              f"{cz['max_level_difference']:.0f} levels ({cz['share_of_pixels_differing']:.2%} of values differ; "
-              f"{cz['max_level_difference_with_tf32']:.0f} with TF32); {cz['seconds']}")  # fmt: skip
-    except Exception as error:  # noqa: BLE001
-        report["colorize"] = failed(error)
-        print(f"BAD colorize: {report['colorize']['error']}")
-    try:
-        report["experiment"] = ex = experiment_end_to_end(mode, photos, scratch / "experiment")
-        print(f"{'ok ' if ex['ok'] else 'BAD'} experiment under DDP ({ex['backend']}, {ex['devices']} device(s)) "
-              f"in {ex['seconds']:.0f} s: test {ex['test']}{ex['stderr_tail']}")  # fmt: skip
-    except Exception as error:  # noqa: BLE001
-        report["experiment"] = failed(error)
-        print(f"BAD experiment: {report['experiment']['error']}")
+        return colorize_matches_cpu(mode, models["regression"], photos)
+
+    report["colorize"] = guarded(
+        "colorize", colorize,
+        lambda cz: f"{'ok ' if cz['ok'] else 'BAD'} colorize {cz['megapixels']:.1f} MP {cz['devices']}: max "
+                   f"difference {cz['max_level_difference']:.0f} levels ({cz['share_of_pixels_differing']:.2%} of "
+                   f"values differ; {cz['max_level_difference_with_tf32']:.0f} with TF32); {cz['seconds']}",
+    )  # fmt: skip
+    report["experiment"] = guarded(
+        "experiment", lambda: experiment_end_to_end(mode, photos, scratch / "experiment"),
+        lambda ex: f"{'ok ' if ex['ok'] else 'BAD'} experiment under DDP ({ex['backend']}, {ex['devices']} "
+                   f"device(s)) in {ex['seconds']:.0f} s: test {ex['test']}{ex['stderr_tail']}",
+    )  # fmt: skip
     checks = [*(row["ok"] for row in report["families"].values()), report["colorize"]["ok"],
               report["experiment"]["ok"], "error" not in report["loader"]]  # fmt: skip
     report["ok"] = all(checks)
