@@ -9,20 +9,43 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorlab.color import denormalize_ab, denormalize_l
+from colorlab.metrics import delta_e_ciede2000
 from colorlab.models.features import ImageNetFeatures
 
 PixelLoss = Literal["l1", "mse", "huber"]
 GANKind = Literal["vanilla", "lsgan", "hinge", "wgan"]
 
 
-def pixel_loss(name: PixelLoss, huber_delta: float = 0.1) -> nn.Module:
+def pixel_loss(name: PixelLoss, huber_delta: float = 0.1, reduction: str = "mean") -> nn.Module:
     """Per-pixel regression loss by name: ``l1``, ``mse`` or ``huber`` (smooth L1 beyond ``huber_delta``)."""
     losses = {"l1": nn.L1Loss, "mse": nn.MSELoss}
     if name == "huber":
-        return nn.HuberLoss(delta=huber_delta)
+        return nn.HuberLoss(delta=huber_delta, reduction=reduction)
     if name not in losses:
         raise ValueError(f"unknown pixel loss {name!r}; choose l1, mse or huber")
-    return losses[name]()
+    return losses[name](reduction=reduction)
+
+
+class DeltaE00Loss(nn.Module):
+    """CIEDE2000 between predicted and true colour per pixel ``(B, H, W)``: the headline metric as a loss,
+    plus ``l1_weight`` times the L1 ab error (both in Lab units).
+
+    It weighs an ab error the way the metric does (less for saturated colours, more near gray), where L1
+    on ab weighs every unit alike. The small L1 term is there because CIEDE2000's gradient is zero at a
+    gray prediction (chroma is a cone there), which is where every net starts. Computed in float32 on Lab
+    (bf16 would round small differences away).
+    """
+
+    def __init__(self, l1_weight: float = 0.1) -> None:
+        super().__init__()
+        self.l1_weight = l1_weight
+
+    def forward(self, L_n: torch.Tensor, pred_ab_n: torch.Tensor, target_ab_n: torch.Tensor) -> torch.Tensor:
+        L = denormalize_l(L_n.float())
+        pred_ab, target_ab = denormalize_ab(pred_ab_n.float()), denormalize_ab(target_ab_n.float())
+        delta_e = delta_e_ciede2000(torch.cat([L, pred_ab], dim=1), torch.cat([L, target_ab], dim=1), eps=1e-8)
+        return delta_e + self.l1_weight * (pred_ab - target_ab).abs().mean(dim=1)
 
 
 class FeatureLoss(nn.Module):

@@ -23,25 +23,36 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from colorlab.color import rgb_to_lab
 
 
-def delta_e_ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
+def delta_e_ciede2000(lab1: torch.Tensor, lab2: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """CIEDE2000 colour difference (Sharma et al. 2005, kL = kC = kH = 1) per pixel.
 
     Args:
         lab1: CIE Lab ``(*, 3, H, W)`` with L in [0, 100].
         lab2: CIE Lab of the same shape.
+        eps: floor under the square roots (and gray below it gets hue 0 without atan2's gradient): > 0 keeps
+            gradients finite where two colours are equal or gray, as a loss needs; 0 is the exact metric.
 
     Returns:
         ``(*, H, W)`` delta E 2000.
     """
+    def root(x: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(x.clamp_min(eps))
+
+    def hue(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        if eps == 0:
+            return torch.remainder(torch.atan2(b, a), 2 * math.pi)
+        gray = a * a + b * b < eps  # atan2's gradient is 0/0 at the origin: gray gets hue 0, as in the metric
+        angle = torch.atan2(torch.where(gray, torch.zeros_like(b), b), torch.where(gray, torch.ones_like(a), a))
+        return torch.remainder(torch.where(gray, torch.zeros_like(angle), angle), 2 * math.pi)
+
     L1, a1, b1 = lab1.unbind(-3)
     L2, a2, b2 = lab2.unbind(-3)
-    c_mean = 0.5 * (torch.hypot(a1, b1) + torch.hypot(a2, b2))
+    c_mean = 0.5 * (root(a1 * a1 + b1 * b1) + root(a2 * a2 + b2 * b2))
     c7 = c_mean**7
-    g = 0.5 * (1 - torch.sqrt(c7 / (c7 + 25.0**7)))
+    g = 0.5 * (1 - root(c7 / (c7 + 25.0**7)))
     a1p, a2p = a1 * (1 + g), a2 * (1 + g)
-    c1, c2 = torch.hypot(a1p, b1), torch.hypot(a2p, b2)
-    h1 = torch.remainder(torch.atan2(b1, a1p), 2 * math.pi)
-    h2 = torch.remainder(torch.atan2(b2, a2p), 2 * math.pi)
+    c1, c2 = root(a1p * a1p + b1 * b1), root(a2p * a2p + b2 * b2)
+    h1, h2 = hue(b1, a1p), hue(b2, a2p)
 
     l_mean = 0.5 * (L1 + L2)
     sl = 1 + 0.015 * (l_mean - 50) ** 2 / torch.sqrt(20 + (l_mean - 50) ** 2)
@@ -54,7 +65,7 @@ def delta_e_ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
     h_diff = h2 - h1
     dh = h_diff - 2 * math.pi * (h_diff > math.pi).to(h_diff) + 2 * math.pi * (h_diff < -math.pi).to(h_diff)
     dh = torch.where(cc == 0, torch.zeros_like(dh), dh)
-    dh_term = 2 * torch.sqrt(cc) * torch.sin(dh / 2)
+    dh_term = 2 * root(cc) * torch.sin(dh / 2)
 
     h_sum = h1 + h2
     wrap = (cc != 0) & (h_diff.abs() > math.pi)
@@ -71,10 +82,10 @@ def delta_e_ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
     h_term = dh_term / (1 + 0.015 * cp_mean * t)
 
     cp7 = cp_mean**7
-    rc = 2 * torch.sqrt(cp7 / (cp7 + 25.0**7))
+    rc = 2 * root(cp7 / (cp7 + 25.0**7))
     dtheta = math.radians(30) * torch.exp(-(((torch.rad2deg(h_mean) - 275) / 25) ** 2))
     r_term = -torch.sin(2 * dtheta) * rc * c_term * h_term
-    return torch.sqrt((l_term**2 + c_term**2 + h_term**2 + r_term).clamp_min(0))
+    return root(l_term**2 + c_term**2 + h_term**2 + r_term)
 
 
 def colorfulness(rgb: torch.Tensor) -> torch.Tensor:

@@ -51,10 +51,15 @@ def experiment(tmp_path: Path) -> Path:
 def test_optuna_sweep_writes_a_runnable_best_config_and_resumes(tmp_path, experiment):
     from colorlab.training.cli import lightning_main
 
-    spec = write_sweep(tmp_path, experiment, sampler={"type": "random", "seed": 0})
+    spec = write_sweep(tmp_path, experiment, sampler={"type": "random", "seed": 0}, report=["val/psnr"])
     study = main(["--config", str(spec)])
     assert (tmp_path / "sweep" / "study.db").is_file()
     assert [t["state"] for t in trials(tmp_path)] == ["COMPLETE"] * 3
+    for trial in trials(tmp_path):  # the reported metric is the one of the trial's best validation
+        logged = [row for row in csv.DictReader((Path(trial["run"]) / "metrics.csv").open()) if row["val/psnr"]]
+        best = min(logged, key=lambda row: float(row["val/delta_e00"]))
+        assert float(trial["val/psnr"]) == pytest.approx(float(best["val/psnr"]), rel=1e-5)
+        assert float(trial["val/delta_e00"]) == pytest.approx(float(best["val/delta_e00"]), rel=1e-5)
     best_yaml = tmp_path / "sweep" / "best.yaml"
     best = yaml.safe_load(best_yaml.read_text())
     assert best["model"]["init_args"]["optimizer"]["init_args"]["lr"] == study.best_params[LR]
@@ -164,3 +169,8 @@ def test_a_trial_refuses_several_devices_and_says_how_to_use_several_gpus(tmp_pa
     spec = load_spec(write_sweep(tmp_path, experiment, overrides=overrides))
     with pytest.raises(ValueError, match="start N workers on the same study, one per GPU"):
         run_trial(spec, {LR: 0.01}, "trial0")
+
+
+def test_report_must_list_metric_names(tmp_path, experiment):
+    with pytest.raises(ValueError, match="report must be a list of metric names"):
+        load_spec(write_sweep(tmp_path, experiment, report="val/psnr"))

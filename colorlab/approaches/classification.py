@@ -23,9 +23,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import ab_gamut_bins, denormalize_ab, rebalancing_weights, soft_encode_ab
+from colorlab.color import ab_gamut_bins, denormalize_ab, soft_encode_ab
 from colorlab.colorizers.classification import BinClassifierNet, Decode, downsample_mean
-from colorlab.data.prior import load_prior
+from colorlab.data.prior import class_weights
 from colorlab.models.blocks import output_head
 
 NEUTRAL_SIGMA = 20.0  # Lab units; see the module docstring for the measured choice
@@ -116,11 +116,9 @@ class ClassificationColorizer(ColorizationModule):
         """Rebalancing weights ``(Q,)`` from ``prior_path``; all ones (uniform prior) when it is ``None``."""
         if self.prior_path is None:
             rank_zero_info("ClassificationColorizer: no prior_path, uniform ab prior (class weights all 1)")
-            return torch.ones(self.colorizer.num_bins)
-        prior = load_prior(self.prior_path, self.colorizer.num_bins)
-        centers = self.colorizer.bin_centers.cpu()
-        rank_zero_info(f"ClassificationColorizer: ab prior {self.prior_path}, lambda {self.rebalance_lambda}")
-        return rebalancing_weights(prior, centers, self.rebalance_lambda, self.prior_sigma)
+        else:
+            rank_zero_info(f"ClassificationColorizer: ab prior {self.prior_path}, lambda {self.rebalance_lambda}")
+        return class_weights(self.prior_path, self.colorizer.bin_centers, self.rebalance_lambda, self.prior_sigma)
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         logits = self.colorizer.logits(self.model_input(batch))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colorlab.color import denormalize_ab, quantize_ab
+from colorlab.color import denormalize_ab, quantize_ab, rebalancing_weights
 from colorlab.data.datamodule import LabDataModule
 
 
@@ -57,3 +57,11 @@ def load_prior(path: str | os.PathLike, num_bins: int) -> torch.Tensor:
     if (prior < 0).any() or prior.sum() <= 0:
         raise ValueError(f"{path} is not a distribution (negative entries or zero total)")
     return prior / prior.sum()
+
+
+def class_weights(path: str | os.PathLike | None, centers: torch.Tensor, mix: float, sigma: float) -> torch.Tensor:
+    """Class-rebalancing weights ``(Q,)`` of the ab bins ``centers`` from the prior file at ``path``
+    (see :func:`colorlab.color.rebalancing_weights`); all ones (a uniform prior) when ``path`` is None."""
+    if path is None:
+        return torch.ones(len(centers))
+    return rebalancing_weights(load_prior(path, len(centers)), centers.cpu(), mix, sigma)

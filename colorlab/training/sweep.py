@@ -14,7 +14,8 @@ validation metric to optimise and its direction. Two backends read the same file
 
 Sweep YAML keys: ``experiment`` (path), ``params`` ({key: {type: float|int|categorical, low, high, log,
 step, choices}}), ``metric``, ``direction`` (minimize|maximize), ``n_trials`` (per worker run),
-``study_name``, ``storage`` (RDB URL), ``output`` (folder), ``overrides`` ({key: value} for trials only,
+``study_name``, ``report`` (more validation metrics shown beside the objective, taken at its best
+validation), ``storage`` (RDB URL), ``output`` (folder), ``overrides`` ({key: value} for trials only,
 e.g. fewer epochs; not written into best.yaml), ``sampler`` ({type: tpe|random|grid, seed}: grid tries every
 combination of categorical params once; a seeded sampler is
 re-seeded per trial from (seed, trial number), so a rerun continues the search), ``pruner``
@@ -49,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "sampler": {"type": "tpe"},
     "pruner": {"type": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
     "baseline_trial": False,
+    "report": [],
     "storage": None,
     "output": None,
     "heartbeat_seconds": 60,
@@ -75,6 +77,8 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: params must map config keys to search spaces")  # noqa: TRY004 - bad file content
     for key, space in spec["params"].items():
         check_space(path, key, space)
+    if not isinstance(spec["report"], list) or not all(isinstance(name, str) for name in spec["report"]):
+        raise ValueError(f"{path}: report must be a list of metric names, e.g. [val/colorfulness]")
     spec.setdefault("study_name", path.stem)
     spec["output"] = Path(spec["output"] or RUNS_ROOT / "sweeps" / spec["study_name"])
     spec["storage"] = spec["storage"] or f"sqlite:///{spec['output'] / 'study.db'}"
@@ -135,7 +139,8 @@ def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_
     With ``study_uid`` the trial folder is claimed for that study (:func:`claim_trial_folder`); a folder of
     another study with the same name gets ``{version}-{uid}`` instead.
 
-    Returns ``(scores, run_dir, best_checkpoint)``: the metric after every validation, in order.
+    Returns ``(scores, run_dir, best_checkpoint)``: after every validation, in order, the metric and the
+    sweep's ``report`` metrics (``{name: value}``).
     """
     import lightning as L
 
@@ -144,12 +149,13 @@ def run_trial(spec: dict[str, Any], values: dict[str, Any], version: str, extra_
 
     class Scores(L.Callback):
         def __init__(self) -> None:
-            self.values: list[float] = []
+            self.values: list[dict[str, float]] = []
 
         def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            value = trainer.callback_metrics.get(spec["metric"])
-            if value is not None and not trainer.sanity_checking:
-                self.values.append(float(value))
+            logged = trainer.callback_metrics
+            if logged.get(spec["metric"]) is not None and not trainer.sanity_checking:
+                names = [spec["metric"], *spec["report"]]
+                self.values.append({name: float(logged[name]) for name in names if name in logged})
 
     def build(version: str) -> Any:
         argv = ["--config", str(spec["experiment"]), *override_args(spec["overrides"]), *override_args(values),
@@ -205,9 +211,10 @@ def study_uid(study: Any) -> str:
     return str(study.user_attrs["uid"])
 
 
-def objective_value(scores: Sequence[float], direction: str) -> float:
-    """The best validation score of a trial (what its best checkpoint holds)."""
-    return min(scores) if direction == "minimize" else max(scores)
+def best_validation(scores: Sequence[dict[str, float]], metric: str, direction: str) -> dict[str, float]:
+    """The metrics of a trial's best validation by ``metric`` (what its best checkpoint holds)."""
+    pick = min if direction == "minimize" else max
+    return pick(scores, key=lambda logged: logged[metric])
 
 
 STALE_NOTES = "stale_trial_notes"  # study user attr: {trial number: why it was failed}
@@ -338,7 +345,9 @@ def optimize(spec: dict[str, Any], n_trials: int | None = None) -> Any:
         scores, run_dir, best = run_trial(spec, values, f"trial-{trial.number:04d}", [pruning], uid)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("best_checkpoint", best)
-        return objective_value(scores, spec["direction"])
+        chosen = best_validation(scores, spec["metric"], spec["direction"])
+        trial.set_user_attr("report", chosen)
+        return chosen[spec["metric"]]
 
     study.optimize(objective, n_trials=n_trials or spec["n_trials"])
     write_summary(study, spec)
@@ -349,12 +358,14 @@ def write_summary(study: Any, spec: dict[str, Any]) -> dict[str, Path]:
     """``trials.csv`` and ``summary.md`` of every trial so far, and ``best.yaml`` (the best trial's experiment)."""
     out = spec["output"]
     keys = list(spec["params"])
-    header = ["trial", "state", spec["metric"], *keys, "seconds", "run", "note"]
+    header = ["trial", "state", spec["metric"], *spec["report"], *keys, "seconds", "run", "note"]
     notes = study.user_attrs.get(STALE_NOTES, {})
     rows = []
     for t in study.trials:
         seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 1) if t.datetime_complete else None
-        rows.append([t.number, t.state.name, t.value, *(t.params.get(k) for k in keys), seconds,
+        reported = t.user_attrs.get("report", {})
+        rows.append([t.number, t.state.name, t.value, *(reported.get(name) for name in spec["report"]),
+                     *(t.params.get(k) for k in keys), seconds,
                      t.user_attrs.get("run_dir", ""), notes.get(str(t.number), "")])  # fmt: skip
     paths = {"csv": out / "trials.csv", "markdown": out / "summary.md", "best": out / "best.yaml"}
     with paths["csv"].open("w", newline="") as f:
