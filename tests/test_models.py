@@ -44,6 +44,7 @@ NETS = {
     "simple_cnn": lambda: SimpleCNN(widths=(8, 8, 8)),
     "unet": lambda: UNet(base_channels=4, depth=2),
     "timm_unet": lambda: TimmUNet(decoder_channels=(8, 8, 8, 8, 8)),
+    "timm_unet_semantic": lambda: TimmUNet(decoder_channels=(8, 8, 8, 8, 8), semantic_prior=True),
     "vae_unet": lambda: VAEUNet(base_channels=4, depth=2, latent_dim=3),
     "bigcolor": lambda: BigColorGenerator(base_channels=4, depth=2, z_dim=3),
     "chromagan": lambda: ChromaGANGenerator(**TINY_CHROMA),
@@ -86,6 +87,17 @@ def test_every_trainable_parameter_gets_a_gradient_past_step0(name):
             continue  # the class head is trained by its own loss (test_chromagan)
         assert param.grad is not None and torch.isfinite(param.grad).all(), param_name
     assert torch.isfinite(ab).all()
+
+
+def test_the_semantic_prior_reads_the_photo_as_the_imagenet_classifier_does(rgb_uint8):
+    net = TimmUNet(pretrained=True, decoder_channels=(8, 8, 8, 8, 8), semantic_prior=True).eval()
+    L = lab_batch(torch.nn.functional.interpolate(rgb_uint8[:2].float(), size=224).round().byte())["L"]
+    probs = net.bottleneck.classes(net.encoder(L)[-1])
+    gray = ((L + 1) / 2).expand(-1, 3, -1, -1)  # what the encoder's GrayToImageNet feeds the trunk
+    expected = ImageNetClassifier(pretrained=True)(gray).softmax(dim=-1)
+    assert torch.allclose(probs, expected, atol=1e-5)
+    assert not net.bottleneck.classes.train().training  # frozen BatchNorm, whatever the net's mode
+    assert not any(p.requires_grad for p in net.bottleneck.classes.parameters())
 
 
 def test_simple_cnn_pads_a_full_hd_frame():

@@ -124,6 +124,35 @@ class ImageNetClassifier(_ImageNetInput):
         return self.net(self.normalize(rgb))
 
 
+class ImageNetClassHead(nn.Module):
+    """The frozen top of an ImageNet EfficientNet (1x1 conv head, pool, classifier) on a trunk's deepest
+    features ``(B, C, h, w)`` -> class probabilities ``(B, 1000)``.
+
+    A U-Net whose encoder is that EfficientNet's trunk gets the classifier's reading of the photo for the
+    cost of one 1x1 convolution at stride 32, instead of a second full network on the input.
+    """
+
+    def __init__(self, model_name: str = "efficientnet_lite0", pretrained: bool = True,
+                 weights_path: str | None = None) -> None:  # fmt: skip
+        super().__init__()
+        net = timm.create_model(model_name, pretrained=False)
+        if not all(hasattr(net, name) for name in ("conv_head", "bn2", "global_pool", "classifier")):
+            raise ValueError(f"{model_name} has no EfficientNet-style head (conv_head, bn2, classifier) to reuse")
+        if pretrained:
+            load_pretrained_timm(net, model_name, weights_path)
+        self.head = nn.Sequential(net.conv_head, net.bn2, net.global_pool, net.classifier)
+        self.in_channels = net.conv_head.in_channels
+        self.requires_grad_(False)
+        self.head.eval()
+
+    def train(self, mode: bool = True) -> ImageNetClassHead:
+        return super().train(False)  # frozen BatchNorm statistics
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Deepest trunk features -> class probabilities ``(B, 1000)`` (float32)."""
+        return self.head(features).float().softmax(dim=-1)
+
+
 # torchvision backbone file names and, per LPIPS slice, the torchvision `features` indices it holds.
 _LPIPS_BACKBONES = {
     "vgg": ("vgg16-397923af.pth", [range(4), range(4, 9), range(9, 16), range(16, 23), range(23, 30)]),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from colorlab.models.blocks import ConvEncoder, OutputHead, TimmEncoder, UNetSkeleton, UpBlock
+from colorlab.models.features import ImageNetClassHead
 
 
 class UNet(UNetSkeleton):
@@ -36,6 +38,29 @@ class UNet(UNetSkeleton):
         )
 
 
+class SemanticPrior(nn.Module):
+    """Adds what the frozen ImageNet classifier makes of the photo to the deepest features: its 1000 class
+    probabilities, projected to the feature width and broadcast over every position (Iizuka et al. 2016's
+    global-feature fusion, with an ImageNet classifier as the global network).
+
+    The projection starts at zero, so the net starts as the plain U-Net and learns how much to use it.
+    """
+
+    def __init__(self, channels: int, encoder_name: str, pretrained: bool, weights_path: str | None) -> None:
+        super().__init__()
+        self.classes = ImageNetClassHead(encoder_name, pretrained, weights_path)
+        if self.classes.in_channels != channels:
+            raise ValueError(f"the {encoder_name} head reads {self.classes.in_channels} channels, the encoder's "
+                             f"deepest level has {channels}")  # fmt: skip
+        self.project = nn.Linear(self.classes.head[-1].out_features, channels)
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w)`` -> the same features plus the projected class probabilities."""
+        return features + self.project(self.classes(features)).to(features.dtype)[..., None, None]
+
+
 class TimmUNet(UNetSkeleton):
     """U-Net whose encoder is a timm ``features_only`` pyramid (e.g. ImageNet EfficientNet-Lite0).
 
@@ -54,6 +79,8 @@ class TimmUNet(UNetSkeleton):
         encoder_kwargs: extra :class:`TimmEncoder` arguments, e.g. ``{frozen_stages: 3}``, or arguments for
             ``timm.create_model``, e.g. ``{channels: [32, 64, 128, 256]}`` for a narrower ResNet (pretrained
             weights then no longer fit).
+        semantic_prior: add the frozen ImageNet classifier's class probabilities to the deepest features
+            (:class:`SemanticPrior`; EfficientNet-family encoders, whose head it reuses).
     """
 
     def __init__(
@@ -66,6 +93,7 @@ class TimmUNet(UNetSkeleton):
         final_activation: str | None = "tanh",
         freeze_encoder: bool = False,
         encoder_kwargs: dict[str, Any] | None = None,
+        semantic_prior: bool = False,
     ) -> None:
         encoder = TimmEncoder(encoder_name, pretrained, weights_path, **(encoder_kwargs or {}))
         channels = encoder.channels
@@ -77,6 +105,7 @@ class TimmUNet(UNetSkeleton):
             encoder=encoder,
             decoder=[UpBlock(*c) for c in zip(in_channels, skip_channels, decoder_channels)],
             head=OutputHead(decoder_channels[-1], out_channels, 1, final_activation),
+            bottleneck=SemanticPrior(channels[-1], encoder_name, pretrained, weights_path) if semantic_prior else None,
         )
         self.set_encoder_trainable(not freeze_encoder)
 
