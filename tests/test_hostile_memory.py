@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from colorlab.color import lab_normalized_to_rgb, upsample_ab
 from colorlab.inference import pipeline
-from colorlab.inference.pictures import Picture
+from colorlab.inference.pictures import PIECE_PIXELS, Picture
 from colorlab.inference.pipeline import Colorizer, picture_l
 
 
@@ -99,3 +100,68 @@ def test_too_small_pictures_are_named() -> None:
 
     assert "too small to score" in too_small(1, 1)
     assert too_small(5, 400) and too_small(6, 6) is None
+
+
+def _recording_merge(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record the (rows, cols) of every merged tile; refuse the whole-picture merge into an array."""
+    seen: list[tuple[int, int]] = []
+    original = pipeline.merge_tile
+
+    def recording(
+        L_of_rows: object, ab: torch.Tensor, size: tuple[int, int], rows: slice, cols: slice
+    ) -> torch.Tensor:
+        seen.append((rows.stop - rows.start, cols.stop - cols.start))
+        return original(L_of_rows, ab, size, rows, cols)
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a whole-picture merge was made")
+
+    monkeypatch.setattr(pipeline, "merge_tile", recording)
+    monkeypatch.setattr(pipeline, "merge", whole)
+    return seen
+
+
+def _strip(alpha: bool, seed: int) -> tuple[Picture, Colorizer]:
+    """A random 2 x 600,000 px picture (wider than two output pieces) and a colorizer of random fixed ab."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (2, 600_000, 3), dtype=np.uint8)
+    picture = Picture(rgb, rng.integers(0, 256, (2, 600_000), dtype=np.uint8) if alpha else None, "png")
+    ab = torch.rand(1, 2, 4, 64, generator=torch.Generator().manual_seed(seed)) - 0.5
+    return picture, Colorizer(_Fixed(ab), side=4)
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_a_strip_is_written_piece_by_piece_never_whole(monkeypatch, tmp_path, alpha) -> None:
+    """colorize's writing of a 2 x 600,000 px strip: each merged tile is part of one row within the piece
+    budget, no whole-picture merge is made, and the PNG holds the whole-picture result (and its alpha)."""
+    from colorlab.inference.folders import colorize_files
+
+    picture, colorizer = _strip(alpha, seed=3)
+    expected = colorizer([picture])[0]
+    rgba = np.dstack([picture.rgb, picture.alpha]) if alpha else picture.rgb
+    Image.fromarray(rgba).save(tmp_path / "strip.png")
+    seen = _recording_merge(monkeypatch)
+    report = colorize_files([tmp_path / "strip.png"], [colorizer], tmp_path / "out", progress=False)
+    assert not report.failed and report.written == [tmp_path / "out" / "strip.png"]
+    assert seen and all(rows == 1 and rows * cols <= PIECE_PIXELS for rows, cols in seen), set(seen)
+    with Image.open(report.written[0]) as written:
+        pixels = np.asarray(written)
+    assert np.array_equal(pixels[..., :3], expected)
+    if alpha:
+        assert np.array_equal(pixels[..., 3], picture.alpha)
+
+
+def test_serve_writes_the_gray_input_and_the_result_piece_by_piece(monkeypatch, tmp_path) -> None:
+    """serve's upload of a strip: the gray input and the result are merged tile by tile as they are written
+    (before, both were whole PIL images held together with the whole result while the PNGs were encoded)."""
+    pytest.importorskip("fastapi")
+    from colorlab.inference.server import colorize_upload
+
+    picture, colorizer = _strip(alpha=False, seed=4)
+    expected = {"gray": pipeline.gray_picture(picture), "model": colorizer([picture])[0]}
+    seen = _recording_merge(monkeypatch)
+    done = colorize_upload([colorizer], picture, "strip", tmp_path)
+    assert seen and all(rows == 1 and rows * cols <= PIECE_PIXELS for rows, cols in seen), set(seen)
+    for key, name in (("gray", done["gray"]), ("model", done["outputs"][0]["file"])):
+        with Image.open(tmp_path / name) as written:
+            assert np.array_equal(np.asarray(written), expected[key]), key

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from colorlab.colorizers.loading import load_colorizer
 from colorlab.colorizers.upscale import UpscaleNet, bicubic_l
 from colorlab.inference.folders import ColorizeReport, Job, Outputs, process_files
-from colorlab.inference.pictures import FORMATS, MAX_MEGAPIXELS, Picture, output_suffix, to_image
+from colorlab.inference.pictures import MAX_MEGAPIXELS, Output, Picture, output_suffix
 from colorlab.inference.pipeline import STRIP_PIXELS, Colorizer, merge, picture_l, restored_l, tensor_tile
 from colorlab.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_tiled
 from colorlab.models.rrdb import rrdbnet_from_weights
@@ -142,7 +142,7 @@ def chain_files(
     def render(batch: list[Job]) -> list[Outputs]:
         return [
             [(out_dir / output_name(job.rel, chain.scale).with_suffix(output_suffix(job.source, job.fmt)),
-              to_image(chain(job.picture), chain.alpha(job.picture), keep_alpha=FORMATS[job.fmt][2]))]
+              Output.of(chain(job.picture), chain.alpha(job.picture)))]
             for job in batch
         ]  # fmt: skip
 

@@ -20,15 +20,15 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from colorlab.inference.pictures import (
-    FORMATS,
     MAX_MEGAPIXELS,
+    Output,
     Picture,
     PictureError,
     check_output_dir,
     collect_inputs,
+    on_white,
     output_suffix,
     read_picture,
-    to_image,
     write_picture,
 )
 from colorlab.inference.pipeline import Colorizer, gray_picture
@@ -109,7 +109,7 @@ class Job:
 
 
 # What a job writes: (where the file is meant to go, the picture); the loop picks a free name when it is taken.
-Outputs = list[tuple[Path, Image.Image]]
+Outputs = list[tuple[Path, Output]]
 
 
 def process_files(
@@ -151,6 +151,8 @@ def process_files(
                     write_outputs(outputs, job.fmt, report, log)
                 except OSError as exc:  # a full disk or a read-only folder: say so per file
                     _fail(report, log, job.source, f"cannot write: {exc}")
+                except Exception as exc:  # noqa: BLE001 - an Output is merged while it is written: its failure is this file's
+                    _fail(report, log, job.source, f"{type(exc).__name__}: {exc}")
         bar.update(len(batch))
     bar.close()
     return report
@@ -216,9 +218,9 @@ def colorize_files(
     def render(batch: list[Job]) -> list[Outputs]:
         pictures = [job.picture for job in batch]
         if guided is None:
-            results = {c.name: c(pictures) for c in colorizers}
+            results = {c.name: c.outputs(pictures) for c in colorizers}
         else:
-            results = {c.name: [guided(c, picture) for picture in pictures] for c in colorizers}
+            results = {c.name: [Output.of(guided(c, p), p.alpha) for p in pictures] for c in colorizers}
         return [
             _model_outputs([(name, results[name][i]) for name in names], job,
                            planned_outputs(job.rel, job.source, job.fmt, out_dir, names))
@@ -228,18 +230,18 @@ def colorize_files(
     return process_files(inputs, out_dir, render, fmt, max_megapixels, progress=progress, log=log)
 
 
-def _model_outputs(results: list[tuple[str, np.ndarray]], job: Job, targets: dict[str, Path]) -> Outputs:
+def _model_outputs(results: list[tuple[str, Output]], job: Job, targets: dict[str, Path]) -> Outputs:
     """Each model's picture at its target, plus (for several models) the labelled comparison strip."""
-    picture, keep_alpha = job.picture, FORMATS[job.fmt][2]
-    outputs = [(targets[name], to_image(rgb, picture.alpha, keep_alpha)) for name, rgb in results]
-    if len(results) > 1:
-        thumb = Image.fromarray(picture.rgb).reduce(max(1, picture.size[0] // STRIP_HEIGHT))
-        alpha = (
-            None if picture.alpha is None else np.asarray(Image.fromarray(picture.alpha).resize(thumb.size))
-        )
-        small = Picture(np.asarray(thumb), alpha, job.fmt)
-        panels = [("gray", gray_picture(small))]
-        panels += [(name, np.asarray(Image.fromarray(rgb).resize(thumb.size))) for name, rgb in results]
-        panels = [(name, np.asarray(to_image(rgb, alpha, keep_alpha=False))) for name, rgb in panels]
-        outputs.append((targets[COMPARE_DIR], Image.fromarray(comparison_strip(panels))))
+    if len(results) == 1:
+        return [(targets[name], output) for name, output in results]
+    # The strip's panels are made from whole results: each is merged once, here, and written from memory.
+    picture = job.picture
+    arrays = [(name, output.rgb()) for name, output in results]
+    outputs = [(targets[name], Output.of(rgb, picture.alpha)) for name, rgb in arrays]
+    thumb = Image.fromarray(picture.rgb).reduce(max(1, picture.size[0] // STRIP_HEIGHT))
+    alpha = None if picture.alpha is None else np.asarray(Image.fromarray(picture.alpha).resize(thumb.size))
+    panels = [("gray", gray_picture(Picture(np.asarray(thumb), alpha, job.fmt)))]
+    panels += [(name, np.asarray(Image.fromarray(rgb).resize(thumb.size))) for name, rgb in arrays]
+    panels = [(name, on_white(rgb, alpha)) for name, rgb in panels]
+    outputs.append((targets[COMPARE_DIR], Output.of(comparison_strip(panels))))
     return outputs

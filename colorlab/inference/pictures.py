@@ -6,7 +6,9 @@ against a cap *before* any pixel is decoded, so a small file that declares a hug
 An animated picture (GIF, APNG, WebP) gives its first frame, with a note saying so.
 
 Writing: a result never replaces an existing file. The file is created exclusively (``open(..., "xb")``);
-when the name is taken, ``name-1.ext``, ``name-2.ext``... is used instead and the caller is told.
+when the name is taken, ``name-1.ext``, ``name-2.ext``... is used instead and the caller is told. A result is
+an :class:`Output` whose pixels may be computed tile by tile as they are written: a PNG is written in pieces
+of :data:`PIECE_PIXELS`, so neither the whole result nor a whole row of it need exist at once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import io
 import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorlab.data.images import IMAGE_EXTENSIONS, list_images, to_rgb
+from colorlab.inference.png import write_png
 
 # One cap for colorize, evaluate and serve: 24 MP photos fit within the memory goal with room to spare.
 MAX_MEGAPIXELS = 50.0
@@ -40,6 +43,8 @@ _FORMAT_OF_PIL = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BM
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _ORIENTATION = 0x0112  # the EXIF tag
 WHITE = 255
+# Output pictures are computed and written in pieces of at most this many pixels (whatever their aspect).
+PIECE_PIXELS = 1 << 18
 
 
 class PictureError(ValueError):
@@ -166,12 +171,59 @@ def pil_to_array(img: Image.Image, pixels: int = 1 << 20) -> np.ndarray:
     return out
 
 
-def to_image(rgb: np.ndarray, alpha: np.ndarray | None, keep_alpha: bool) -> Image.Image:
-    """uint8 RGB (+ alpha) -> PIL image; without ``keep_alpha`` transparency is flattened onto white."""
-    picture = Picture(rgb, alpha, "png")
-    if alpha is None or not keep_alpha:
-        return Image.fromarray(picture.on_white(), "RGB")
-    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+Tile = Callable[[slice, slice], np.ndarray]
+
+
+@dataclass
+class Output:
+    """A picture to write: its size, a function giving its uint8 RGB ``(rows, cols, 3)`` for any tile (so a
+    result can be computed tile by tile while it is written, never whole) and its alpha ``(H, W)`` or None."""
+
+    size: tuple[int, int]
+    tile: Tile
+    alpha: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, rgb: np.ndarray, alpha: np.ndarray | None = None) -> Output:
+        """A picture already in memory: uint8 RGB ``(H, W, 3)`` and its alpha."""
+        return cls((rgb.shape[0], rgb.shape[1]), lambda rows, cols: rgb[rows, cols], alpha)
+
+    def pixels(self, rows: slice, cols: slice, keep_alpha: bool) -> np.ndarray:
+        """uint8 RGBA ``(rows, cols, 4)`` of a tile, or RGB with any transparency flattened onto white."""
+        rgb, alpha = self.tile(rows, cols), self.alpha
+        if alpha is None:
+            return rgb
+        return np.dstack([rgb, alpha[rows, cols]]) if keep_alpha else on_white(rgb, alpha[rows, cols])
+
+    def pieces(self, keep_alpha: bool, pixels: int = PIECE_PIXELS) -> Iterator[tuple[slice, slice, np.ndarray]]:
+        """``(rows, cols, pixels)`` of the whole picture in row-major pieces (see :func:`row_pieces`)."""
+        for rows, cols in row_pieces(*self.size, pixels):
+            yield rows, cols, self.pixels(rows, cols, keep_alpha)
+
+    def rgb(self) -> np.ndarray:
+        """The whole uint8 RGB ``(H, W, 3)``, alpha not applied."""
+        return self._whole(3, self.tile)
+
+    def image(self, keep_alpha: bool) -> Image.Image:
+        """The whole picture as a PIL image (RGBA when it has alpha and ``keep_alpha``; else RGB on white)."""
+        channels = 4 if keep_alpha and self.alpha is not None else 3
+        return Image.fromarray(self._whole(channels, lambda rows, cols: self.pixels(rows, cols, keep_alpha)))
+
+    def _whole(self, channels: int, tile: Tile) -> np.ndarray:
+        out = np.empty((*self.size, channels), np.uint8)
+        for rows, cols in row_pieces(*self.size):
+            out[rows, cols] = tile(rows, cols)
+        return out
+
+
+def row_pieces(height: int, width: int, pixels: int = PIECE_PIXELS) -> Iterator[tuple[slice, slice]]:
+    """``(rows, cols)`` covering a picture in row-major order, at most ``pixels`` each: whole rows in bands, or
+    parts of one row for a picture wider than ``pixels`` (the order a PNG's rows are written in)."""
+    rows = max(1, pixels // width)
+    cols = width if rows > 1 else min(width, pixels)
+    for top in range(0, height, rows):
+        for left in range(0, width, cols):
+            yield slice(top, min(height, top + rows)), slice(left, min(width, left + cols))
 
 
 def free_path(path: Path) -> Path:
@@ -183,24 +235,33 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
-def write_picture(img: Image.Image, path: Path, fmt: str) -> Path:
-    """Write ``img`` in ``fmt`` (a :data:`FORMATS` key) at ``path`` or, when taken, the next free name.
+def write_picture(picture: Output, path: Path, fmt: str) -> Path:
+    """Write ``picture`` in ``fmt`` (a :data:`FORMATS` key) at ``path`` or, when taken, the next free name.
 
     Never replaces a file: the file is created exclusively, so a file that appears between the check and
-    the write (another process) is not replaced either. Returns the path written.
+    the write (another process) is not replaced either; a write that fails removes its own file. PNG is
+    written piece by piece as the picture is computed (:mod:`colorlab.inference.png`); the other formats
+    from a whole PIL image. Returns the path written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    options = {"quality": 95} if fmt in ("jpg", "webp") else {}
-    buffer = io.BytesIO()
-    img.save(buffer, format=FORMATS[fmt][0], **options)
+    name, _, keep_alpha = FORMATS[fmt]
     while True:
         target = free_path(path)
         try:
-            with open(target, "xb") as f:
-                f.write(buffer.getbuffer())
-            return target
+            file = open(target, "xb")  # noqa: SIM115 - closed below, and removed when the write fails
         except FileExistsError:
             continue  # taken in the meantime: look again
+        try:
+            with file:
+                if fmt == "png":
+                    write_png(file, picture.size, picture.pieces(keep_alpha))
+                else:
+                    options = {"quality": 95} if fmt in ("jpg", "webp") else {}
+                    picture.image(keep_alpha).save(file, format=name, **options)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
 
 
 def output_suffix(source: Path, fmt: str) -> str:

@@ -9,7 +9,9 @@
 * **Merge.** Colour is smooth, detail lives in L: the model's ab is upsampled bilinearly and merged with the
   picture's own full-resolution L, so a 4000 px photo comes back at 4000 px and as sharp as it went in.
   Upsampling and Lab -> RGB run in square tiles of about ``strip_pixels`` pixels (whatever the aspect), so
-  memory grows with the picture's own bytes only (uint8 in, uint8 out), not with float copies of it.
+  memory grows with the picture's own bytes only (uint8 in, uint8 out), not with float copies of it. A result
+  that is only written (:meth:`Colorizer.outputs`) is merged piece by piece as the writer asks for it, so it
+  never exists whole.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from colorlab.color import float_to_uint8, lab_normalized_to_rgb, rgb_to_gray_l,
 from colorlab.colorizers.classical import CLASSICAL, classical_colorizer
 from colorlab.colorizers.loading import load_colorizer
 from colorlab.guidance import DEFAULT_PATCH, Hint, HintMap, pin_hints, rasterize
-from colorlab.inference.pictures import Picture
+from colorlab.inference.pictures import Output, Picture
 from colorlab.runs.checkpoints import CheckpointError
 from colorlab.runs.folder import CHECKPOINT_DIR, RunFolder
 
@@ -146,7 +148,15 @@ def upsample_rows(ab: torch.Tensor, height: int, rows: slice, dim: int = -2) -> 
     shape = [1] * ab.dim()
     shape[dim] = -1
     weight = (src - top).to(ab.dtype).view(shape)
-    return ab.index_select(dim, top) * (1 - weight) + ab.index_select(dim, bottom) * weight
+    return _select(ab, dim, top) * (1 - weight) + _select(ab, dim, bottom) * weight
+
+
+def _select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(dim, index)``; along the last dim through a 2-D view, which torch 2.14 on CPU does up
+    to 20x faster (1 x 262,144 px merge tiles: 0.85 ms instead of 16 ms, the same values)."""
+    if dim % x.dim() != x.dim() - 1:
+        return x.index_select(dim, index)
+    return x.reshape(-1, x.shape[-1]).index_select(1, index).view(*x.shape[:-1], -1)
 
 
 def tiles(height: int, width: int, side: int, pixels: int | None = None) -> Iterator[tuple[slice, slice]]:
@@ -176,6 +186,16 @@ def _picture_rows(
     return picture_l(picture.rgb[rows, cols], device)
 
 
+def merge_tile(
+    L_of_rows: Callable[[slice, slice], torch.Tensor], ab: torch.Tensor, size: tuple[int, int], rows: slice,
+    cols: slice,
+) -> torch.Tensor:  # fmt: skip
+    """sRGB ``(len(rows), len(cols), 3)`` in [0, 1] of one tile of the merge (see :func:`merge`)."""
+    height, width = size
+    ab_tile = upsample_rows(upsample_rows(ab, height, rows, -2), width, cols, -1)
+    return lab_normalized_to_rgb(L_of_rows(rows, cols).to(ab.device), ab_tile)[0].permute(1, 2, 0)
+
+
 def merge(
     L_of_rows: Callable[[slice, slice], torch.Tensor],
     ab: torch.Tensor,
@@ -190,19 +210,39 @@ def merge(
     pixels whatever the picture's aspect (a 2 x 24,000,000 px strip too), and no float copy of ab or L at
     the picture's width or height is ever made: only ``h`` x tile-width and one tile exist at a time.
     """
-    height, width = size
-    for rows, cols in pixel_tiles(height, width, strip_pixels):
-        ab_tile = upsample_rows(upsample_rows(ab, height, rows, -2), width, cols, -1)
-        rgb = lab_normalized_to_rgb(L_of_rows(rows, cols).to(ab.device), ab_tile)[0].permute(1, 2, 0)
+    for rows, cols in pixel_tiles(*size, strip_pixels):
+        rgb = merge_tile(L_of_rows, ab, size, rows, cols)
         out[rows, cols] = (float_to_uint8(rgb) if out.dtype == torch.uint8 else rgb).to(out.device)
     return out
+
+
+def merged_output(
+    L_of_rows: Callable[[slice, slice], torch.Tensor], ab: torch.Tensor, size: tuple[int, int],
+    alpha: np.ndarray | None,
+) -> Output:  # fmt: skip
+    """The merge as an :class:`Output`: each tile is merged when the writer asks for it, so the full-resolution
+    picture never exists whole (a 2 x 24,000,000 px result is written without its 144 MB)."""
+
+    @torch.inference_mode()
+    def tile(rows: slice, cols: slice) -> np.ndarray:
+        return float_to_uint8(merge_tile(L_of_rows, ab, size, rows, cols)).cpu().numpy()
+
+    return Output(size, tile, alpha)
+
+
+NEUTRAL_AB = torch.zeros(1, 2, 1, 1)
 
 
 @torch.inference_mode()
 def gray_picture(picture: Picture, dtype: torch.dtype = torch.uint8) -> np.ndarray:
     """The picture's own L with ab = 0 (what a colorizer starts from), RGB ``(H, W, 3)``; alpha not applied."""
     out = torch.empty(*picture.size, 3, dtype=dtype)
-    return merge(partial(_picture_rows, picture, "cpu"), torch.zeros(1, 2, 1, 1), picture.size, out).numpy()
+    return merge(partial(_picture_rows, picture, "cpu"), NEUTRAL_AB, picture.size, out).numpy()
+
+
+def gray_output(picture: Picture) -> Output:
+    """:func:`gray_picture` with the picture's alpha, merged tile by tile as it is written."""
+    return merged_output(partial(_picture_rows, picture, "cpu"), NEUTRAL_AB, picture.size, picture.alpha)
 
 
 @dataclass
@@ -351,12 +391,9 @@ class Colorizer:
         return pin_hints(self.full_resolution(picture, L_out, ab, dtype).numpy(), hints, model_size, patch)
 
     @torch.inference_mode()
-    def __call__(self, pictures: Sequence[Picture], dtype: torch.dtype = torch.uint8) -> list[np.ndarray]:
-        """Colorize pictures at their full resolution -> one RGB ``(H, W, 3)`` each (uint8, or float in [0, 1]).
-
-        Pictures whose model sizes match share one forward pass. Alpha is not applied: pair each result with
-        its picture's alpha when writing it.
-        """
+    def predictions(self, pictures: Sequence[Picture]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The model's ``(L_out, ab)`` for each picture at its model size; pictures whose model sizes match
+        share one forward pass."""
         inputs = [self.picture_input(p) for p in pictures]
         groups: dict[tuple[int, int], list[int]] = {}
         for index, L_small in enumerate(inputs):
@@ -366,22 +403,35 @@ class Colorizer:
             L_out, ab = self.predict(torch.cat([inputs[i] for i in indices]))
             for row, index in enumerate(indices):
                 predictions[index] = (L_out[row : row + 1], ab[row : row + 1])
-        inputs.clear()
-        results = []
-        for picture, (L_out, ab) in zip(pictures, predictions):
-            results.append(self.full_resolution(picture, L_out, ab, dtype).numpy())
-        return results
+        return predictions
+
+    @torch.inference_mode()
+    def __call__(self, pictures: Sequence[Picture], dtype: torch.dtype = torch.uint8) -> list[np.ndarray]:
+        """Colorize pictures at their full resolution -> one RGB ``(H, W, 3)`` each (uint8, or float in [0, 1]).
+
+        Alpha is not applied: pair each result with its picture's alpha when writing it.
+        """
+        return [self.full_resolution(picture, L_out, ab, dtype).numpy()
+                for picture, (L_out, ab) in zip(pictures, self.predictions(pictures))]  # fmt: skip
+
+    @torch.inference_mode()
+    def outputs(self, pictures: Sequence[Picture]) -> list[Output]:
+        """Colorize pictures for writing: the model runs now, each full-resolution merge tile by tile as its
+        :class:`Output` is written (with the picture's alpha)."""
+        return [merged_output(self._L_of_rows(picture, L_out), ab, picture.size, picture.alpha)
+                for picture, (L_out, ab) in zip(pictures, self.predictions(pictures))]  # fmt: skip
+
+    def _L_of_rows(self, picture: Picture, L_out: torch.Tensor) -> Callable[[slice, slice], torch.Tensor]:
+        if self.restore:
+            return partial(tensor_tile, restored_l(L_out, picture.size))
+        return partial(_picture_rows, picture, self.device)
 
     def full_resolution(
         self, picture: Picture, L_out: torch.Tensor, ab: torch.Tensor, dtype: torch.dtype = torch.uint8
     ) -> torch.Tensor:
         """A prediction ``(L_out, ab)`` of :meth:`predict` merged at the picture's size ``(H, W, 3)``."""
-        size = picture.size
-        if self.restore:
-            L_of_rows = partial(tensor_tile, restored_l(L_out, size))
-        else:
-            L_of_rows = partial(_picture_rows, picture, self.device)
-        return merge(L_of_rows, ab, size, torch.empty(*size, 3, dtype=dtype), self.strip_pixels)
+        out = torch.empty(*picture.size, 3, dtype=dtype)
+        return merge(self._L_of_rows(picture, L_out), ab, picture.size, out, self.strip_pixels)
 
     @torch.inference_mode()
     def colorize_l(self, L: torch.Tensor) -> torch.Tensor:

@@ -36,12 +36,12 @@ from colorlab.inference.folders import ColorizeReport, write_outputs
 from colorlab.inference.guides import read_reference
 from colorlab.inference.pictures import (
     MAX_MEGAPIXELS,
+    Output,
     Picture,
     PictureError,
     read_picture,
-    to_image,
 )
-from colorlab.inference.pipeline import Colorizer, gray_picture
+from colorlab.inference.pipeline import Colorizer, gray_output
 from colorlab.inference.uploads import MultiPartException, read_limited_form
 
 WEB_DIR = Path(__file__).parent.parent / "web"
@@ -150,17 +150,20 @@ def colorize_upload(
     upscaler: UpscaleNet | None = None,
 ) -> dict[str, Any]:
     """Write the gray input and one result per model (upscaled by ``upscaler`` when given) into ``folder``;
-    returns their names and the size."""
+    returns their names and the size.
+
+    Without an upscaler no full-size picture is built: the gray input and each result are merged piece by piece
+    as they are written (:class:`colorlab.inference.pictures.Output`), one at a time.
+    """
     fmt = picture.format if picture.format in WEB_FORMATS else "png"
-    keep_alpha = fmt != "jpg"
-    outputs = [(folder / f"{stem}_gray.{fmt}", to_image(gray_picture(picture), picture.alpha, keep_alpha))]
+    outputs = [(folder / f"{stem}_gray.{fmt}", gray_output(picture))]
     for colorizer in colorizers:
         if upscaler is None:
-            rgb, alpha, suffix = colorizer([picture])[0], picture.alpha, ""
+            output, suffix = colorizer.outputs([picture])[0], ""
         else:
             chain = Chain(colorizer, upscaler=upscaler)
-            rgb, alpha, suffix = chain(picture), chain.alpha(picture), f"_x{chain.scale}"
-        outputs.append((folder / f"{stem}_{safe_stem(colorizer.name)}{suffix}.{fmt}", to_image(rgb, alpha, keep_alpha)))
+            output, suffix = Output.of(chain(picture), chain.alpha(picture)), f"_x{chain.scale}"
+        outputs.append((folder / f"{stem}_{safe_stem(colorizer.name)}{suffix}.{fmt}", output))
     report = ColorizeReport()
     write_outputs(outputs, fmt, report, log=lambda _: None)
     gray, *results = report.written
@@ -182,7 +185,7 @@ def guided_upload(
     fmt = picture.format if picture.format in WEB_FORMATS else "png"
     target = folder / f"{stem}_{safe_stem(colorizer.name)}_guided.{fmt}"
     report = ColorizeReport()
-    write_outputs([(target, to_image(rgb, picture.alpha, fmt != "jpg"))], fmt, report, log=lambda _: None)
+    write_outputs([(target, Output.of(rgb, picture.alpha))], fmt, report, log=lambda _: None)
     height, width = picture.size
     return {"file": report.written[0].name, "width": width, "height": height, "hints": len(hints)}
 
