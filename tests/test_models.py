@@ -372,3 +372,8 @@ def test_feature_nets_drop_the_blocks_past_their_last_level_and_old_checkpoints_
     with torch.no_grad():
         assert torch.equal(pruned.eval()(L)[-1], full.eval()(pruned.input(L))[-1])
     assert len(TimmEncoder("efficientnet_lite0").net.blocks) == len(full.blocks)  # every level used: all kept
+
+
+def test_the_semantic_prior_refuses_an_encoder_without_an_efficientnet_head():
+    with pytest.raises(ValueError, match="no EfficientNet-style head"):
+        TimmUNet(encoder_name="resnet18", decoder_channels=(8, 8, 8, 8, 8), semantic_prior=True)
