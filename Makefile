@@ -49,7 +49,7 @@ gpu-check: ## the GPU check (<= 8 min on one GPU): every family under bf16/fp16,
 bench-video: ## the film part of bench alone: make bench-video ARGS="--ckpt runs/unet_effnet/.../best.ckpt"
 	$(PYTHON) scripts/bench_video.py $(ARGS)
 
-results: ## one headline run per family (3600 steps each, one at a time; resumes; ARGS="--steps N", "--only NAME"): docs/results.md
+results: ## one headline run per family (600 steps each, one at a time; resumes; ARGS="--steps N", "--only NAME"): docs/results.md
 	$(PYTHON) scripts/results.py $(ARGS)
 
 sweep: ## hyperparameter search: make sweep NAME=unet_l1 (sweeps/$(NAME).yaml, Optuna + SQLite)

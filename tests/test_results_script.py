@@ -36,7 +36,8 @@ def fake_experiment(tmp_path: Path, calls: list[list[str]], killed: bool = False
     def call(command, cwd, env, stdout, stderr) -> int:
         calls.append(command)
         value = {a.split("=")[0]: a.split("=", 1)[1] for a in command if a.startswith("--") and "=" in a}
-        folder = tmp_path / "runs" / "tiny" / value["--run.version"]
+        experiment = Path(command[command.index("--config") + 1]).stem
+        folder = tmp_path / "runs" / experiment / value["--run.version"]
         (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
         (folder / "config.yaml").write_text(f"seed_everything: {value['--seed_everything']}\n")
         if killed:
@@ -96,3 +97,19 @@ def test_an_interrupted_run_continues_in_its_own_folder(script, tmp_path: Path):
     with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls, killed=True)):
         script.run("tiny", 42, 99)  # other inputs: a new run, never a resume of the old one
     assert "--resume" not in calls[-1]
+
+
+def test_every_family_that_beats_the_baselines_gets_a_second_seed(script, tmp_path: Path):
+    """Not the best two by val: each family whose first seed learns on test, by either of its checkpoints."""
+    script.HEADLINE = script.EXPERIMENTS = {name: ["experiments/results/p.yaml"] for name in ("a", "b", "c", "d")}
+    for name in script.HEADLINE:
+        (tmp_path / "experiments" / f"{name}.yaml").write_text("model: {}\n")
+    calls: list[list[str]] = []
+    with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls)):
+        for name in ("a", "b", "c"):  # d never finished: nothing to judge
+            script.run(name, 42, None)
+    learning = {"a s42": {"learning": True}, "b s42": {"learning": False},
+                f"c s42{script.BY_DELTA_E00}": {"learning": True}}  # fmt: skip
+    with mock.patch.object(script, "evaluate", return_value={"learning": learning}) as evaluate:
+        assert script.learning_families(None) == ["a", "c"]
+    assert [name for name, _, _ in evaluate.call_args.args[0]] == ["a", "b", "c"]
