@@ -3,8 +3,10 @@ so a command that needs neither Lightning nor timm (``colorize --onnx``, ``--hel
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
+from types import ModuleType
 from typing import Any
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -36,8 +38,29 @@ def usage() -> str:
     )
 
 
+def import_command(module_name: str, freeze: bool) -> ModuleType:
+    """Import a command's module, and torch, numpy... with it, with the garbage collector paused.
+
+    Importing torch makes ~430,000 objects that live as long as the process, and Python's full collections
+    walk them all, again and again while they are made, during the command and at exit: 0.6 s of the 3 s a
+    one-shot ``colorize`` of a 12 MP photo may take on 2 cores. None runs during the import, and ``freeze``
+    (the program's own run, not a call from tests or a notebook) moves what exists then, the libraries, out
+    of every later collection (``gc.freeze``).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if freeze:
+            gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point of ``python -m colorlab`` and the ``colorlab`` script."""
+    """Entry point of ``python -m colorlab`` and the ``colorlab`` script (``argv`` None: the program's own run)."""
+    as_program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
@@ -55,6 +78,6 @@ def main(argv: list[str] | None = None) -> Any:
             raise SystemExit(f"error: {exc}") from None
     if command in COMMANDS:
         module_name, function = COMMANDS[command].split(":")
-        return getattr(importlib.import_module(module_name), function)(rest)
+        return getattr(import_command(module_name, freeze=as_program), function)(rest)
     print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
     raise SystemExit(2)

@@ -295,8 +295,8 @@ def bench_colorize(
     # and the command's imports alone: the one-shot start-up cost.
     copies = [str(shutil.copy(photo, folder / f"copy{i}.jpg")) for i in range(3)]
     per_photo = (run_with_peak_rss([*command, *copies])[0] - statistics.median(seconds)) / 2
-    # What loading the checkpoint imports: the command, then its deployable colorizer and net (timm, torchvision;
-    # not Lightning or torchmetrics, which the one-shot command must not load: checked below).
+    # What loading the checkpoint imports: the command, then its deployable colorizer and net (not timm,
+    # torchvision, Lightning or torchmetrics, which the one-shot command must not load: checked below).
     imports = run_with_peak_rss(
         [sys.executable, "-c", "import colorlab.commands.colorize, colorlab.colorizers.regression, colorlab.models.unet"]
     )[0]

@@ -33,7 +33,7 @@ def tiny(root: Path, *extra: str) -> list[str]:
 
 def test_help_and_colorize_start_without_lightning_or_timm():
     """Each of them costs seconds at start-up; ``--help`` needs neither, ``colorize --onnx`` neither (a
-    checkpoint imports them when it is loaded)."""
+    checkpoint imports timm only for an encoder other than EfficientNet-Lite0: tests/test_efficientnet_lite.py)."""
     heavy = ("lightning", "timm", "torchvision", "torchmetrics")
     code = (
         "import sys, colorlab.cli, colorlab.commands.colorize\n"
@@ -43,6 +43,25 @@ def test_help_and_colorize_start_without_lightning_or_timm():
     assert done.stdout.strip() == "[]"
     done = subprocess.run([sys.executable, "-m", "colorlab", "--help"], capture_output=True, text=True, check=True)
     assert "colorize" in done.stdout
+
+
+def test_the_program_freezes_the_imported_libraries_out_of_the_garbage_collector():
+    """``python -m colorlab CMD`` (argv from sys.argv) freezes what the command's import made; a call from Python
+    (tests, notebooks) keeps its collector as it was. The collector runs in both afterwards."""
+    code = (
+        "import gc, sys\n"
+        "from colorlab.cli import main\n"
+        "as_program = sys.argv[1] == 'program'\n"
+        "sys.argv = ['colorlab', 'colorize', '--help']\n"
+        "try:\n"
+        "    main() if as_program else main(['colorize', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(gc.get_freeze_count() > 0, gc.isenabled())"
+    )
+    for how, frozen in (("program", "True"), ("call", "False")):
+        done = subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True, check=True)
+        assert done.stdout.strip().splitlines()[-1] == f"{frozen} True", how
 
 
 def test_fit_then_test_from_the_command_line(tmp_path: Path):

@@ -120,7 +120,7 @@ class BigColorColorizer(AdversarialColorizer):
         if kind == "efficientnet":
             loss = FeatureLoss(features)
             weights = "ImageNet" if loss.features.pretrained else "RANDOM (pretrained=False)"
-            name = loss.features.net.pretrained_cfg["architecture"]
+            name = loss.features.encoder_name
             rank_zero_info(f"BigColor perceptual loss: FeatureLoss on {name} features, {weights} weights")
             return loss
         if features is not None:

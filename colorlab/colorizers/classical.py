@@ -18,15 +18,18 @@ Every command takes them as ``--ckpt levin``, ``--ckpt welsh`` or ``--ckpt reinh
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse
-import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
 
 from colorlab.color import rgb_to_lab_normalized
 from colorlab.colorizers.base import DeployableColorizer
 from colorlab.guidance import GuidanceError, HintMap
+
+if TYPE_CHECKING:  # scipy is imported by the Levin functions that use it: 0.1 s of every colorize start-up
+    import scipy.sparse
 
 # Levin's MATLAB code: the affinity scale is 0.6 x the window variance, at least 2e-6, and wide enough that
 # the most similar neighbour keeps a weight of 0.01.
@@ -60,6 +63,8 @@ class _ReferenceTransfer(ClassicalColorizer):
 
 def levin_affinities(Y: np.ndarray) -> scipy.sparse.csr_matrix:
     """Row-normalised 3x3 luminance affinities ``W`` ``(N, N)`` of a gray picture ``Y`` ``(h, w)`` in [0, 1]."""
+    import scipy.sparse
+
     h, w = Y.shape
     padded = np.pad(Y, 1, mode="constant", constant_values=np.nan)
     index = np.pad(np.arange(h * w).reshape(h, w), 1, constant_values=-1)
@@ -85,6 +90,9 @@ def levin_propagate(Y: np.ndarray, hint_ab: np.ndarray, mask: np.ndarray) -> np.
 
     Hinted pixels keep their hint; every other pixel equals the affinity-weighted mean of its neighbours.
     """
+    import scipy.sparse
+    import scipy.sparse.linalg
+
     h, w = Y.shape
     fixed = mask.reshape(-1) > 0.5
     if not fixed.any():

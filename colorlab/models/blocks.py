@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorlab.models.efficientnet_lite import EfficientNetLite0Features
 from colorlab.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, load_pretrained_timm
 
 # ---- layers -------------------------------------------------------------------------------------------
@@ -148,8 +148,18 @@ class GrayToImageNet(ImageNetNormalize):
 def timm_pyramid(
     encoder_name: str, pretrained: bool = False, weights_path: str | None = None, **kwargs: Any
 ) -> nn.Module:
-    """A timm ``features_only`` model, with local ImageNet weights when ``pretrained`` (never a download)."""
-    net = timm.create_model(encoder_name, pretrained=False, features_only=True, **kwargs)
+    """A timm ``features_only`` model, with local ImageNet weights when ``pretrained`` (never a download).
+
+    ``efficientnet_lite0`` (with at most ``out_indices``) is colorlab's plain-torch copy, equal to timm's in keys,
+    outputs and initialisation (:mod:`colorlab.models.efficientnet_lite`): importing timm would cost ~2.4 s of
+    the 3 s a one-shot ``colorize`` may take. Any other encoder imports timm here, when it is built.
+    """
+    if encoder_name == "efficientnet_lite0" and set(kwargs) <= {"out_indices"}:
+        net: nn.Module = EfficientNetLite0Features(**kwargs)
+    else:
+        import timm
+
+        net = timm.create_model(encoder_name, pretrained=False, features_only=True, **kwargs)
     if pretrained:
         load_pretrained_timm(net, encoder_name, weights_path)
     drop_blocks_after_last_feature(net)
@@ -184,7 +194,8 @@ class TimmEncoder(nn.Module):
     """THE pretrained encoder pyramid: gray L in, the features of a timm ``features_only`` net out.
 
     Args:
-        encoder_name: any timm model that supports ``features_only`` (EfficientNet-Lite0 loads offline).
+        encoder_name: any timm model that supports ``features_only`` (EfficientNet-Lite0 loads offline, and is
+            built without importing timm: see :func:`timm_pyramid`).
         pretrained: load local ImageNet weights (see :mod:`colorlab.models.pretrained`).
         weights_path: explicit weight file; otherwise the offline search order applies.
         frozen_stages: keep the first N pyramid levels (stem included) at their pretrained values, BatchNorm

@@ -10,12 +10,22 @@ from __future__ import annotations
 import os
 import re
 
-import timm
 import torch
 from torch import nn
 
 from colorlab.models.blocks import ImageNetNormalize, timm_pyramid
+from colorlab.models.efficientnet_lite import EfficientNetLite0
 from colorlab.models.pretrained import load_pretrained_timm, resolve_weights
+
+
+def imagenet_classifier(model_name: str) -> nn.Module:
+    """A randomly initialised ImageNet classifier: timm's ``model_name``, ``efficientnet_lite0`` as colorlab's
+    plain-torch copy (:mod:`colorlab.models.efficientnet_lite`, no timm import)."""
+    if model_name == "efficientnet_lite0":
+        return EfficientNetLite0()
+    import timm
+
+    return timm.create_model(model_name, pretrained=False)
 
 
 class _ImageNetInput(nn.Module):
@@ -53,6 +63,7 @@ class ImageNetFeatures(_ImageNetInput):
     ) -> None:
         super().__init__()
         self.net = timm_pyramid(encoder_name, pretrained, weights_path, out_indices=levels)
+        self.encoder_name = encoder_name
         self.pretrained = pretrained
         self.freeze()
 
@@ -109,7 +120,7 @@ class ImageNetClassifier(_ImageNetInput):
         input_size: int = 224,
     ) -> None:
         super().__init__()
-        self.net = timm.create_model(model_name, pretrained=False)
+        self.net = imagenet_classifier(model_name)
         if pretrained:
             load_pretrained_timm(self.net, model_name, weights_path)
         self.input_size = input_size
@@ -135,7 +146,7 @@ class ImageNetClassHead(nn.Module):
     def __init__(self, model_name: str = "efficientnet_lite0", pretrained: bool = True,
                  weights_path: str | None = None) -> None:  # fmt: skip
         super().__init__()
-        net = timm.create_model(model_name, pretrained=False)
+        net = imagenet_classifier(model_name)
         if not all(hasattr(net, name) for name in ("conv_head", "bn2", "global_pool", "classifier")):
             raise ValueError(f"{model_name} has no EfficientNet-style head (conv_head, bn2, classifier) to reuse")
         if pretrained:

