@@ -336,13 +336,21 @@ def verdict(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
             f"{' (' + ', '.join(f'`{n}`' for n in beating) + ')' if beating else ''}\n")  # fmt: skip
 
 
-def learning_families(steps: int | None) -> list[str]:
-    """The headline families whose first-seed run beats the best trivial colorizer on test ΔE00 (by its own
-    selection or its lowest-val-ΔE00 checkpoint): those get a second seed."""
-    rows = [(name, SEEDS[0], folder) for name in HEADLINE if (folder := recorded_run(name, SEEDS[0], steps))]
-    learning = evaluate(rows)["learning"] if rows else {}
-    return [name for name, seed, _ in rows
-            if any((learning.get(f"{name} s{seed}{suffix}") or {}).get("learning") for suffix in ("", BY_DELTA_E00))]
+def finished_rows(steps: int | None) -> list[tuple[str, int, Path]]:
+    """(name, seed, folder) of every finished run of the current protocol and budget, in table order: a table
+    never mixes budgets or photo sets."""
+    return [(name, seed, folder) for name in [*HEADLINE, *STUDIES] for seed in SEEDS
+            if (folder := recorded_run(name, seed, steps if name in HEADLINE else None))]  # fmt: skip
+
+
+def learning_families(rows: list[tuple[str, int, Path]], evaluation: dict) -> list[str]:
+    """The headline families with a run that beats the best trivial colorizer on test ΔE00 (by its own selection
+    or its lowest-val-ΔE00 checkpoint): each gets a second seed."""
+    learning = evaluation["learning"]
+    return list(dict.fromkeys(
+        name for name, seed, _ in rows if name in HEADLINE
+        and any((learning.get(f"{name} s{seed}{suffix}") or {}).get("learning") for suffix in ("", BY_DELTA_E00))
+    ))  # fmt: skip
 
 
 def main() -> None:
@@ -374,15 +382,13 @@ def main() -> None:
             seeds = args.seeds or had or SEEDS[:1]
             for seed in seeds:
                 run(name, seed, args.steps, force=bool(args.only))
-        if not args.names and not args.studies and not args.only:
-            for name in learning_families(args.steps):
+        if not args.names and not args.studies and not args.only and (rows := finished_rows(args.steps)):
+            # scored once here; the final evaluation below reuses it when no second seed had to be trained
+            for name in learning_families(rows, evaluate(rows)):
                 run(name, SEEDS[1], args.steps)
     if args.train_only:
         return
-    order = list(HEADLINE) + list(STUDIES)
-    # only runs of the current protocol and budget: a table never mixes budgets or photo sets
-    rows = [(name, seed, folder) for name in order for seed in SEEDS
-            if (folder := recorded_run(name, seed, args.steps if name in HEADLINE else None))]  # fmt: skip
+    rows = finished_rows(args.steps)
     if not rows:
         sys.exit("no finished runs of this protocol and budget to report (see runs/results-logs/)")
     evaluation = evaluate(rows)
