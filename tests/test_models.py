@@ -7,7 +7,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.approaches.chromagan import ChromaGANColorizer
@@ -282,10 +283,10 @@ class _Groups(L.Callback):
         self.rows.append((trainer.current_epoch, [g["name"] for g in optimizer.param_groups], holds, lrs))
 
 
-def _nogan() -> NoGANColorizer:
+def _nogan(pretrained: bool = True) -> NoGANColorizer:
     torch.manual_seed(0)
     return NoGANColorizer(
-        TimmUNet(pretrained=True, decoder_channels=(8,) * 5),
+        TimmUNet(pretrained=pretrained, decoder_channels=(8,) * 5),
         DeOldifyCritic(base_channels=8, n_blocks=2, dropout=0.0),
         unfreeze_at_epoch=1,
         encoder_lr_mult=0.1,
@@ -377,3 +378,15 @@ def test_feature_nets_drop_the_blocks_past_their_last_level_and_old_checkpoints_
 def test_the_semantic_prior_refuses_an_encoder_without_an_efficientnet_head():
     with pytest.raises(ValueError, match="no EfficientNet-style head"):
         TimmUNet(encoder_name="resnet18", decoder_channels=(8, 8, 8, 8, 8), semantic_prior=True)
+
+
+def test_an_unfrozen_random_encoder_gets_its_own_group_name(tmp_path, rgb_uint8):
+    """nogan_artistic's encoder is not pretrained, so it joins at the base rate: as a second group, named apart
+    (Lightning's LearningRateMonitor stopped the run at the unfreeze epoch on two groups called "net")."""
+    module, watch = _nogan(pretrained=False), _Groups()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=CSVLogger(tmp_path), enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, enable_checkpointing=False,
+                        callbacks=[watch, LearningRateMonitor()])  # fmt: skip
+    trainer.fit(module, FixedBatchDataModule(rgb_uint8, steps_per_epoch=2))
+    assert [names for _, names, _, _ in watch.rows] == [["net"], ["net"], ["net", "net_2"], ["net", "net_2"]]
+    assert watch.rows[-1][2]  # the optimizer holds the encoder

@@ -209,9 +209,16 @@ class ColorizationModule(L.LightningModule):
         mid-run) as new groups: their rate follows the first group's current (scheduled) rate times their
         ``lr_mult``, and they warm up from their own first step. Returns the number of parameters added."""
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        names = {group.get("name") for group in optimizer.param_groups}
         reference = next(g for g in optimizer.param_groups if g.setdefault("lr_mult", 1.0) > 0)
         added = 0
         for group in self.parameter_groups(module, exclude=held):
+            # a randomly initialised encoder joins as another "net" group: Lightning's LearningRateMonitor
+            # refuses two groups of one name, so the later one is numbered
+            base, number = group["name"], 2
+            while group["name"] in names:
+                group["name"], number = f"{base}_{number}", number + 1
+            names.add(group["name"])
             group["lr"] = reference["lr"] / reference["lr_mult"] * group["lr_mult"]
             if "initial_lr" in reference:  # set by schedulers; keeps their per-group base rates in step
                 group["initial_lr"] = reference["initial_lr"] / reference["lr_mult"] * group["lr_mult"]
