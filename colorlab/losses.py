@@ -1,4 +1,5 @@
-"""Losses shared by the approaches: pixel, perceptual (feature), adversarial, gradient penalty, KL."""
+"""Losses shared by the approaches: pixel, colour (CIEDE2000, rebalanced), perceptual, adversarial, gradient
+penalty, KL."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorlab.color import denormalize_ab, denormalize_l
+from colorlab.color import ab_gamut_bins, denormalize_ab, denormalize_l, quantize_ab
+from colorlab.data.prior import class_weights
 from colorlab.metrics import delta_e_ciede2000
 from colorlab.models.features import ImageNetFeatures
 
 PixelLoss = Literal["l1", "mse", "huber"]
+ColorLossName = PixelLoss | Literal["delta_e00"]
 GANKind = Literal["vanilla", "lsgan", "hinge", "wgan"]
 
 
@@ -46,6 +49,60 @@ class DeltaE00Loss(nn.Module):
         pred_ab, target_ab = denormalize_ab(pred_ab_n.float()), denormalize_ab(target_ab_n.float())
         delta_e = delta_e_ciede2000(torch.cat([L, pred_ab], dim=1), torch.cat([L, target_ab], dim=1), eps=1e-8)
         return delta_e + self.l1_weight * (pred_ab - target_ab).abs().mean(dim=1)
+
+
+class ColorLoss(nn.Module):
+    """The loss on a predicted colour, per pixel, optionally weighted by how rare the pixel's true colour is.
+
+    Against the sepia pull (a pixel loss is smallest for the desaturated average of the colours a gray value
+    could have), ``prior_path`` weighs each pixel by the weight of its true ab bin in an ab prior: Zhang et
+    al.'s class rebalancing, applied to regression. The weights are not saved with a model: they are read
+    from the prior file by :meth:`load_prior` when fitting starts.
+
+    Args:
+        loss: ``l1``, ``mse``, ``huber`` (on the normalised target, any colour space) or ``delta_e00``
+            (:class:`DeltaE00Loss`, in Lab units; Lab ab targets only).
+        huber_delta: where Huber switches from quadratic to linear (normalised units).
+        prior_path: ``.npy`` ab prior (``python -m colorlab prior``); None weighs every pixel alike. Lab ab
+            targets only.
+        rebalance_lambda: weight of the uniform distribution mixed into the prior (Zhang et al.: 0.5; 1 is
+            no rebalancing).
+        prior_sigma: Gaussian smoothing of the prior over ab, in Lab units.
+    """
+
+    def __init__(
+        self,
+        loss: ColorLossName = "l1",
+        huber_delta: float = 0.1,
+        prior_path: str | None = None,
+        rebalance_lambda: float = 0.5,
+        prior_sigma: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.criterion = DeltaE00Loss() if loss == "delta_e00" else pixel_loss(loss, huber_delta, reduction="none")
+        self.prior_path = prior_path
+        self.rebalance_lambda = rebalance_lambda
+        self.prior_sigma = prior_sigma
+        if prior_path is not None:
+            self.register_buffer("bin_centers", ab_gamut_bins(), persistent=False)
+            self.register_buffer("bin_weights", torch.ones(len(self.bin_centers)), persistent=False)
+
+    def load_prior(self) -> None:
+        """Read the rebalancing weights from ``prior_path`` (nothing to do without one)."""
+        if self.prior_path is not None:
+            self.bin_weights.copy_(class_weights(self.prior_path, self.bin_centers, self.rebalance_lambda,
+                                                 self.prior_sigma))  # fmt: skip
+
+    def forward(self, L_n: torch.Tensor, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``loss`` (the mean, rebalanced when there is a prior) and, with a prior, ``unweighted_loss``."""
+        if isinstance(self.criterion, DeltaE00Loss):
+            per_pixel = self.criterion(L_n, pred, target)
+        else:
+            per_pixel = self.criterion(pred, target).mean(dim=1)
+        if self.prior_path is None:
+            return {"loss": per_pixel.mean()}
+        weights = self.bin_weights[quantize_ab(denormalize_ab(target), self.bin_centers)]
+        return {"loss": (weights * per_pixel).mean(), "unweighted_loss": per_pixel.mean()}
 
 
 class FeatureLoss(nn.Module):

@@ -191,3 +191,31 @@ def test_datamodules_load_on_first_use_and_unknown_names_fail():
     assert "DegradedFolderDataModule" in colorlab.data.__all__
     with pytest.raises(AttributeError, match="no attribute 'FolderDataModul'"):
         colorlab.data.FolderDataModul  # noqa: B018
+
+
+def _stripe_period(crop: torch.Tensor) -> float:
+    """Mean length of the runs of one shade along the first row of a striped crop (pixels)."""
+    row = crop[0, 0] > 127
+    changes = int((row[1:] != row[:-1]).sum())
+    return len(row) / (changes + 1)
+
+
+def test_scale_jitter_draws_the_training_scale_and_leaves_evaluation_alone():
+    # vertical stripes 4 px wide on a 64 px photo: after resizing its shorter side to S, stripes are 4 S / 64 wide
+    stripes = ((torch.arange(64) // 4) % 2 * 255).to(torch.uint8).expand(3, 64, 64).contiguous()
+    module = FolderDataModule(root=".", image_size=32, resize=64, scale_jitter=(1.0, 2.0))
+    assert module.train_resize_range == (64, 128)
+    torch.manual_seed(0)
+    widths = [_stripe_period(module.transform(True)(stripes)) for _ in range(40)]
+    assert min(widths) < 5 and max(widths) > 6, widths  # zoomed by 1x up to 2x: stripes 4 to 8 px wide
+    assert all(3.5 < w < 9 for w in widths), widths
+    assert _stripe_period(module.transform(False)(stripes)) == pytest.approx(4, abs=0.5)  # val: resize only
+    plain = FolderDataModule(root=".", image_size=32, resize=64)
+    assert plain.train_resize_range is None
+    assert {round(_stripe_period(plain.transform(True)(stripes))) for _ in range(10)} == {4}
+
+
+@pytest.mark.parametrize("options", [{"scale_jitter": (1.5, 1.0)}, {"scale_jitter": (0.0, 1.0)}, {"resize": None}])
+def test_bad_scale_jitter_is_explained(options):
+    with pytest.raises(ValueError, match="scale_jitter needs resize"):
+        FolderDataModule(root=".", image_size=32, **{"resize": 64, "scale_jitter": (1.0, 2.0), **options})

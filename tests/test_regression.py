@@ -8,7 +8,7 @@ import torch
 from colorlab.approaches.regression import RegressionColorizer
 from colorlab.color import ab_gamut_bins, normalize_ab, quantize_ab
 from colorlab.data.prior import save_prior
-from colorlab.losses import DeltaE00Loss
+from colorlab.losses import ColorLoss, DeltaE00Loss, pixel_loss
 from colorlab.metrics import delta_e_ciede2000
 from colorlab.models.simple_cnn import SimpleCNN
 from colorlab.models.unet import TimmUNet, UNet
@@ -74,7 +74,7 @@ def test_rebalancing_weighs_a_rare_colour_above_a_common_one(rgb_uint8, tmp_path
     prior[gray] = 1.0  # a training set of almost only gray pixels
     module = RegressionColorizer(UNet(base_channels=4, depth=1), prior_path=str(save_prior(prior, tmp_path / "p.npy")))
     module.setup("fit")
-    assert module.bin_weights[red] > 5 * module.bin_weights[gray]
+    assert module.criterion.bin_weights[red] > 5 * module.criterion.bin_weights[gray]
     # the same ab error costs more on a red pixel than on a gray one
     L = torch.zeros(1, 1, 1, 2)
     target = normalize_ab(torch.tensor([[[[0.0, 60.0]], [[0.0, 40.0]]]]))
@@ -97,3 +97,12 @@ def test_rebalanced_regression_overfits_and_checkpoints_without_the_prior(rgb_ui
 def test_lab_only_options_refuse_other_target_spaces(option):
     with pytest.raises(ValueError, match="needs target_space lab"):
         RegressionColorizer(UNet(base_channels=4, depth=1, out_channels=3), target_space="rgb", **option)
+
+
+@pytest.mark.parametrize("name", ["l1", "mse", "huber"])
+def test_colour_loss_without_a_prior_is_the_plain_pixel_loss(name):
+    # what the restoration and VAE modules computed before they shared ColorLoss
+    pred, target = torch.rand(2, 2, 5, 6) * 2 - 1, torch.rand(2, 2, 5, 6) * 2 - 1
+    losses = ColorLoss(name)(torch.zeros(2, 1, 5, 6), pred, target)
+    assert set(losses) == {"loss"}
+    assert torch.allclose(losses["loss"], pixel_loss(name)(pred, target))

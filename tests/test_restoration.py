@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from colorlab.approaches.restoration import RestoreColorizer, RestoreThenColorize
-from colorlab.color import lab_batch, rgb_to_gray_l, uint8_to_float
+from colorlab.color import ab_gamut_bins, lab_batch, rgb_to_gray_l, uint8_to_float
 from colorlab.data.degrade import Degrade, GaussianBlur, GaussianNoise
+from colorlab.data.prior import save_prior
 from colorlab.metrics import colorization_metrics
 from colorlab.models.blocks import output_head
 from colorlab.models.unet import UNet
@@ -150,3 +151,17 @@ def test_bad_configurations_are_explained():
         _two_stage(train_stages=[])
     with pytest.raises(ValueError, match="3 channels"):
         RestoreColorizer(UNet(out_channels=2, base_channels=4, depth=1)).predict_lab(torch.zeros(1, 1, 8, 8))
+
+
+def test_rebalanced_delta_e00_on_ab_overfits_and_reads_its_prior_when_fitting(rgb_uint8, degraded, tmp_path):
+    torch.manual_seed(0)
+    prior = torch.rand(len(ab_gamut_bins())) + 0.01
+    module = RestoreColorizer(UNet(out_channels=3, base_channels=8, depth=2), optimizer=_adam(), ab_loss="delta_e00",
+                              prior_path=str(save_prior(prior, tmp_path / "p.npy")), rebalance_lambda=0.7)  # fmt: skip
+    assert torch.all(module.ab_criterion.bin_weights == 1)  # not read until fitting starts
+    ab_losses = fit_fixed_batch(module, rgb_uint8, steps=50, key="train/loss_ab", extra={"input_rgb": degraded})
+    assert not torch.all(module.ab_criterion.bin_weights == 1)
+    assert sum(ab_losses[-5:]) / 5 < 0.6 * sum(ab_losses[:5]) / 5, ab_losses
+    assert not any("bin_" in key for key in module.state_dict())  # rebuilt from the file, not saved
+    restored, degraded_error = _l_error(module, rgb_uint8, degraded)  # L keeps its own (L1) loss
+    assert restored < degraded_error, (restored, degraded_error)

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from colorlab.approaches.vae import KLSchedule, VAEColorizer
+from colorlab.color import ab_gamut_bins
+from colorlab.data.prior import save_prior
 from colorlab.models.vae_unet import VAEUNet
 from tests.helpers import fit_fixed_batch
 
@@ -56,9 +58,13 @@ def test_beta_is_logged_every_step(rgb_uint8):
 # ---- training -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss", ["l1", "mse"])
-def test_overfits_fixed_batch(loss, rgb_uint8):
-    module = tiny_vae(loss=loss, kl_schedule=KLSchedule("linear", beta_max=1e-3, warmup_steps=20))
+@pytest.mark.parametrize("loss", ["l1", "mse", "delta_e00+prior"])
+def test_overfits_fixed_batch(loss, rgb_uint8, tmp_path):
+    options = {"loss": loss}
+    if loss == "delta_e00+prior":  # the rebalanced CIEDE2000 reconstruction loss
+        prior = torch.rand(len(ab_gamut_bins()), generator=torch.Generator().manual_seed(0)) + 0.01
+        options = {"loss": "delta_e00", "prior_path": str(save_prior(prior, tmp_path / "p.npy")), "rebalance_lambda": 0.7}
+    module = tiny_vae(**options, kl_schedule=KLSchedule("linear", beta_max=1e-3, warmup_steps=20))
     recon = fit_fixed_batch(module, rgb_uint8, steps=40, key="train/recon")
     assert len(recon) == 40
     assert sum(recon[-5:]) / 5 < 0.5 * sum(recon[:5]) / 5, recon

@@ -135,6 +135,7 @@ class AdversarialColorizer(ColorizationModule):
 
     def setup(self, stage: str) -> None:
         """Under DDP, let the strategy find the parameters a backward did not reach (see the module docstring)."""
+        super().setup(stage)
         strategy = self.trainer.strategy
         if isinstance(strategy, DDPStrategy):
             # Read when the strategy wraps the model, after this hook; an explicit user choice is kept.

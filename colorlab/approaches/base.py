@@ -35,6 +35,7 @@ from colorlab.color import float_to_uint8, l_to_gray_rgb
 from colorlab.colorizers.base import DeployableColorizer
 from colorlab.colorizers.loading import COLORIZER_CLASS_KEY, remap_legacy_keys
 from colorlab.guidance import HintMap
+from colorlab.losses import ColorLoss
 from colorlab.metrics import colorization_metrics
 from colorlab.models.blocks import pretrained_encoders
 from colorlab.runs.checkpoints import CheckpointError, allowed_globals, checkpoint_class_path, load_checkpoint
@@ -159,6 +160,13 @@ class ColorizationModule(L.LightningModule):
         return fitted.colorizers()
 
     # ---- training -----------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        """Before fitting, read the rebalancing weights of every colour loss from its prior file (not saved)."""
+        if stage == "fit":
+            for module in self.modules():
+                if isinstance(module, ColorLoss):
+                    module.load_prior()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.training_loss(batch)

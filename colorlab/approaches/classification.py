@@ -109,6 +109,7 @@ class ClassificationColorizer(ColorizationModule):
             head.bias.copy_(neutral_logits(centers, decode, temperature))
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage == "fit":
             self.class_weights.copy_(self.load_class_weights())
 

@@ -6,25 +6,21 @@ YCbCr or HSV (see :func:`colorlab.color.rgb_to_target`). The loss is computed in
 In every space a net output of 0 means the gray picture of the input (the neutral start, since nets
 start at 0): chroma targets are 0 for gray anyway; for ``rgb`` the net predicts the change from it.
 
-Against the sepia pull (a pixel loss is smallest for the desaturated average of the colours a gray value
-could have), ``prior_path`` weighs each pixel by how rare its true colour is: Zhang et al.'s class
-rebalancing, applied to regression (the weight of the pixel's nearest ab bin).
+Against the sepia pull, ``prior_path`` weighs each pixel by how rare its true colour is (Zhang et al.'s class
+rebalancing, applied to regression: :class:`colorlab.losses.ColorLoss`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
-from colorlab.color import TargetSpace, ab_gamut_bins, denormalize_ab, quantize_ab, rgb_to_target
+from colorlab.color import TargetSpace, rgb_to_target
 from colorlab.colorizers.regression import RegressionNet
-from colorlab.data.prior import class_weights
-from colorlab.losses import DeltaE00Loss, PixelLoss, pixel_loss
-
-RegressionLoss = PixelLoss | Literal["delta_e00"]
+from colorlab.losses import ColorLoss, ColorLossName
 
 
 class RegressionColorizer(ColorizationModule):
@@ -54,7 +50,7 @@ class RegressionColorizer(ColorizationModule):
     def __init__(
         self,
         net: nn.Module,
-        loss: RegressionLoss = "l1",
+        loss: ColorLossName = "l1",
         huber_delta: float = 0.1,
         target_space: TargetSpace = "lab",
         keep_input_l: bool = True,
@@ -68,28 +64,10 @@ class RegressionColorizer(ColorizationModule):
             if used and target_space != "lab":
                 raise ValueError(f"{option} needs target_space lab (ab bins, Lab units), got {target_space!r}")
         self.colorizer = RegressionNet(net, target_space, keep_input_l)
-        self.criterion = DeltaE00Loss() if loss == "delta_e00" else pixel_loss(loss, huber_delta, reduction="none")
-        self.prior_path = prior_path
-        self.rebalance_lambda = rebalance_lambda
-        self.prior_sigma = prior_sigma
-        if prior_path is not None:  # not saved: rebuilt from the prior file when fitting starts
-            self.register_buffer("bin_centers", ab_gamut_bins(), persistent=False)
-            self.register_buffer("bin_weights", torch.ones(len(self.bin_centers)), persistent=False)
-
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.prior_path is not None:
-            self.bin_weights.copy_(class_weights(self.prior_path, self.bin_centers, self.rebalance_lambda,
-                                                 self.prior_sigma))  # fmt: skip
+        self.criterion = ColorLoss(loss, huber_delta, prior_path, rebalance_lambda, prior_sigma)
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pred = self.colorizer.predict_target(self.model_input(batch))
         space = self.colorizer.target_space
         target = batch["ab"] if space == "lab" else rgb_to_target(batch["rgb"], space)
-        if isinstance(self.criterion, DeltaE00Loss):
-            per_pixel = self.criterion(batch["L"], pred, target)
-        else:
-            per_pixel = self.criterion(pred, target).mean(dim=1)
-        if self.prior_path is None:
-            return {"loss": per_pixel.mean()}
-        weights = self.bin_weights[quantize_ab(denormalize_ab(target), self.bin_centers)]
-        return {"loss": (weights * per_pixel).mean(), "unweighted_loss": per_pixel.mean()}
+        return self.criterion(batch["L"], pred, target)

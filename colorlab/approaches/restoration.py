@@ -22,7 +22,7 @@ from torch import nn
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.colorizers.restoration import RestorationNet, RestoreThenColorizeNet
-from colorlab.losses import PixelLoss, pixel_loss
+from colorlab.losses import ColorLoss, ColorLossName, PixelLoss, pixel_loss
 
 Stage = Literal["restore", "colorize"]
 
@@ -31,10 +31,15 @@ class _RestorationModule(ColorizationModule):
     """Shared by the restoration approaches: the loss on the restored L and on ab.
 
     Args:
-        loss: pixel loss for both L and ab: ``l1``, ``mse`` or ``huber``.
+        loss: pixel loss on L (and on ab unless ``ab_loss`` says otherwise): ``l1``, ``mse`` or ``huber``.
         huber_delta: where Huber switches from quadratic to linear (normalised units).
         l_weight: weight of the loss on the restored L.
         ab_weight: weight of the loss on ab.
+        ab_loss: the loss on ab (:class:`colorlab.losses.ColorLoss`): a pixel loss or ``delta_e00``; None is
+            ``loss``.
+        prior_path: ``.npy`` ab prior to rebalance the ab loss by colour rarity (None: every pixel alike).
+        rebalance_lambda: weight of the uniform distribution mixed into the prior.
+        prior_sigma: Gaussian smoothing of the prior over ab, in Lab units.
         **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
     """
 
@@ -46,17 +51,24 @@ class _RestorationModule(ColorizationModule):
         huber_delta: float = 0.1,
         l_weight: float = 1.0,
         ab_weight: float = 1.0,
+        ab_loss: ColorLossName | None = None,
+        prior_path: str | None = None,
+        rebalance_lambda: float = 0.5,
+        prior_sigma: float = 5.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.criterion = pixel_loss(loss, huber_delta)
+        self.ab_criterion = ColorLoss(ab_loss or loss, huber_delta, prior_path, rebalance_lambda, prior_sigma)
         self.l_weight = l_weight
         self.ab_weight = ab_weight
 
     def lab_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Unweighted pixel losses of the restored L (``loss_L``, unclamped) and ab (``loss_ab``) vs the truth."""
+        """The losses of the restored L (``loss_L``, unclamped) and of ab (``loss_ab``) against the truth,
+        before ``l_weight`` and ``ab_weight``."""
         L_out, ab = self.colorizer.forward_lab(self.model_input(batch))
-        return {"loss_L": self.criterion(L_out, batch["L"]), "loss_ab": self.criterion(ab, batch["ab"])}
+        return {"loss_L": self.criterion(L_out, batch["L"]),
+                "loss_ab": self.ab_criterion(batch["L"], ab, batch["ab"])["loss"]}  # fmt: skip
 
 
 class RestoreColorizer(_RestorationModule):

@@ -13,7 +13,7 @@ import torch
 
 from colorlab.approaches.base import ColorizationModule
 from colorlab.colorizers.generative import VAEPriorNet
-from colorlab.losses import PixelLoss, kl_divergence, pixel_loss
+from colorlab.losses import ColorLoss, ColorLossName, kl_divergence
 from colorlab.models.vae_unet import VAEUNet
 
 ScheduleKind = Literal["constant", "linear", "cyclical"]
@@ -87,8 +87,13 @@ class VAEColorizer(ColorizationModule):
 
     Args:
         net: the conditional VAE U-Net.
-        loss: reconstruction loss, ``l1``, ``mse`` or ``huber``.
+        loss: reconstruction loss (:class:`colorlab.losses.ColorLoss`): ``l1``, ``mse``, ``huber`` or
+            ``delta_e00``.
         kl_schedule: the KL weight per step (default: linear warm-up to 1 over 1000 steps).
+        prior_path: ``.npy`` ab prior to rebalance the reconstruction loss by colour rarity (None: every pixel
+            alike).
+        rebalance_lambda: weight of the uniform distribution mixed into the prior.
+        prior_sigma: Gaussian smoothing of the prior over ab, in Lab units.
         **kwargs: optimizer, scheduler, grid_images (see :class:`ColorizationModule`).
     """
 
@@ -98,13 +103,17 @@ class VAEColorizer(ColorizationModule):
     def __init__(
         self,
         net: VAEUNet,
-        loss: PixelLoss = "l1",
+        loss: ColorLossName = "l1",
         kl_schedule: KLSchedule | None = None,
+        prior_path: str | None = None,
+        rebalance_lambda: float = 0.5,
+        prior_sigma: float = 5.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.colorizer = VAEPriorNet(net)
-        self.criterion = pixel_loss(loss)
+        self.criterion = ColorLoss(loss, prior_path=prior_path, rebalance_lambda=rebalance_lambda,
+                                   prior_sigma=prior_sigma)  # fmt: skip
         self.kl_schedule = kl_schedule if kl_schedule is not None else KLSchedule()
 
     def sample(self, L: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -113,7 +122,7 @@ class VAEColorizer(ColorizationModule):
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pred, mu, logvar = self.net(self.model_input(batch), batch["ab"])
-        recon = self.criterion(pred, batch["ab"])
+        recon = self.criterion(batch["L"], pred, batch["ab"])["loss"]
         kl = kl_divergence(mu, logvar)
         beta = self.kl_schedule(self.global_step)
         return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "beta": torch.tensor(beta)}

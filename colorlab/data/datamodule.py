@@ -104,6 +104,9 @@ class LabDataModule(L.LightningDataModule):
         image_size: side of the square crops the model trains on.
         resize: resize the shorter side to this before cropping (None keeps the native scale).
         hflip: random horizontal flips for training.
+        scale_jitter: ``(low, high)``: each training photo's shorter side is drawn from ``resize`` times
+            ``[low, high]`` instead of being ``resize`` (scale augmentation: objects at more sizes than the
+            one the model is run at); validation, test and inference keep ``resize``. None: no jitter.
         num_workers: DataLoader worker processes per rank (0 decodes in the main process); ``auto`` picks them
             from the usable cores, the ranks sharing them and the accelerator (:func:`default_loader_workers`).
         pin_memory: pin host memory for faster GPU transfer; ``auto``: when training on a CUDA GPU.
@@ -118,6 +121,7 @@ class LabDataModule(L.LightningDataModule):
         image_size: int = 64,
         resize: int | None = None,
         hflip: bool = True,
+        scale_jitter: tuple[float, float] | None = None,
         num_workers: int | Literal["auto"] = 0,
         pin_memory: bool | Literal["auto"] = "auto",
         persistent_workers: bool = True,
@@ -128,6 +132,9 @@ class LabDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.resize = resize
         self.hflip = hflip
+        if scale_jitter is not None and (resize is None or not 0 < scale_jitter[0] <= scale_jitter[1]):
+            raise ValueError(f"scale_jitter needs resize and 0 < low <= high, got {scale_jitter} with resize {resize}")
+        self.scale_jitter = scale_jitter
         self.workers_choice = num_workers
         self.pin_memory_choice = pin_memory
         self.persistent_workers_choice = persistent_workers
@@ -160,9 +167,17 @@ class LabDataModule(L.LightningDataModule):
         """Keep workers alive between epochs (only when there are workers)."""
         return self.persistent_workers_choice and self.num_workers > 0
 
+    @property
+    def train_resize_range(self) -> tuple[int, int] | None:
+        """The range of the training photos' shorter side under ``scale_jitter`` (None without it)."""
+        if self.scale_jitter is None or self.resize is None:
+            return None
+        return round(self.resize * self.scale_jitter[0]), round(self.resize * self.scale_jitter[1])
+
     def transform(self, train: bool):
         """The crop/flip pipeline for training or evaluation."""
-        return build_transform(self.image_size, train=train, resize=self.resize, hflip=self.hflip)
+        return build_transform(self.image_size, train=train, resize=self.resize, hflip=self.hflip,
+                               resize_range=self.train_resize_range)  # fmt: skip
 
     @abstractmethod
     def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
@@ -363,7 +378,8 @@ class FolderDataModule(LabDataModule):
         evaluation = self.transform(False)
         shrink = self.resize  # each photo is resized to this shorter side first: JPEGs may decode smaller
         val_set, test_set = ImageFiles(val, evaluation, min_side=shrink), ImageFiles(test, evaluation, min_side=shrink)
-        return ImageFiles(train, self.transform(True), min_side=shrink), val_set, test_set
+        train_shrink = self.train_resize_range[1] if self.train_resize_range else shrink
+        return ImageFiles(train, self.transform(True), min_side=train_shrink), val_set, test_set
 
 
 class CIFARDataModule(LabDataModule):

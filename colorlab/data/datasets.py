@@ -40,10 +40,20 @@ class _MinSide(torch.nn.Module):
         return v2.functional.resize(img, self.size, antialias=True)
 
 
-def build_transform(image_size: int, train: bool, resize: int | None = None, hflip: bool = True) -> Transform:
+def build_transform(
+    image_size: int,
+    train: bool,
+    resize: int | None = None,
+    hflip: bool = True,
+    resize_range: tuple[int, int] | None = None,
+) -> Transform:
     """uint8 ``(3, H, W)`` -> ``(3, image_size, image_size)``: optional shorter-side resize, then a random
-    crop and flip for training or a center crop for evaluation."""
-    ops: list[torch.nn.Module] = [v2.Resize(resize, antialias=True)] if resize else []
+    crop and flip for training or a center crop for evaluation. ``resize_range`` (training only) draws the
+    shorter side uniformly from ``[low, high]`` per picture instead of ``resize``."""
+    if train and resize_range is not None:
+        ops: list[torch.nn.Module] = [v2.RandomResize(resize_range[0], resize_range[1] + 1, antialias=True)]
+    else:
+        ops = [v2.Resize(resize, antialias=True)] if resize else []
     ops.append(_MinSide(image_size))
     if train:
         ops.append(v2.RandomCrop(image_size))
