@@ -111,3 +111,23 @@ def test_colorize_any_size_and_bad_latent():
     assert module.sample(L, 2).shape == (2, 2, 2, 37, 53)
     with pytest.raises(ValueError, match="z must have shape"):
         module.net.decode(L, torch.zeros(2, 3))
+
+
+def test_a_timm_encoder_u_net_trains_and_z_reaches_its_output(rgb_uint8, lab_batch_32):
+    # the ImageNet EfficientNet-Lite0 pyramid of unet_effnet (random weights here: no file needed)
+    torch.manual_seed(0)
+    net = VAEUNet(latent_dim=8, encoder_name="efficientnet_lite0", decoder_channels=(32, 24, 16, 16, 8),
+                  encoder_kwargs={"frozen_stages": 3})  # fmt: skip
+    assert net.multiple == 32
+    module = VAEColorizer(net, kl_schedule=KLSchedule("constant", beta_max=1e-3),
+                          optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))  # fmt: skip
+    recon = fit_fixed_batch(module, rgb_uint8, steps=30, key="train/recon")
+    assert sum(recon[-5:]) / 5 < 0.6 * sum(recon[:5]) / 5, recon
+    module.eval()
+    L = torch.rand(2, 1, 45, 70) * 2 - 1
+    with torch.no_grad():
+        one, other = net.decode(L, torch.zeros(2, 8)), net.decode(L, torch.full((2, 8), 3.0))
+    assert one.shape == (2, 2, 45, 70)
+    assert (one - other).abs().mean() > 1e-4  # z is fed to every decoder stage, the full-resolution one too
+    with pytest.raises(ValueError, match="decoder_channels needs 5 entries"):
+        VAEUNet(encoder_name="efficientnet_lite0", decoder_channels=(16, 8))

@@ -15,12 +15,15 @@ already carry in full, so the decoder learns to ignore z and every sample looks 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from colorlab.models.blocks import (
     ConvEncoder,
     OutputHead,
+    TimmEncoder,
     UNetSkeleton,
     cat_channels,
     conv_norm_act,
@@ -64,7 +67,9 @@ class TransposedUpBlock(nn.Module):
 class VAEUNet(UNetSkeleton):
     """U-Net on L with a latent code z at the bottleneck and a recognition encoder for ``q(z | L, ab)``.
 
-    Both encoders are strided :class:`colorlab.models.blocks.ConvEncoder` pyramids with LeakyReLU.
+    The recognition encoder is a strided :class:`colorlab.models.blocks.ConvEncoder` pyramid with LeakyReLU;
+    so is the U-Net's, unless ``encoder_name`` names a timm pyramid (e.g. the ImageNet EfficientNet-Lite0,
+    as :class:`colorlab.models.unet.TimmUNet`: a last decoder stage at full resolution takes L as its skip).
 
     Args:
         in_channels: channels of the condition (1 for normalised L).
@@ -73,6 +78,11 @@ class VAEUNet(UNetSkeleton):
         depth: number of downsamplings (inputs are padded to a multiple of ``2**depth``).
         latent_dim: size of z.
         final_activation: ``tanh`` (ab in [-1, 1]), ``sigmoid`` or ``none``.
+        encoder_name: the U-Net's encoder as a timm ``features_only`` pyramid
+            (:class:`colorlab.models.blocks.TimmEncoder`); None: a ConvEncoder of ``base_channels``, ``depth``.
+        pretrained: load the timm encoder's local ImageNet weights.
+        encoder_kwargs: extra :class:`TimmEncoder` arguments, e.g. ``{frozen_stages: 3}``.
+        decoder_channels: with ``encoder_name``, the width of each decoder stage, deepest first (one per level).
     """
 
     def __init__(
@@ -83,22 +93,38 @@ class VAEUNet(UNetSkeleton):
         depth: int = 4,
         latent_dim: int = 64,
         final_activation: str | None = "tanh",
+        encoder_name: str | None = None,
+        pretrained: bool = False,
+        encoder_kwargs: dict[str, Any] | None = None,
+        decoder_channels: tuple[int, ...] = (128, 64, 48, 32, 16),
     ) -> None:
         widths = [base_channels * 2**i for i in range(depth + 1)]
+        if encoder_name is None:
+            encoder: nn.Module = ConvEncoder(in_channels, widths, downsample="stride", act="leaky_relu")
+            levels, skips, stages = widths[-1], widths[-2::-1], widths[-2::-1]
+        else:
+            encoder = TimmEncoder(encoder_name, pretrained, **(encoder_kwargs or {}))
+            if len(decoder_channels) != len(encoder.channels):
+                raise ValueError(f"decoder_channels needs {len(encoder.channels)} entries (one per encoder level)")
+            levels, skips, stages = encoder.channels[-1], [*encoder.channels[-2::-1], in_channels], decoder_channels
         super().__init__(
-            encoder=ConvEncoder(in_channels, widths, downsample="stride", act="leaky_relu"),
-            bottleneck=LatentInjection(widths[-1], latent_dim),
+            encoder=encoder,
+            bottleneck=LatentInjection(levels, latent_dim),
             decoder=[
-                TransposedUpBlock(widths[i + 1], widths[i], widths[i], latent_dim)
-                for i in reversed(range(depth))
+                TransposedUpBlock(i, s, o, latent_dim) for i, s, o in zip([levels, *stages[:-1]], skips, stages)
             ],
-            head=OutputHead(widths[0], out_channels, 1, final_activation),
+            head=OutputHead(stages[-1], out_channels, 1, final_activation),
         )
+        self.timm_encoder = encoder_name is not None
         self.latent_dim = latent_dim
         self.recognition = ConvEncoder(
             in_channels + out_channels, widths, downsample="stride", act="leaky_relu"
         )
         self.posterior_head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(widths[-1], 2 * latent_dim, 1))
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps, shallow to deep (a timm pyramid's led by the input, its full-resolution skip)."""
+        return [x, *self.encoder(x)] if self.timm_encoder else self.encoder(x)
 
     def posterior(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``q(z | L, ab)``: ``(B, 1, H, W)`` and ``(B, 2, H, W)`` -> ``(mu, logvar)``, each ``(B, latent_dim)``."""
