@@ -184,6 +184,18 @@ def test_validation_is_repeatable_training_is_fresh(photo_folder):
     assert not torch.equal(first["input_rgb"], second["input_rgb"])
 
 
+def test_degrading_training_inputs_only_leaves_evaluation_clean(photo_folder):
+    dm = _datamodule(photo_folder, degrade_evaluation=False)
+    dm.setup("fit")
+    dm.setup("test")
+    assert _diff(dm.train_set[0]["input_rgb"], dm.train_set[0]["rgb"]) > 3  # augmentation: a degraded input
+    for split in (dm.val_set, dm.test_set):  # scored on the clean picture: no L_input, the model reads L
+        batch = dm.on_after_batch_transfer({key: value[None] for key, value in split[0].items()}, 0)
+        assert "input_rgb" not in split[0] and "L_input" not in batch
+    with pytest.raises(ValueError, match="needs scale 1"):
+        _datamodule(photo_folder, degrade_evaluation=False, scale=2)
+
+
 def test_degradations_come_from_yaml(photo_folder):
     config = yaml.safe_load(
         f"""

@@ -54,6 +54,9 @@ class DegradedFolderDataModule(FolderDataModule):
         shuffle_degradations: apply them in a random order per image.
         scale: super-resolution factor: the input is the crop shrunk by ``scale`` and then degraded
             (``image_size`` must divide by it); 1 keeps the input at the crop's size.
+        degrade_evaluation: degrade the validation and test inputs too (restoration: the model is scored on
+            what it is for); False degrades the training inputs only, as augmentation for a colorizer that
+            is scored, and used, on clean photos.
         **kwargs: see :class:`FolderDataModule` (root, image_size, batch_size, seed...).
     """
 
@@ -62,10 +65,14 @@ class DegradedFolderDataModule(FolderDataModule):
         degradations: Sequence[Degradation] = (),
         shuffle_degradations: bool = False,
         scale: int = 1,
+        degrade_evaluation: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.degrade = Degrade(degradations, shuffle=shuffle_degradations)
+        if scale != 1 and not degrade_evaluation:
+            raise ValueError("degrade_evaluation: false needs scale 1 (a super-resolution model's input is small)")
+        self.degrade_evaluation = degrade_evaluation
         if scale < 1 or self.image_size % scale:
             raise ValueError(f"scale must be a positive integer dividing image_size {self.image_size}, "
                              f"got {scale}")  # fmt: skip
@@ -73,7 +80,10 @@ class DegradedFolderDataModule(FolderDataModule):
 
     def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
         train, val, test = super().build_datasets()
+        train_set = DegradedDataset(train, self.degrade, seed=None, scale=self.scale)
+        if not self.degrade_evaluation:
+            return train_set, val, test
         # Different offsets keep the validation and test degradations distinct.
         val_set = DegradedDataset(val, self.degrade, seed=self.seed, scale=self.scale)
         test_set = DegradedDataset(test, self.degrade, seed=self.seed + len(val), scale=self.scale)
-        return DegradedDataset(train, self.degrade, seed=None, scale=self.scale), val_set, test_set
+        return train_set, val_set, test_set
