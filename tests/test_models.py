@@ -390,3 +390,20 @@ def test_an_unfrozen_random_encoder_gets_its_own_group_name(tmp_path, rgb_uint8)
     trainer.fit(module, FixedBatchDataModule(rgb_uint8, steps_per_epoch=2))
     assert [names for _, names, _, _ in watch.rows] == [["net"], ["net"], ["net", "net_2"], ["net", "net_2"]]
     assert watch.rows[-1][2]  # the optimizer holds the encoder
+
+
+def test_a_run_saved_after_a_random_encoder_joined_resumes(tmp_path, rgb_uint8):
+    """Resuming rebuilds the optimizer in the layout it was saved in: the encoder as the later group "net_2", not
+    inside "net" (built that way, the saved state's two groups did not load into one)."""
+    module = _nogan(pretrained=False)
+    _trainer(tmp_path, 2, _Groups()).fit(module, FixedBatchDataModule(rgb_uint8, steps_per_epoch=2))
+    saved = module.trainer.optimizers[0].state_dict()["param_groups"]
+    resumed, watch = _nogan(pretrained=False), _Groups()
+    _trainer(tmp_path, 3, watch).fit(resumed, FixedBatchDataModule(rgb_uint8, steps_per_epoch=2),
+                                     ckpt_path=str(tmp_path / "last.ckpt"), weights_only=False)  # fmt: skip
+    assert [(epoch, names, holds) for epoch, names, holds, _ in watch.rows] == [
+        (2, ["net", "net_2"], True), (2, ["net", "net_2"], True),
+    ]  # fmt: skip
+    groups = resumed.trainer.optimizers[0].param_groups
+    assert [len(g["params"]) for g in groups] == [len(g["params"]) for g in saved]
+    assert groups[1]["warmup_done"] == 4  # its warm-up state came back with it

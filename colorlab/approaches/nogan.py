@@ -184,9 +184,16 @@ class NoGANColorizer(AdversarialColorizer):
     def configure_optimizers(self) -> Any:
         # Freeze here, not in setup: under DDP the net is wrapped before this hook, so the encoder is
         # registered for gradient sync and its gradients are averaged once it unfreezes.
-        if self.unfreeze_at_epoch is not None:
-            self.generator.set_encoder_trainable(self._encoder_trainable_at_start)
-        return super().configure_optimizers()
+        if self.unfreeze_at_epoch is None:
+            return super().configure_optimizers()
+        self.generator.set_encoder_trainable(self.encoder_trainable_at(0))
+        configs = super().configure_optimizers()
+        if self._encoder_trainable_at_start and not self.encoder_trainable_at(0):
+            # Resumed after a mid-run unfreeze: the encoder joins as the later group it was when saved, so the
+            # saved optimizer state (loaded after this hook) fits the rebuilt optimizer group by group.
+            self.generator.set_encoder_trainable(True)
+            self.add_trainable_parameters(configs[0]["optimizer"], self.generator)
+        return configs
 
     def on_train_epoch_start(self) -> None:
         if self.unfreeze_at_epoch is None:
