@@ -299,8 +299,9 @@ def chain_ckpts(tmp_path_factory: pytest.TempPathFactory, tiny_photos: Path) -> 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_MODE", "disabled")
         restore = fit_tiny(root, "rc", "restore_colorize.yaml", [
-            "--model.init_args.net.init_args.base_channels=4", "--model.init_args.net.init_args.depth=2",
-            "--data.init_args.resize=40"], tiny_photos)  # fmt: skip
+            "--model.init_args.net.init_args.pretrained=false", "--model.init_args.net.init_args.decoder_channels=[8,8,8,8,8]",
+            f"--model.init_args.prior_path={REPO / 'priors/zhang_photos.npy'}", "--data.init_args.resize=40"],
+            tiny_photos)  # fmt: skip
         upscale = fit_tiny(root, "up", "upscale_x2.yaml", ["--model.init_args.net.init_args.num_block=1",
                            "--model.init_args.net.init_args.num_feat=8"], tiny_photos)  # fmt: skip
     return {"restore_colorize": restore, "upscale": upscale}
