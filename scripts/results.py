@@ -16,7 +16,8 @@ interrupted (killed, or the machine went away) continues from its last checkpoin
 ``runs/results-logs/<name>-seed<seed>.json``. The evaluation is reused too while the checkpoints it
 scored are unchanged, so a rerun with nothing changed only rewrites the table, grid and plot.
 
-Protocol (``experiments/results/photos_protocol.yaml``, ``photos_protocol_degraded.yaml`` for restoration): train
+Protocol (``experiments/results/photos_protocol.yaml``; ``photos_protocol_degraded.yaml`` for the experiments on the
+degraded data module: restoration, and ``unet_effnet``'s degraded-input augmentation): train
 on ``$COLORLAB_DATA/train`` minus a seeded 10 % that validates every 200 steps and picks the checkpoint by the
 YAML's own selection metric, for a fixed number of optimizer steps (the budget, ``--steps``) at 128 px, batch
 16. A step budget, not a time budget, so the same rows come out on a laptop or a GPU, and on a busy machine.
