@@ -1,8 +1,8 @@
 """Run experiment YAMLs, shrunk to a few steps at 32 px, under 2-process CPU DDP (gloo), one after another.
 
 ``python tests/ddp_run.py OUT CONFIG [CONFIG ...]``: Lightning's DDP launcher re-runs this script for rank 1,
-so both ranks run every experiment; each rank writes ``OUT/<stem>.rank<R>.json`` with what it returned.
-BigColor YAMLs also dump every rank's EMA weights (``OUT/<stem>.ema.rank<R>.pt``).
+so both ranks run every experiment; each rank writes ``OUT/<stem>.rank<R>.json`` with what it returned and
+``OUT/<stem>.weights.rank<R>.pt`` with its trained weights (every parameter; BigColor's whole EMA generator).
 """
 
 from __future__ import annotations
@@ -23,14 +23,17 @@ from tests.tiny_experiment import SIZE
 DDP = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
 
 
-class DumpEMA(Callback):
-    """Saves this rank's EMA generator weights when fitting ends."""
+class DumpWeights(Callback):
+    """Saves this rank's parameters (and the whole state of BigColor's EMA generator) when fitting ends."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def on_train_end(self, trainer, pl_module) -> None:
-        torch.save(pl_module.colorizer.generator.state_dict(), f"{self.path}.rank{trainer.global_rank}.pt")
+        weights = {name: p.detach().clone() for name, p in pl_module.named_parameters()}
+        if hasattr(pl_module, "ema"):
+            weights.update({f"ema.{k}": v.clone() for k, v in pl_module.colorizer.generator.state_dict().items()})
+        torch.save(weights, f"{self.path}.rank{trainer.global_rank}.pt")
 
 
 def tiny_overrides(config: Path, out: Path) -> list[str]:
@@ -57,13 +60,8 @@ def tiny_overrides(config: Path, out: Path) -> list[str]:
 def main(out: Path, configs: list[Path]) -> None:
     rank = int(os.environ.get("LOCAL_RANK", "0"))
     for config in configs:
-        argv = tiny_overrides(config, out) + DDP
-        if "BigColor" in config.read_text():
-            callback = {
-                "class_path": "tests.ddp_run.DumpEMA",
-                "init_args": {"path": str(out / f"{config.stem}.ema")},
-            }
-            argv.append(f"--trainer.callbacks={json.dumps([callback])}")
+        callback = {"class_path": "tests.ddp_run.DumpWeights", "init_args": {"path": str(out / f"{config.stem}.weights")}}
+        argv = [*tiny_overrides(config, out), *DDP, f"--trainer.callbacks+={json.dumps(callback)}"]
         results = run_experiment([str(config)], argv)
         (out / f"{config.stem}.rank{rank}.json").write_text(json.dumps(results))
 

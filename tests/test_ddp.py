@@ -53,6 +53,14 @@ def launch(args: list[str], cwd: Path, data: Path) -> subprocess.CompletedProces
     return result
 
 
+def assert_same_weights_on_both_ranks(out: Path, stem: str) -> None:
+    """The two ranks of a run written by tests/ddp_run.py ended with bitwise-equal weights."""
+    ranks = [torch.load(out / f"{stem}.weights.rank{r}.pt") for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys() and ranks[0], stem
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), f"{stem}: {key} differs between ranks"
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """5 real-photo crops in train/ and val/: an odd test set, so 2 ranks get uneven shares."""
@@ -112,10 +120,8 @@ def test_every_family_trains_validates_and_tests_under_ddp(tmp_path: Path, photo
         assert runs[0].version == ranks[0]["version"] == ranks[1]["version"]
     phases = RunFolder.runs_of(tmp_path / "runs", "nogan_stable")[0].phases
     assert list(phases["finished"]) == ["generator_64", "generator_128", "critic", "gan"]
-    ema = [torch.load(tmp_path / f"bigcolor_ema.ema.rank{r}.pt") for r in (0, 1)]
-    assert ema[0].keys() == ema[1].keys()
-    for key in ema[0]:
-        assert torch.equal(ema[0][key], ema[1][key]), f"EMA {key} differs between ranks"
+    for name in FAMILIES:  # BigColor's EMA generator included (its ema.* entries)
+        assert_same_weights_on_both_ranks(tmp_path, name)
 
 
 OTHERS = sorted(p for p in (REPO / "experiments").glob("*.yaml") if p.stem not in FAMILIES)
@@ -129,6 +135,7 @@ def test_every_other_experiment_yaml_runs_under_ddp(tmp_path: Path, photos: Path
         assert ranks[0]["test"] == ranks[1]["test"], config.stem
         runs = RunFolder.runs_of(tmp_path / "runs", ranks[0]["name"])
         assert len(runs) == 1 and runs[0].finished, (config.stem, [r.path for r in runs])
+        assert_same_weights_on_both_ranks(tmp_path, config.stem)
 
 
 @pytest.mark.slow
