@@ -331,6 +331,16 @@ class UpBlock(nn.Module):
         return self.conv(cat_channels([x, skip]))
 
 
+def input_skip_widths(
+    channels: Sequence[int], decoder_channels: Sequence[int], in_channels: int
+) -> tuple[list[int], list[int]]:
+    """For a pyramid whose shallowest level is already downsampled (a timm net's), the input and skip widths of
+    each decoder stage, deepest first, when the input itself is the last, full-resolution skip."""
+    if len(decoder_channels) != len(channels):
+        raise ValueError(f"decoder_channels needs {len(channels)} entries (one per encoder level)")
+    return [channels[-1], *decoder_channels[:-1]], [*channels[-2::-1], in_channels]
+
+
 class UNetSkeleton(nn.Module):
     """The one U-Net: pad -> encoder pyramid -> [bottleneck] -> decoder stages with skips -> head -> crop.
 
@@ -343,6 +353,8 @@ class UNetSkeleton(nn.Module):
         decoder: one stage per skip.
         head: the :class:`OutputHead` (possibly after other layers).
         bottleneck: optional module applied to the deepest features.
+        input_skip: the input itself leads the feature maps: the full-resolution skip of a pyramid whose first
+            level is already downsampled (see :func:`input_skip_widths`), so fine edges follow it.
     """
 
     def __init__(
@@ -351,17 +363,19 @@ class UNetSkeleton(nn.Module):
         decoder: Sequence[nn.Module],
         head: nn.Module,
         bottleneck: nn.Module | None = None,
+        input_skip: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.bottleneck = bottleneck
         self.decoder = nn.ModuleList(decoder)
         self.head = head
+        self.input_skip = input_skip
         self.multiple: int = encoder.multiple
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The encoder's feature maps, shallow to deep."""
-        return self.encoder(x)
+        """The feature maps, shallow to deep (led by the input itself with ``input_skip``)."""
+        return [x, *self.encoder(x)] if self.input_skip else self.encoder(x)
 
     def forward(self, x: torch.Tensor, *condition: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` for any H, W (and the condition, if any) -> ``(B, out_channels, H, W)``."""

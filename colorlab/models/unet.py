@@ -7,7 +7,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from colorlab.models.blocks import ConvEncoder, OutputHead, TimmEncoder, UNetSkeleton, UpBlock
+from colorlab.models.blocks import (
+    ConvEncoder,
+    OutputHead,
+    TimmEncoder,
+    UNetSkeleton,
+    UpBlock,
+    input_skip_widths,
+)
 from colorlab.models.features import ImageNetClassHead
 
 
@@ -97,21 +104,15 @@ class TimmUNet(UNetSkeleton):
     ) -> None:
         encoder = TimmEncoder(encoder_name, pretrained, weights_path, **(encoder_kwargs or {}))
         channels = encoder.channels
-        if len(decoder_channels) != len(channels):
-            raise ValueError(f"decoder_channels needs {len(channels)} entries (one per encoder level)")
-        skip_channels = [*channels[-2::-1], 1]
-        in_channels = [channels[-1], *decoder_channels[:-1]]
+        in_channels, skip_channels = input_skip_widths(channels, decoder_channels, 1)
         super().__init__(
             encoder=encoder,
             decoder=[UpBlock(*c) for c in zip(in_channels, skip_channels, decoder_channels)],
             head=OutputHead(decoder_channels[-1], out_channels, 1, final_activation),
             bottleneck=SemanticPrior(channels[-1], encoder_name, pretrained, weights_path) if semantic_prior else None,
+            input_skip=True,
         )
         self.set_encoder_trainable(not freeze_encoder)
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The input itself (the full-resolution skip) followed by the pyramid."""
-        return [x, *self.encoder(x)]
 
     def set_encoder_trainable(self, trainable: bool) -> None:
         """Freeze or unfreeze the encoder (frozen BatchNorm layers also stop updating statistics)."""

@@ -27,6 +27,7 @@ from colorlab.models.blocks import (
     UNetSkeleton,
     cat_channels,
     conv_norm_act,
+    input_skip_widths,
     pad_to_multiple,
 )
 
@@ -101,30 +102,24 @@ class VAEUNet(UNetSkeleton):
         widths = [base_channels * 2**i for i in range(depth + 1)]
         if encoder_name is None:
             encoder: nn.Module = ConvEncoder(in_channels, widths, downsample="stride", act="leaky_relu")
-            levels, skips, stages = widths[-1], widths[-2::-1], widths[-2::-1]
+            stages = widths[-2::-1]
+            ins, skips = [widths[-1], *stages[:-1]], stages
         else:
             encoder = TimmEncoder(encoder_name, pretrained, **(encoder_kwargs or {}))
-            if len(decoder_channels) != len(encoder.channels):
-                raise ValueError(f"decoder_channels needs {len(encoder.channels)} entries (one per encoder level)")
-            levels, skips, stages = encoder.channels[-1], [*encoder.channels[-2::-1], in_channels], decoder_channels
+            stages = list(decoder_channels)
+            ins, skips = input_skip_widths(encoder.channels, stages, in_channels)
         super().__init__(
             encoder=encoder,
-            bottleneck=LatentInjection(levels, latent_dim),
-            decoder=[
-                TransposedUpBlock(i, s, o, latent_dim) for i, s, o in zip([levels, *stages[:-1]], skips, stages)
-            ],
+            bottleneck=LatentInjection(ins[0], latent_dim),
+            decoder=[TransposedUpBlock(i, s, o, latent_dim) for i, s, o in zip(ins, skips, stages)],
             head=OutputHead(stages[-1], out_channels, 1, final_activation),
+            input_skip=encoder_name is not None,
         )
-        self.timm_encoder = encoder_name is not None
         self.latent_dim = latent_dim
         self.recognition = ConvEncoder(
             in_channels + out_channels, widths, downsample="stride", act="leaky_relu"
         )
         self.posterior_head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(widths[-1], 2 * latent_dim, 1))
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The encoder's feature maps, shallow to deep (a timm pyramid's led by the input, its full-resolution skip)."""
-        return [x, *self.encoder(x)] if self.timm_encoder else self.encoder(x)
 
     def posterior(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``q(z | L, ab)``: ``(B, 1, H, W)`` and ``(B, 2, H, W)`` -> ``(mu, logvar)``, each ``(B, latent_dim)``."""
