@@ -170,7 +170,7 @@ class LabDataModule(L.LightningDataModule):
     @property
     def train_resize_range(self) -> tuple[int, int] | None:
         """The range of the training photos' shorter side under ``scale_jitter`` (None without it)."""
-        if self.scale_jitter is None or self.resize is None:
+        if self.scale_jitter is None:  # the constructor made sure resize is set with it
             return None
         return round(self.resize * self.scale_jitter[0]), round(self.resize * self.scale_jitter[1])
 
