@@ -42,6 +42,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOL = "experiments/results/photos_protocol.yaml"
 DEGRADED = "experiments/results/photos_protocol_degraded.yaml"
@@ -101,11 +103,13 @@ def run_args(name: str, seed: int, steps: int | None) -> list[str]:
 
 
 def fingerprint(name: str, seed: int, steps: int | None) -> str:
-    """What a run depends on: its arguments, the text of every YAML they name, and the photo folder."""
+    """What a run depends on: its arguments, the content of every YAML they name, and the photo folder.
+
+    The YAMLs count by what they parse to, so editing a comment or the layout does not retrain a run."""
     args = run_args(name, seed, steps)
     files = [args[i + 1] for i, arg in enumerate(args) if arg == "--config"]
-    payload = {"args": args, "yamls": {f: (REPO / f).read_text() for f in files}, "photos": photos()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    payload = {"args": args, "yamls": {f: yaml.safe_load((REPO / f).read_text()) for f in files}, "photos": photos()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def read_record(name: str, seed: int) -> dict:

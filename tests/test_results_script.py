@@ -59,6 +59,8 @@ def test_an_unchanged_finished_run_is_reused_and_a_changed_input_retrains(script
         assert "--trainer.max_steps=20" in calls[-1]
         second = script.run("tiny", 42, 20)
         assert len(calls) == 2
+        (tmp_path / "experiments" / "tiny.yaml").write_text("# why the model is empty\nmodel:   {}\n")
+        assert script.run("tiny", 42, 20) == second and len(calls) == 2  # a comment is not a change
         (tmp_path / "experiments" / "tiny.yaml").write_text("model: {changed: 1}\n")  # the experiment changed
         assert script.run("tiny", 42, 20) != second and len(calls) == 3
         assert script.run("tiny", 42, 20, force=True) and len(calls) == 4  # --only forces a retrain
