@@ -102,13 +102,21 @@ def run_args(name: str, seed: int, steps: int | None) -> list[str]:
     return [*args, f"--seed_everything={seed}"]
 
 
+def parsed_yaml(path: Path) -> object:
+    """What ``path`` parses to; a clear exit, not a traceback, when it is not YAML."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        sys.exit(f"{path}: not valid YAML ({error})".replace("\n", " "))
+
+
 def fingerprint(name: str, seed: int, steps: int | None) -> str:
     """What a run depends on: its arguments, the content of every YAML they name, and the photo folder.
 
     The YAMLs count by what they parse to, so editing a comment or the layout does not retrain a run."""
     args = run_args(name, seed, steps)
     files = [args[i + 1] for i, arg in enumerate(args) if arg == "--config"]
-    payload = {"args": args, "yamls": {f: yaml.safe_load((REPO / f).read_text()) for f in files}, "photos": photos()}
+    payload = {"args": args, "yamls": {f: parsed_yaml(REPO / f) for f in files}, "photos": photos()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -69,6 +69,13 @@ def test_an_unchanged_finished_run_is_reused_and_a_changed_input_retrains(script
         assert len(calls) == 5
 
 
+def test_an_experiment_yaml_that_does_not_parse_stops_with_its_name(script, tmp_path: Path):
+    (tmp_path / "experiments" / "tiny.yaml").write_text("model: [unclosed\n")
+    with mock.patch.object(script.subprocess, "call") as call, pytest.raises(SystemExit, match="tiny.yaml: not valid YAML"):
+        script.run("tiny", 42, None)
+    call.assert_not_called()
+
+
 def test_a_damaged_record_or_a_failed_run_is_not_reused(script, tmp_path: Path):
     calls: list[list[str]] = []
     with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls)):
