@@ -102,18 +102,35 @@ def run_args(name: str, seed: int, steps: int | None) -> list[str]:
     return [*args, f"--seed_everything={seed}"]
 
 
-def parsed_yaml(path: Path) -> object:
-    """What ``path`` parses to; a clear exit, not a traceback, when it is not YAML."""
+def parsed_yaml(path: Path, including: tuple[Path, ...] = ()) -> object:
+    """What ``path`` parses to, each value naming a YAML file beside it (a nested config file, as jsonargparse
+    reads ``degradations: degradations/old_print.yaml``) replaced by that file's content; a clear exit, not a
+    traceback, when a file is not YAML or includes itself."""
+    if path.resolve() in including:
+        sys.exit(f"{path}: includes itself (through {' -> '.join(p.name for p in including)})")
     try:
-        return yaml.safe_load(path.read_text())
+        content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         sys.exit(f"{path}: not valid YAML ({error})".replace("\n", " "))
+    return _inlined(content, path.parent, (*including, path.resolve()))
+
+
+def _inlined(value: object, folder: Path, including: tuple[Path, ...]) -> object:
+    """``value`` with the nested YAML files it names (relative to ``folder``) parsed in place."""
+    if isinstance(value, dict):
+        return {key: _inlined(item, folder, including) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_inlined(item, folder, including) for item in value]
+    if isinstance(value, str) and value.endswith((".yaml", ".yml")) and (folder / value).is_file():
+        return parsed_yaml(folder / value, including)
+    return value
 
 
 def fingerprint(name: str, seed: int, steps: int | None) -> str:
     """What a run depends on: its arguments, the content of every YAML they name, and the photo folder.
 
-    The YAMLs count by what they parse to, so editing a comment or the layout does not retrain a run."""
+    The YAMLs count by what they parse to, nested files included, so editing a comment or the layout, or moving
+    a list into a shared file, does not retrain a run, while editing the shared file does."""
     args = run_args(name, seed, steps)
     files = [args[i + 1] for i, arg in enumerate(args) if arg == "--config"]
     payload = {"args": args, "yamls": {f: parsed_yaml(REPO / f) for f in files}, "photos": photos()}

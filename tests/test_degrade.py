@@ -218,3 +218,18 @@ def test_degradations_come_from_yaml(photo_folder):
     noise, jpeg = dm.degrade.degradations
     assert isinstance(noise, GaussianNoise) and noise.p == 0.5 and noise.sigma == (5.0, 25.0)
     assert isinstance(jpeg, JPEG) and jpeg.quality == (30.0, 30.0)
+
+
+def test_the_experiments_share_one_degradation_list_read_beside_their_yaml(tmp_path, monkeypatch):
+    from colorlab.training.config import load_config
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    monkeypatch.chdir(tmp_path)  # the nested file is found beside the experiment YAML, not in the working folder
+    shared = yaml.safe_load((experiments / "degradations" / "old_print.yaml").read_text())
+    for name in ("unet_effnet", "restore_colorize", "restore_then_colorize"):
+        degradations = load_config([experiments / f"{name}.yaml"])["data.init_args.degradations"]
+        assert [d["class_path"] for d in degradations] == [d["class_path"] for d in shared], name
+        assert len(degradations) == 8 and degradations[-1]["init_args"]["quality"] == [30, 80], name
+    upscale = [load_config([experiments / f"upscale_x{s}.yaml"])["data.init_args.degradations"] for s in (2, 4)]
+    assert upscale[0] == upscale[1] and [d["class_path"].rsplit(".", 1)[1] for d in upscale[0]] == [
+        "GaussianBlur", "GaussianNoise", "JPEG"]  # fmt: skip

@@ -76,6 +76,28 @@ def test_an_experiment_yaml_that_does_not_parse_stops_with_its_name(script, tmp_
     call.assert_not_called()
 
 
+def test_a_list_moved_to_a_shared_file_is_the_same_run_and_editing_that_file_retrains(script, tmp_path: Path):
+    experiments = tmp_path / "experiments"
+    (experiments / "tiny.yaml").write_text("data:\n  degradations:\n  - {class_path: Blur, init_args: {p: 0.4}}\n")
+    calls: list[list[str]] = []
+    with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls)):
+        first = script.run("tiny", 42, None)
+        (experiments / "shared").mkdir()
+        (experiments / "shared" / "old.yaml").write_text("# shared\n- class_path: Blur\n  init_args: {p: 0.4}\n")
+        (experiments / "tiny.yaml").write_text("data:\n  degradations: shared/old.yaml\n")
+        assert script.run("tiny", 42, None) == first and len(calls) == 1  # the same list, now in a shared file
+        (experiments / "shared" / "old.yaml").write_text("- class_path: Blur\n  init_args: {p: 0.9}\n")
+        assert script.run("tiny", 42, None) != first and len(calls) == 2  # the shared file changed
+
+
+def test_a_yaml_that_includes_itself_stops_with_a_clear_message(script, tmp_path: Path):
+    (tmp_path / "experiments" / "tiny.yaml").write_text("data: {degradations: loop.yaml}\n")
+    (tmp_path / "experiments" / "loop.yaml").write_text("again: tiny.yaml\n")
+    with mock.patch.object(script.subprocess, "call") as call, pytest.raises(SystemExit, match="tiny.yaml: includes itself"):
+        script.run("tiny", 42, None)
+    call.assert_not_called()
+
+
 def test_a_damaged_record_or_a_failed_run_is_not_reused(script, tmp_path: Path):
     calls: list[list[str]] = []
     with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls)):
