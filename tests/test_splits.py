@@ -63,6 +63,21 @@ def test_max_images_shrinks_train_only(tmp_path: Path):
     assert _names(small.val_set) == _names(full.val_set) and _names(small.test_set) == _names(full.test_set)
 
 
+def test_max_images_draws_from_every_source_not_the_first_names(tmp_path: Path):
+    root = _photo_tree(tmp_path, n_train=60, n_test=2)  # train_000-029 stand for one source, 030-059 another
+
+    def subset(seed: int, n: int | None = 12) -> set[str]:
+        dm = FolderDataModule(root=str(root), image_size=8, max_images=n, seed=seed)
+        dm.setup("fit")
+        return _names(dm.train_set)
+
+    drawn = subset(0)
+    assert len(drawn) == 12 and {n < "train_030" for n in drawn} == {True, False}  # both halves
+    assert subset(0) == drawn and subset(1) != drawn  # seeded
+    with pytest.raises(ValueError, match="max_images must be at least 1"):
+        subset(0, 0)
+
+
 def test_flat_folder_is_cut_three_ways(tmp_path: Path):
     for i in range(30):
         Image.fromarray(torch.full((8, 8, 3), i, dtype=torch.uint8).numpy()).save(tmp_path / f"{i:02d}.png")

@@ -82,6 +82,17 @@ def exact_shard_sampler(dataset: Dataset) -> Sampler | None:
     return UnrepeatedDistributedSamplerWrapper(SequentialSampler(dataset), shuffle=False)
 
 
+def seeded_subset(items: list, n: int | None, seed: int) -> list:
+    """At most ``n`` of ``items`` drawn with ``seed``, in their order; not the first ``n``, since a folder's
+    sorted names group its images by source."""
+    if n is not None and n < 1:
+        raise ValueError(f"max_images must be at least 1, got {n}")
+    if n is None or n >= len(items):
+        return items
+    keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n]
+    return [items[i] for i in sorted(keep.tolist())]
+
+
 def split_files(files: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
     """``files`` cut by :func:`seeded_split` into (kept, held out); the same seed and list give the same cut."""
     kept, held_out = seeded_split(len(files), fraction, seed)
@@ -301,7 +312,8 @@ class FolderDataModule(LabDataModule):
         test_subdir: test images below ``root`` when that folder exists (``photos/val`` is the test set).
         val_fraction: share of the training images held out (seeded) for validation.
         test_fraction: share of all images held out for test when there is no ``test_subdir``.
-        max_images: use at most this many training images (quick experiments; val and test are unchanged).
+        max_images: use at most this many training images, a seeded draw (quick experiments; val and test
+            are unchanged).
         **kwargs: see :class:`LabDataModule`.
     """
 
@@ -362,7 +374,7 @@ class FolderDataModule(LabDataModule):
         if len(pool) < 2:
             raise ValueError(f"need at least 2 readable training images under {root}, found {len(pool)}")
         train, val = split_files(pool, self.val_fraction, self.seed)
-        train = train[: self.max_images]
+        train = seeded_subset(train, self.max_images, self.seed)
         pool_dir = train_dir if train_dir.is_dir() else root
         self.split_sources = {
             "train": f"{pool_dir} minus the validation images",
@@ -391,7 +403,7 @@ class CIFARDataModule(LabDataModule):
         root: folder holding (or receiving) the CIFAR archive; defaults to ``$COLORLAB_DATA/cifar``.
         download: fetch the archive when missing (needs network; offline the error says what to put where).
         val_fraction: share of the train split held out for validation.
-        max_images: use at most this many training images.
+        max_images: use at most this many training images, a seeded draw.
         **kwargs: see :class:`LabDataModule` (``image_size`` defaults to 32).
     """
 
@@ -423,7 +435,7 @@ class CIFARDataModule(LabDataModule):
         train_data = open_cifar(self.variant, folder, train=True, download=self.download)
         test_data = open_cifar(self.variant, folder, train=False, download=self.download)
         train_idx, val_idx = seeded_split(len(train_data), self.val_fraction, self.seed)
-        train_idx = train_idx[: self.max_images]
+        train_idx = seeded_subset(train_idx, self.max_images, self.seed)
         self.split_sources = {
             "train": f"{self.variant} train split minus the validation images",
             "val": f"seeded {self.val_fraction:.0%} of the {self.variant} train split (seed {self.seed})",
