@@ -366,11 +366,19 @@ def verdict(rows: list[tuple[str, int, Path]], evaluation: dict) -> str:
             f"{' (' + ', '.join(f'`{n}`' for n in beating) + ')' if beating else ''}\n")  # fmt: skip
 
 
-def finished_rows(steps: int | None) -> list[tuple[str, int, Path]]:
+def finished_rows(steps: int | None, say_left_out: bool = False) -> list[tuple[str, int, Path]]:
     """(name, seed, folder) of every finished run of the current protocol and budget, in table order: a table
-    never mixes budgets or photo sets."""
-    return [(name, seed, folder) for name in [*HEADLINE, *STUDIES] for seed in SEEDS
-            if (folder := recorded_run(name, seed, steps if name in HEADLINE else None))]  # fmt: skip
+    never mixes budgets or photo sets. With ``say_left_out``, each recorded run left out is named, with why."""
+    rows = []
+    for name in [*HEADLINE, *STUDIES]:
+        for seed in SEEDS:
+            if folder := recorded_run(name, seed, steps if name in HEADLINE else None):
+                rows.append((name, seed, folder))
+            elif say_left_out and read_record(name, seed):
+                rerun = f"--only {name}" if name in HEADLINE else "--studies"
+                print(f"{name} seed {seed}: not in the table: it ran on other inputs (another budget, photo folder or "
+                      f"YAML content) or its checkpoint is gone; rerun it with {rerun}", flush=True)  # fmt: skip
+    return rows
 
 
 def learning_families(rows: list[tuple[str, int, Path]], evaluation: dict) -> list[str]:
@@ -418,7 +426,7 @@ def main() -> None:
                 run(name, SEEDS[1], args.steps)
     if args.train_only:
         return
-    rows = finished_rows(args.steps)
+    rows = finished_rows(args.steps, say_left_out=True)
     if not rows:
         sys.exit("no finished runs of this protocol and budget to report (see runs/results-logs/)")
     evaluation = evaluate(rows)

@@ -146,3 +146,16 @@ def test_every_family_that_beats_the_baselines_gets_a_second_seed(script, tmp_pa
     learning = {"a s42": {"learning": True}, "a s7": {"learning": True}, "b s42": {"learning": False},
                 f"c s42{script.BY_DELTA_E00}": {"learning": True}}  # fmt: skip
     assert script.learning_families(rows, {"learning": learning}) == ["a", "c"]
+
+
+def test_a_run_left_out_of_the_table_is_named_with_how_to_rerun_it(script, tmp_path: Path, capsys):
+    calls: list[list[str]] = []
+    with mock.patch.object(script.subprocess, "call", fake_experiment(tmp_path, calls)):
+        script.run("tiny", 42, None)
+    capsys.readouterr()
+    assert [name for name, _, _ in script.finished_rows(None, say_left_out=True)] == ["tiny"]
+    assert capsys.readouterr().out == ""  # nothing left out
+    (tmp_path / "experiments" / "results" / "p.yaml").write_text("trainer: {max_steps: 99}\n")  # the protocol changed
+    assert script.finished_rows(None, say_left_out=True) == []
+    out = capsys.readouterr().out
+    assert "tiny seed 42: not in the table" in out and "rerun it with --only tiny" in out
